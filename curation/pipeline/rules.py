@@ -1,0 +1,457 @@
+"""Rule-based quality filters for zh + en text (PIPELINE.md 1.2).
+
+Each rule is a small function over a precomputed `TextStats`, returning None (pass) or a reason.
+Every threshold is a field of `RuleConfig` (a curator-facing setting) with its source:
+
+- Gopher = Rae et al. 2021, "Scaling Language Models: Methods, Analysis & Insights from Training
+  Gopher", appendix A.1.1 (quality filter and repetition removal, table A1).
+- C4 = Raffel et al. 2020 (T5), section 2.2 "Colossal Clean Crawled Corpus".
+- FineWeb = Penedo et al. 2024, "The FineWeb Datasets", section 3 (custom filters).
+- "ours" = no published number fits (e.g. short SFT records, CJK adaptations); the reason is given.
+
+Counting unit: the CJK-aware token of textutil (a CJK character or a word), so the Gopher word
+rules apply to Chinese as character rules. Word-shape rules (mean word length, stop words) only
+make sense for space-separated languages and are skipped for CJK text.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from curation.pipeline import pii as pii_mod
+from curation.pipeline.base import RecordView, ScoreResult
+from curation.pipeline.textutil import _CJK, _TOKEN_RE, cjk_ratio, record_text_fields
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+# Kinds that hold whole documents; line-layout rules (bullets, short lines, terminal punctuation)
+# and the stop-word rule only make sense there (a QA answer or a dialogue turn is not a web page).
+DOCUMENT_KINDS = {"document"}
+
+
+@dataclass
+class RuleConfig:
+    """Thresholds of the rule filters; every field is a setting a curator may change per run."""
+
+    # --- length (Gopher: keep 50..100,000 words) ---
+    min_tokens: int = 50
+    max_tokens: int = 100_000
+    # ours: SFT records (qa, dialogue, mcq, pair) are legitimately short ("What is the dose?"), so
+    # Gopher's 50-word floor would drop most of them; 8 tokens drops empty / one-phrase records.
+    min_tokens_sft: int = 8
+    # --- word shape, non-CJK text only (Gopher: mean word length 3..10 characters) ---
+    min_mean_word_len: float = 3.0
+    max_mean_word_len: float = 10.0
+    # Gopher: at least 2 of these stop words (documents only).
+    min_stop_words: int = 2
+    # --- symbols / special characters ---
+    # Gopher: symbol-to-word ratio > 0.1 for "#" and ellipsis.
+    max_symbol_word_ratio: float = 0.1
+    # ours: share of non-space characters that are neither letters, digits, CJK nor common
+    # punctuation. Gopher has only the #/ellipsis ratio; BigScience ROOTS (Laurençon et al. 2022)
+    # used a tuned per-language special-character ratio; 0.3 keeps formulae and lab values.
+    max_special_char_ratio: float = 0.3
+    # Gopher: 80% of words must contain an alphabetic character (CJK characters count as letters).
+    min_alpha_token_ratio: float = 0.8
+    # --- line layout, documents only ---
+    max_bullet_lines_ratio: float = 0.9  # Gopher
+    max_ellipsis_lines_ratio: float = 0.3  # Gopher
+    # FineWeb: drop when fewer than 12% of lines end in terminal punctuation.
+    min_line_punct_ratio: float = 0.12
+    # FineWeb: drop when more than 67% of lines are short (<= 30 characters).
+    max_short_line_ratio: float = 0.67
+    short_line_chars: int = 30
+    # --- repetition (Gopher table A1) ---
+    max_dup_line_ratio: float = 0.3
+    max_dup_para_ratio: float = 0.3
+    max_dup_line_char_ratio: float = 0.2
+    max_dup_para_char_ratio: float = 0.2
+    # Gopher: character share of the most frequent 2/3/4-gram.
+    max_top_ngram_char_ratio: dict[int, float] = field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
+    # Gopher: character share of all duplicated 5..10-grams.
+    max_dup_ngram_char_ratio: dict[int, float] = field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    )
+    # ours: Gopher's n-gram rules count words; on CJK text our tokens are characters, and a
+    # Chinese word averages about 1.5 characters, so an n-word rule becomes a ceil(1.5 n)-char rule.
+    cjk_chars_per_word: float = 1.5
+    # --- mostly non-text (URLs, markup, boilerplate) ---
+    # ours: share of characters inside URLs / inside HTML or markdown markup. C4 and FineWeb have
+    # no single number for this; a page that is 20% links or 10% tags is navigation, not prose.
+    max_url_char_ratio: float = 0.2
+    max_markup_char_ratio: float = 0.1
+    # C4: pages containing "lorem ipsum" are dropped; lines mentioning javascript / cookie or
+    # privacy policies are boilerplate. ours: drop a document when over 30% of lines are such.
+    max_boilerplate_lines_ratio: float = 0.3
+    # --- toxic content (C4 drops any page holding a block-listed word: max 0) ---
+    max_toxic_hits: int = 0
+    toxic_words_en: str = str(DATA_DIR / "toxic_en.txt")
+    toxic_words_zh: str = str(DATA_DIR / "toxic_zh.txt")
+    # --- private information (PIPELINE 1.2: drop documents with private information) ---
+    max_pii_hits: int = 0
+    pii_types: tuple[str, ...] = pii_mod.PII_TYPES
+    # Rule names to skip entirely (e.g. ["pii"] when PII is redacted instead of dropped).
+    disabled: tuple[str, ...] = ()
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> "RuleConfig":
+        """Build from a JSON params dict; unknown keys are an error (a typo must not pass silently)."""
+        params = dict(params or {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(params) - known
+        if unknown:
+            raise ValueError(f"unknown rule settings {sorted(unknown)}; known: {', '.join(sorted(known))}")
+        cfg = cls()
+        for key, value in params.items():
+            current = getattr(cfg, key)
+            if isinstance(current, dict):
+                value = {int(k): float(v) for k, v in dict(value).items()}
+            elif isinstance(current, tuple):
+                value = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
+            elif isinstance(current, bool):
+                value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+            elif isinstance(current, int):
+                value = int(value)
+            elif isinstance(current, float):
+                value = float(value)
+            setattr(cfg, key, value)
+        return cfg
+
+    def as_params(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pii_types"] = list(self.pii_types)
+        d["disabled"] = list(self.disabled)
+        return d
+
+
+_WS_RE = re.compile(r"\s")
+_STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})  # Gopher's list
+_BULLETS = ("•", "●", "○", "■", "□", "▪", "-", "*", "·", "–", "—", "➢", "►")
+_ELLIPSIS = ("...", "…")
+# Terminal punctuation, en + zh (FineWeb lists the Latin ones; the CJK ones are ours).
+_TERMINAL = tuple('.!?"\'。！？；…」』”’)）:：') + ("...",)
+_URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_MARKUP_RE = re.compile(r"<[^<>\n]{1,200}>|\[[^\]\n]*\]\([^)\n]*\)|&[a-z]{2,8};|\{\{[^}]*\}\}")
+_BOILERPLATE_RE = re.compile(
+    r"lorem ipsum|javascript|cookie policy|uses cookies|privacy policy|terms of use|terms of service"
+    r"|all rights reserved|版权所有|隐私政策|使用条款|免责声明|点击这里|扫码关注|关注公众号",
+    re.IGNORECASE,
+)
+# Letters, digits, CJK, whitespace and the punctuation ordinary prose (and lab values) uses.
+_SPECIAL_CHAR_RE = re.compile(
+    f"[^\\w\\s{_CJK}" + re.escape(".,;:!?'\"()[]%/-+=<>°·，。；：！？、“”‘’（）《》【】—…~") + "]"
+)
+
+
+@dataclass
+class TextStats:
+    """Everything the rules read, computed once per text."""
+
+    n_tokens: int
+    is_cjk: bool
+    tokens: list[str]
+    lines: list[str]
+    paragraphs: list[str]
+    n_chars: int
+
+
+def _stats(text: str) -> TextStats:
+    toks = _TOKEN_RE.findall(text)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    return TextStats(
+        n_tokens=len(toks),
+        is_cjk=cjk_ratio(text) >= 0.3,
+        tokens=toks,
+        lines=lines,
+        paragraphs=paras,
+        n_chars=len(text),
+    )
+
+
+def _dup_fraction(items: list[str]) -> tuple[float, float]:
+    """(share of items that repeat an earlier one, share of characters in those repeats)."""
+    if not items:
+        return 0.0, 0.0
+    seen: set[str] = set()
+    dup_n = dup_chars = 0
+    total_chars = sum(len(i) for i in items) or 1
+    for item in items:
+        if item in seen:
+            dup_n += 1
+            dup_chars += len(item)
+        else:
+            seen.add(item)
+    return dup_n / len(items), dup_chars / total_chars
+
+
+def _top_ngram_char_ratio(toks: list[str], n: int, total_chars: int) -> float:
+    if len(toks) < n or not total_chars:
+        return 0.0
+    grams = Counter(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1))
+    gram, count = grams.most_common(1)[0]
+    if count < 2:
+        return 0.0
+    return count * sum(len(t) for t in gram) / total_chars
+
+
+def _dup_ngram_char_ratio(toks: list[str], n: int, total_chars: int) -> float:
+    """Share of token characters covered by n-grams that occur more than once (Gopher)."""
+    if len(toks) < n or not total_chars:
+        return 0.0
+    first: dict[tuple[str, ...], int] = {}
+    covered = bytearray(len(toks))
+    for i in range(len(toks) - n + 1):
+        g = tuple(toks[i : i + n])
+        j = first.setdefault(g, i)
+        if j != i:
+            covered[j : j + n] = b"\x01" * n
+            covered[i : i + n] = b"\x01" * n
+    return sum(len(t) for t, c in zip(toks, covered) if c) / total_chars
+
+
+@lru_cache(maxsize=16)
+def load_word_list(path: str) -> frozenset[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"toxic word list not found: {path} (setting toxic_words_en / toxic_words_zh)")
+    words = set()
+    for line in p.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip().lower()
+        if line:
+            words.add(line)
+    return frozenset(words)
+
+
+@lru_cache(maxsize=16)
+def _toxic_matchers(en_path: str, zh_path: str) -> tuple[re.Pattern | None, re.Pattern | None]:
+    en = sorted(load_word_list(en_path), key=len, reverse=True)
+    zh = sorted(load_word_list(zh_path), key=len, reverse=True)
+    en_re = re.compile(r"(?<![a-z0-9])(?:" + "|".join(map(re.escape, en)) + r")(?![a-z0-9])") if en else None
+    zh_re = re.compile("|".join(map(re.escape, zh))) if zh else None
+    return en_re, zh_re
+
+
+def toxic_hits(text: str, cfg: RuleConfig) -> list[str]:
+    en_re, zh_re = _toxic_matchers(cfg.toxic_words_en, cfg.toxic_words_zh)
+    low = text.lower()
+    hits: list[str] = []
+    if en_re is not None:
+        hits += en_re.findall(low)
+    if zh_re is not None:
+        hits += zh_re.findall(text)
+    return hits
+
+
+class RuleFilter:
+    """All rules over one text. `check` returns the list of failed rule names plus measures."""
+
+    # Order = priority of the reason stored on the Score (the first failing rule).
+    RULE_ORDER = (
+        "too_few_tokens",
+        "too_many_tokens",
+        "pii",
+        "toxic",
+        "special_chars",
+        "symbol_word_ratio",
+        "non_alpha_tokens",
+        "url_heavy",
+        "markup_heavy",
+        "boilerplate",
+        "mean_word_length",
+        "stop_words",
+        "bullet_lines",
+        "ellipsis_lines",
+        "line_punctuation",
+        "short_lines",
+        "dup_lines",
+        "dup_paragraphs",
+        "top_ngram_repetition",
+        "dup_ngram_repetition",
+    )
+
+    def __init__(self, cfg: RuleConfig | None = None):
+        self.cfg = cfg or RuleConfig()
+        unknown = set(self.cfg.disabled) - set(self.RULE_ORDER)
+        if unknown:
+            raise ValueError(f"unknown rules in 'disabled': {sorted(unknown)}")
+        # fail early on a missing list rather than on the first record
+        _toxic_matchers(self.cfg.toxic_words_en, self.cfg.toxic_words_zh)
+
+    def check(self, text: str, kind: str = "document", fields: list[str] | None = None) -> tuple[list[str], dict[str, Any]]:
+        """Failed rule names (priority order) and the measures behind them.
+
+        `fields`: for non-document kinds, the separate texts (question, answer, turns, options);
+        repetition is then judged inside each field, because an answer restating its question or
+        MCQ options sharing a stem is normal, while one answer repeating itself is not.
+        """
+        cfg = self.cfg
+        st = _stats(text)
+        failed: list[str] = []
+        m: dict[str, Any] = {"n_tokens": st.n_tokens, "cjk": st.is_cjk}
+        is_doc = kind in DOCUMENT_KINDS
+        off = set(cfg.disabled)
+
+        def fail(rule: str) -> None:
+            if rule not in off:
+                failed.append(rule)
+
+        min_tokens = cfg.min_tokens if is_doc else cfg.min_tokens_sft
+        if st.n_tokens < min_tokens:
+            fail("too_few_tokens")
+        if st.n_tokens > cfg.max_tokens:
+            fail("too_many_tokens")
+
+        if "pii" not in off:
+            spans = pii_mod.detect(text, cfg.pii_types)
+            m["pii"] = pii_mod.counts(spans)
+            if len(spans) > cfg.max_pii_hits:
+                fail("pii")
+        if "toxic" not in off:
+            hits = toxic_hits(text, cfg)
+            m["toxic"] = sorted(set(hits))[:10]
+            if len(hits) > cfg.max_toxic_hits:
+                fail("toxic")
+
+        non_space = (len(text) - len(_WS_RE.findall(text))) or 1
+        special = len(_SPECIAL_CHAR_RE.findall(text))
+        m["special_char_ratio"] = round(special / non_space, 4)
+        if special / non_space > cfg.max_special_char_ratio:
+            fail("special_chars")
+        n_words = max(st.n_tokens, 1)
+        symbols = text.count("#") + text.count("...") + text.count("…")
+        m["symbol_word_ratio"] = round(symbols / n_words, 4)
+        if symbols / n_words > cfg.max_symbol_word_ratio:
+            fail("symbol_word_ratio")
+        if st.tokens:
+            alpha = sum(1 for t in st.tokens if any(c.isalpha() for c in t))
+            m["alpha_token_ratio"] = round(alpha / len(st.tokens), 4)
+            if alpha / len(st.tokens) < cfg.min_alpha_token_ratio:
+                fail("non_alpha_tokens")
+
+        n_chars = max(st.n_chars, 1)
+        url_chars = sum(len(u) for u in _URL_RE.findall(text))
+        markup_chars = sum(len(u) for u in _MARKUP_RE.findall(text))
+        m["url_char_ratio"] = round(url_chars / n_chars, 4)
+        m["markup_char_ratio"] = round(markup_chars / n_chars, 4)
+        if url_chars / n_chars > cfg.max_url_char_ratio:
+            fail("url_heavy")
+        if markup_chars / n_chars > cfg.max_markup_char_ratio:
+            fail("markup_heavy")
+        if st.lines:
+            if "lorem ipsum" in text.lower():
+                fail("boilerplate")
+            else:
+                bp = sum(1 for ln in st.lines if _BOILERPLATE_RE.search(ln)) / len(st.lines)
+                m["boilerplate_lines_ratio"] = round(bp, 4)
+                if bp > cfg.max_boilerplate_lines_ratio:
+                    fail("boilerplate")
+
+        if not st.is_cjk and st.tokens:
+            words = [t for t in st.tokens if any(c.isalpha() for c in t)] or st.tokens
+            mean_len = sum(len(w) for w in words) / len(words)
+            m["mean_word_len"] = round(mean_len, 3)
+            if not cfg.min_mean_word_len <= mean_len <= cfg.max_mean_word_len:
+                fail("mean_word_length")
+            if is_doc:
+                stop = sum(1 for t in st.tokens if t.lower() in _STOP_WORDS)
+                m["stop_words"] = stop
+                if stop < cfg.min_stop_words:
+                    fail("stop_words")
+
+        if is_doc and st.lines:
+            n_lines = len(st.lines)
+            bullets = sum(1 for ln in st.lines if ln.startswith(_BULLETS)) / n_lines
+            ellipsis = sum(1 for ln in st.lines if ln.endswith(_ELLIPSIS)) / n_lines
+            punct = sum(1 for ln in st.lines if ln.endswith(_TERMINAL)) / n_lines
+            short = sum(1 for ln in st.lines if len(ln) <= cfg.short_line_chars) / n_lines
+            m.update(
+                bullet_lines_ratio=round(bullets, 4),
+                ellipsis_lines_ratio=round(ellipsis, 4),
+                line_punct_ratio=round(punct, 4),
+                short_line_ratio=round(short, 4),
+            )
+            if bullets > cfg.max_bullet_lines_ratio:
+                fail("bullet_lines")
+            if ellipsis > cfg.max_ellipsis_lines_ratio:
+                fail("ellipsis_lines")
+            if punct < cfg.min_line_punct_ratio:
+                fail("line_punctuation")
+            # one- or two-line documents have no "layout" to judge
+            if n_lines >= 3 and short > cfg.max_short_line_ratio:
+                fail("short_lines")
+
+        units = [text] if is_doc or not fields else fields
+        worst: dict[str, float] = {}
+        for unit in units:
+            u_lines = [ln.strip() for ln in unit.splitlines() if ln.strip()] if unit is not text else st.lines
+            u_paras = [p.strip() for p in re.split(r"\n\s*\n", unit) if p.strip()] if unit is not text else st.paragraphs
+            u_toks = _TOKEN_RE.findall(unit) if unit is not text else st.tokens
+            dl, dlc = _dup_fraction(u_lines)
+            dp, dpc = _dup_fraction(u_paras)
+            worst["dup_line_ratio"] = max(worst.get("dup_line_ratio", 0.0), dl)
+            worst["dup_line_char_ratio"] = max(worst.get("dup_line_char_ratio", 0.0), dlc)
+            if dl > cfg.max_dup_line_ratio or dlc > cfg.max_dup_line_char_ratio:
+                fail("dup_lines")
+            if dp > cfg.max_dup_para_ratio or dpc > cfg.max_dup_para_char_ratio:
+                fail("dup_paragraphs")
+            # Gopher judges repetition on documents that passed its 50-word floor; on shorter texts
+            # a single repeated phrase (an MCQ stem, a drug name) already exceeds the ratios.
+            if len(u_toks) < cfg.min_tokens:
+                continue
+            tok_chars = sum(len(t) for t in u_toks)
+            scale = cfg.cjk_chars_per_word if st.is_cjk else 1.0
+            for n, limit in sorted(cfg.max_top_ngram_char_ratio.items()):
+                n_eff = math.ceil(n * scale)
+                r = _top_ngram_char_ratio(u_toks, n_eff, tok_chars)
+                if r > limit:
+                    m["top_ngram"] = {"n": n_eff, "ratio": round(r, 4)}
+                    fail("top_ngram_repetition")
+                    break
+            for n, limit in sorted(cfg.max_dup_ngram_char_ratio.items()):
+                n_eff = math.ceil(n * scale)
+                r = _dup_ngram_char_ratio(u_toks, n_eff, tok_chars)
+                if r > limit:
+                    m["dup_ngram"] = {"n": n_eff, "ratio": round(r, 4)}
+                    fail("dup_ngram_repetition")
+                    break
+        m.update({k: round(v, 4) for k, v in worst.items()})
+
+        order = {name: i for i, name in enumerate(self.RULE_ORDER)}
+        failed = sorted(set(failed), key=order.__getitem__)
+        return failed, m
+
+    def __call__(self, text: str, kind: str = "document") -> bool | tuple[bool, str]:
+        """datatrove-style verdict: True, or (False, first failing rule)."""
+        failed, _ = self.check(text, kind)
+        return True if not failed else (False, failed[0])
+
+
+class RulesScorer:
+    """Per-record scorer: value = number of failed rules; reason = the first (highest-priority) one."""
+
+    name = "rules"
+    version = "1"
+
+    def __init__(self, cfg: RuleConfig | None = None):
+        self.filter = RuleFilter(cfg)
+
+    def score_batch(self, records: list[RecordView]) -> list[ScoreResult]:
+        out = []
+        for rec in records:
+            fields = record_text_fields(rec.content, rec.kind) if rec.content else None
+            failed, measures = self.filter.check(rec.text, rec.kind, fields)
+            out.append(
+                ScoreResult(
+                    value=float(len(failed)),
+                    keep=not failed,
+                    reason=failed[0] if failed else "",
+                    detail={"failed": failed, "measures": measures},
+                )
+            )
+        return out

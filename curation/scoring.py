@@ -1,0 +1,161 @@
+"""The scorer registry and the job that runs a per-record scorer over a dataset.
+
+A scorer registers a factory; `scorer_run_start` creates a ScorerRun and one job per id-range
+shard (so several workers share a large dataset). Each job loads records in bounded batches as
+RecordViews, calls `score_batch`, and stores Scores + its cursor in one transaction, so a job
+resumed after a crash neither redoes nor loses a batch. Corpus-level blocks (MinHash, decontam)
+register a `corpus_handler` instead and do their own passes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from django.db import transaction
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from curation.pipeline.base import RecordView
+from medstudio.audit.services import audit_log
+from medstudio.datasets.models import Dataset, Record
+from medstudio.jobs.context import JobContext, JobFailed
+from medstudio.jobs.registry import job_handler
+
+from .models import ScorerRun, Score
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    name: str
+    factory: Callable[[dict], Any] | None
+    queue: str = "cpu"
+    description: str = ""
+    params_schema: dict = field(default_factory=dict)
+    corpus_handler: Callable[[JobContext, ScorerRun, Any], dict | None] | None = None
+    batch_size: int = 256
+    kinds: tuple[str, ...] = ()  # dataset kinds it applies to; empty = all
+
+
+_SCORERS: dict[str, ScorerSpec] = {}
+
+
+def register_scorer(name: str, factory: Callable[[dict], Any] | None = None, *, queue: str = "cpu",
+                    description: str = "", params_schema: dict | None = None, corpus_handler=None,
+                    batch_size: int = 256, kinds: tuple[str, ...] = ()) -> ScorerSpec:
+    if factory is None and corpus_handler is None:
+        raise ValueError("a scorer needs a factory or a corpus_handler")
+    spec = ScorerSpec(name=name, factory=factory, queue=queue, description=description,
+                      params_schema=params_schema or {}, corpus_handler=corpus_handler, batch_size=batch_size,
+                      kinds=tuple(kinds))
+    _SCORERS[name] = spec
+    return spec
+
+
+def scorers() -> dict[str, ScorerSpec]:
+    return dict(sorted(_SCORERS.items()))
+
+
+def get_scorer(name: str) -> ScorerSpec:
+    try:
+        return _SCORERS[name]
+    except KeyError:
+        known = ", ".join(sorted(_SCORERS)) or "none registered"
+        raise LookupError(f"Unknown scorer {name!r} (known: {known}).") from None
+
+
+def record_view(r: Record, kind: str) -> RecordView:
+    return RecordView(id=r.pk, kind=kind, lang=r.lang, text=r.text, content=r.content, source=r.source, subset=r.subset)
+
+
+def scores_write(*, run: ScorerRun, rows: list[tuple[int, Any]]) -> int:
+    """Store (record_id, ScoreResult) rows; a row already stored for this run is left as it is."""
+    objs = [Score(run=run, record_id=rid, value=res.value, keep=res.keep, reason=(res.reason or "")[:100],
+                  detail=res.detail or {}) for rid, res in rows]
+    Score.objects.bulk_create(objs, ignore_conflicts=True)
+    return len(objs)
+
+
+@transaction.atomic
+def scorer_run_start(*, user, dataset: Dataset, scorer: str, params: dict | None = None, shards: int = 1,
+                     model_ref: str = "", enqueue: bool = True) -> ScorerRun:
+    """Create a ScorerRun and its job(s); per-record scorers split the dataset into id-range shards."""
+    from medstudio.jobs.services import job_create
+
+    spec = get_scorer(scorer)
+    if spec.kinds and dataset.kind not in spec.kinds:
+        raise ValueError(f"Scorer {scorer} works on {', '.join(spec.kinds)} datasets, not {dataset.kind}.")
+    params = params or {}
+    version = params.get("version") or "1"
+    if spec.factory is not None:
+        try:
+            block = spec.factory(params)
+        except Exception as exc:  # a bad param or a missing model must be shown, not a 500
+            raise ValueError(str(exc)) from exc
+        version = str(getattr(block, "version", version))
+    run = ScorerRun.objects.create(dataset=dataset, scorer=scorer, version=version, params=params,
+                                   model_ref=model_ref or str(params.get("model", "")),
+                                   created_by=user if getattr(user, "is_authenticated", False) else None)
+    audit_log(actor=user, action="curation.scorer_run_start", target=run, data={"scorer": scorer, "params": params})
+    bounds = Record.objects.filter(dataset=dataset).aggregate(lo=Min("id"), hi=Max("id"))
+    lo, hi = bounds["lo"] or 0, bounds["hi"] or 0
+    shards = max(1, min(int(shards), 64)) if spec.factory is not None else 1
+    step = (hi - lo + shards) // shards or 1
+    first_job = None
+    for i in range(shards):
+        a, b = lo + i * step, min(hi, lo + (i + 1) * step - 1)
+        job = job_create(kind="curation.score", params={"run_id": run.pk, "id_from": a, "id_to": b, "shard": i,
+                                                         "shards": shards}, user=user, queue=spec.queue,
+                         enqueue=enqueue)
+        first_job = first_job or job
+    run.job = first_job
+    run.save(update_fields=["job"])
+    return run
+
+
+def _finish_run_if_complete(run: ScorerRun) -> None:
+    from medstudio.jobs.models import Job, JobStatus
+
+    jobs = Job.objects.filter(kind="curation.score", params__run_id=run.pk)
+    statuses = set(jobs.values_list("status", flat=True))
+    if statuses <= {JobStatus.SUCCEEDED}:
+        ScorerRun.objects.filter(pk=run.pk).update(status="succeeded", finished_at=timezone.now())
+    elif JobStatus.FAILED in statuses and not statuses & {JobStatus.QUEUED, JobStatus.RUNNING}:
+        ScorerRun.objects.filter(pk=run.pk).update(status="failed", finished_at=timezone.now())
+
+
+@job_handler("curation.score", queue="cpu", description="Run a scorer over (a shard of) a dataset.")
+def score_job(ctx: JobContext) -> dict:
+    p = ctx.params
+    run = ScorerRun.objects.select_related("dataset").filter(pk=p["run_id"]).first()
+    if run is None:
+        raise JobFailed("The scorer run was deleted.")
+    spec = get_scorer(run.scorer)
+    ScorerRun.objects.filter(pk=run.pk, status="queued").update(status="running")
+    records = Record.objects.filter(dataset=run.dataset, id__gte=p["id_from"], id__lte=p["id_to"]).order_by("id")
+    if spec.corpus_handler is not None:
+        result = spec.corpus_handler(ctx, run, records) or {}
+        _finish_run_if_complete(run)
+        return result
+    try:
+        block = spec.factory(run.params)
+    except Exception as exc:
+        raise JobFailed(f"Cannot set up scorer {run.scorer}: {exc}") from exc
+    after = (ctx.cursor or {}).get("after_id", 0)
+    total = records.count()
+    done = records.filter(id__lte=after).count() if after else 0
+    ctx.progress(total=total, done=done)
+    kind = run.dataset.kind
+    while True:
+        batch = list(records.filter(id__gt=after)[: spec.batch_size])
+        if not batch:
+            break
+        results = block.score_batch([record_view(r, kind) for r in batch])
+        if len(results) != len(batch):
+            raise JobFailed(f"Scorer {run.scorer} returned {len(results)} results for {len(batch)} records.")
+        after = batch[-1].pk
+        done += len(batch)
+        with transaction.atomic():
+            scores_write(run=run, rows=[(r.pk, res) for r, res in zip(batch, results)])
+            ctx.progress(done=done, cursor={"after_id": after})
+    _finish_run_if_complete(run)
+    return {"run_id": run.pk, "scored": done}

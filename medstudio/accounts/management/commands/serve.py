@@ -1,0 +1,36 @@
+import os
+import signal
+import subprocess
+import sys
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Serve the app and run a local Celery worker (all queues, with the recovery beat) beside it."
+
+    def add_arguments(self, parser):
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
+        parser.add_argument("--no-worker", action="store_true")
+        parser.add_argument("--concurrency", type=int, default=2)
+
+    def handle(self, *args, **opts):
+        worker = None
+        if not opts["no_worker"]:
+            cmd = [sys.executable, "-m", "celery", "-A", "medstudio", "worker", "-B", "-l", "INFO",
+                   "-Q", ",".join(settings.JOB_QUEUES), "--concurrency", str(opts["concurrency"]),
+                   "-s", str(settings.VAR_DIR / "celerybeat-schedule")]
+            # Its own session, so stopping the server stops the worker and its children.
+            worker = subprocess.Popen(cmd, start_new_session=True, env=os.environ.copy())
+            self.stdout.write(f"Worker started (pid {worker.pid}) on queues {', '.join(settings.JOB_QUEUES)}.")
+        try:
+            call_command("runserver", opts["addrport"], use_reloader=False)
+        finally:
+            if worker and worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                try:
+                    worker.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(worker.pid, signal.SIGKILL)

@@ -1,0 +1,55 @@
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from . import services
+from .forms import UserCreateForm, UserUpdateForm
+from .models import Role, User
+from .permissions import role_required
+
+
+@role_required(Role.ADMIN)
+def user_list(request):
+    form = UserCreateForm(request.POST or None)
+    created_password = None
+    if request.method == "POST" and form.is_valid():
+        user, created_password = services.user_create(
+            actor=request.user, username=form.cleaned_data["username"], role=form.cleaned_data["role"],
+            password=form.cleaned_data["password"] or None, email=form.cleaned_data["email"],
+        )
+        messages.success(request, f"Created {user.username}.")
+        if form.cleaned_data["password"]:
+            created_password = None
+        form = UserCreateForm()
+    users = User.objects.order_by("username")
+    return render(request, "accounts/users.html", {"form": form, "users": users, "roles": Role.choices,
+                                                   "created_password": created_password})
+
+
+@role_required(Role.ADMIN)
+@require_POST
+def user_update(request, pk: int):
+    user = get_object_or_404(User, pk=pk)
+    form = UserUpdateForm(request.POST)
+    if form.is_valid():
+        if user == request.user and form.cleaned_data["role"] != Role.ADMIN:
+            messages.error(request, "You cannot remove your own admin role.")
+        else:
+            services.user_update(actor=request.user, user=user, role=form.cleaned_data["role"],
+                                 is_active=form.cleaned_data["is_active"])
+            messages.success(request, f"Updated {user.username}.")
+    else:
+        messages.error(request, "Invalid role.")
+    return redirect("accounts:users")
+
+
+@role_required(Role.CLINICIAN)
+def profile(request):
+    from rest_framework.authtoken.models import Token
+
+    token = None
+    if request.method == "POST":
+        Token.objects.filter(user=request.user).delete()
+        token = Token.objects.create(user=request.user).key
+        messages.success(request, "New API token created. Copy it now: it is shown once.")
+    return render(request, "accounts/profile.html", {"token": token})

@@ -1,0 +1,73 @@
+"""Job handlers for annotation: an LLM judge labelling a queue (one job per judge pass)."""
+from __future__ import annotations
+
+import os
+import random
+
+from medstudio.jobs.registry import job_handler
+
+BATCH = 16
+
+
+@job_handler("annotation.judge", queue="cpu", description="An LLM judge labels a queue through the chat backend.")
+def judge_queue(ctx) -> dict:
+    from medstudio.inference.chat import ChatBackend, ChatError
+
+    from . import judges
+    from .models import Queue, QueueItem
+    from .questions import AnswerError
+    from .services import JudgeResult, judge_labels_store
+
+    p = ctx.params
+    queue = Queue.objects.select_related("question", "dataset").get(pk=p["queue_id"])
+    annotator = f"model:{p['model']}#{p['pass']}"
+    from django.conf import settings
+
+    # Keys never go into job params (they are shown on job pages): an env var name, or the setting.
+    env = p.get("api_key_env") or ""
+    api_key = (os.environ.get(env, "") if env else getattr(settings, "MEDSTUDIO_CHAT_API_KEY", "")) or "EMPTY"
+    backend = ChatBackend(p["base_url"], p["model"], api_key=api_key)
+    question = queue.question
+    total = queue.n_items
+    after = (ctx.cursor or {}).get("after_id", 0)
+    done = (ctx.cursor or {}).get("done", 0)
+    ok_total = (ctx.cursor or {}).get("ok", 0)
+    failed_total = (ctx.cursor or {}).get("failed", 0)
+    ctx.progress(done=done, total=total)
+    # Each pass draws its own A/B orders, so position bias does not repeat between the two passes.
+    rng_seed = f"{queue.pk}:{p.get('seed', p['pass'])}"
+    while True:
+        batch = list(QueueItem.objects.filter(queue=queue, pk__gt=after).select_related("record").order_by("pk")[:BATCH])
+        if not batch:
+            break
+        convs, meta = [], []
+        for it in batch:
+            swapped = question.kind == "preference" and random.Random(f"{rng_seed}:{it.pk}").random() < 0.5
+            msgs = judges.build_messages(question.kind, question.schema, queue.dataset.kind, it.record.content,
+                                         swapped=swapped)
+            convs.append(msgs)
+            meta.append((it, swapped, msgs))
+        replies = backend.complete_many(convs, max_workers=4, temperature=float(p.get("temperature", 0.7)))
+        results = []
+        for (it, swapped, msgs), reply in zip(meta, replies):
+            if isinstance(reply, ChatError):
+                results.append(JudgeResult(it.pk, swapped, None, reply.reason, msgs, ""))
+                continue
+            try:
+                values = judges.parse_reply(question.kind, question.schema, reply.text, content=it.record.content,
+                                            swapped=swapped)
+                results.append(JudgeResult(it.pk, swapped, values, "", msgs, reply.text))
+            except (ChatError, AnswerError) as exc:
+                results.append(JudgeResult(it.pk, swapped, None, f"unusable reply: {exc}", msgs, reply.text))
+        from django.db import transaction
+
+        with transaction.atomic():
+            ok, failed = judge_labels_store(queue=queue, annotator=annotator, results=results)
+            after = batch[-1].pk
+            done += len(batch)
+            ok_total += ok
+            failed_total += failed
+            ctx.progress(done=done, cursor={"after_id": after, "done": done, "ok": ok_total, "failed": failed_total})
+        if failed:
+            ctx.log(f"{failed} item(s) in this batch could not be labelled; see the queue's judge summary.", "warning")
+    return {"annotator": annotator, "labelled": ok_total, "failed": failed_total}

@@ -1,0 +1,162 @@
+"""Reads for annotation: what a clinician may label, progress, agreement, consensus, exports.
+
+`consensus_labels(queue)` is the interface the DataRater and domain-classifier trainers use:
+    from medstudio.annotation.selectors import consensus_labels
+    pairs = consensus_labels(queue)          # [(record_id, value), ...]
+value is the mean rating (rating / per-turn rating queues), the agreed label (label queues) or
+the agreed winner "chosen"/"rejected"/"tie" (preference queues); adjudicated items carry the
+curator's value; disagreed and not-yet-complete items are left out.
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+from django.db.models import Count, Q, QuerySet
+
+from . import agreement as ag
+from . import questions as qs
+from .models import Adjudication, Assignment, Label, Queue, QueueItem, Status
+
+
+def queues_for_annotator(user) -> QuerySet[Queue]:
+    """Open queues this user may label: they are an assignee, or the queue has none."""
+    return (Queue.objects.filter(is_open=True)
+            .filter(Q(assignees=user) | Q(assignees__isnull=True))
+            .select_related("question", "dataset").distinct())
+
+
+def may_label(queue: Queue, user) -> bool:
+    if not queue.is_open:
+        return False
+    return not queue.assignees.exists() or queue.assignees.filter(pk=user.pk).exists()
+
+
+def queue_progress(queue: Queue, user=None) -> dict:
+    """Counts on indexed columns only (this runs on every submit)."""
+    total = queue.n_items * queue.annotators_per_item
+    done = Label.objects.filter(queue=queue, source="human").count()
+    out = {"queue_done": done, "queue_total": total, "queue_pct": round(100 * done / total) if total else 0}
+    if user is not None:
+        out["mine_done"] = Label.objects.filter(queue=queue, annotator=f"user:{user.pk}").count()
+    return out
+
+
+def annotator_names(keys) -> dict[str, str]:
+    from django.contrib.auth import get_user_model
+
+    ids = [int(k.split(":", 1)[1]) for k in keys if k.startswith("user:")]
+    users = {u.pk: u.get_full_name() or u.username for u in get_user_model().objects.filter(pk__in=ids)}
+    out = {}
+    for k in keys:
+        if k.startswith("user:"):
+            out[k] = users.get(int(k.split(":", 1)[1]), k)
+        elif k.startswith("model:"):
+            out[k] = k[6:]
+        else:
+            out[k] = k
+    return out
+
+
+def _label_rows(queue: Queue, sources=("human", "model")):
+    return (Label.objects.filter(queue=queue, source__in=sources)
+            .values_list("item_id", "annotator", "values").order_by("item_id", "annotator"))
+
+
+def ratings_by_measure(queue: Queue, *, sources=("human", "model"), with_scorer: bool = True) -> dict[str, dict]:
+    """{field: {unit: {annotator: value}}} for every measure of the queue's question.
+
+    With a suggestion scorer run, the scorer joins as annotator "scorer:<name>" on the primary
+    field, so clinicians-vs-scorer agreement comes out of the same report.
+    """
+    kind = queue.question.kind
+    out: dict[str, dict] = {m.field: {} for m in qs.measures(kind, queue.question.schema)}
+    for item_id, annotator, values in _label_rows(queue, sources).iterator():
+        for (fname, sub), v in qs.units(kind, values).items():
+            if fname in out:
+                out[fname].setdefault((item_id, sub) if sub else item_id, {})[annotator] = v
+    primary = qs.primary_measure(kind)
+    if with_scorer and queue.suggestion_run_id and primary and primary.level == "ordinal":
+        key = f"scorer:{queue.suggestion_run.scorer}"
+        for item_id, sugg in QueueItem.objects.filter(queue=queue, suggestion__isnull=False).values_list("id", "suggestion"):
+            v = (sugg or {}).get("value")
+            if v is not None and item_id in out[primary.field]:
+                out[primary.field][item_id][key] = v
+    return out
+
+
+def queue_agreement(queue: Queue) -> list[tuple[qs.Measure, ag.AgreementReport]]:
+    data = ratings_by_measure(queue)
+    reports = []
+    for m in qs.measures(queue.question.kind, queue.question.schema):
+        ratings = data.get(m.field) or {}
+        if ratings:
+            reports.append((m, ag.agreement_report(ratings, level=m.level)))
+    return reports
+
+
+def consensus_outcomes(queue: Queue, *, sources=("human", "model"), threshold: float | None = None) -> dict[int, ag.ConsensusItem]:
+    """The consensus rule over the primary field of every item that has labels or an adjudication."""
+    primary = qs.primary_measure(queue.question.kind)
+    if primary is None:
+        return {}
+    ratings: dict[int, dict] = {}
+    for item_id, annotator, values in _label_rows(queue, sources).iterator():
+        v = qs.primary_value(queue.question.kind, values)
+        if v is not None:
+            ratings.setdefault(item_id, {})[annotator] = v
+    adjudicated = dict(Adjudication.objects.filter(item__queue=queue).values_list("item_id", "value"))
+    for item_id in adjudicated:
+        ratings.setdefault(item_id, {})
+    return ag.consensus(ratings, level=primary.level,
+                        threshold=queue.consensus_threshold if threshold is None else threshold,
+                        min_labels=min(2, queue.annotators_per_item), adjudicated=adjudicated)
+
+
+def consensus_labels(queue: Queue, *, sources=("human", "model")) -> list[tuple[int, object]]:
+    """[(record_id, value)] for agreed and adjudicated items, in record id order (see module doc)."""
+    outcomes = consensus_outcomes(queue, sources=sources)
+    keep = {i: o.value for i, o in outcomes.items() if o.status in (ag.AGREED, ag.ADJUDICATED)}
+    rec = dict(QueueItem.objects.filter(pk__in=keep).values_list("id", "record_id"))
+    return sorted((rec[i], v) for i, v in keep.items())
+
+
+def consensus_counts(outcomes: dict[int, ag.ConsensusItem]) -> dict[str, int]:
+    counts = {ag.AGREED: 0, ag.DISAGREED: 0, ag.PENDING: 0, ag.ADJUDICATED: 0}
+    for o in outcomes.values():
+        counts[o.status] += 1
+    return counts
+
+
+def annotator_summary(queue: Queue) -> list[dict]:
+    rows = (Label.objects.filter(queue=queue).values("annotator", "source")
+            .annotate(n=Count("id")).order_by("annotator"))
+    names = annotator_names([r["annotator"] for r in rows])
+    failed = dict(Assignment.objects.filter(queue=queue, status=Status.FAILED).values("annotator")
+                  .annotate(n=Count("id")).values_list("annotator", "n"))
+    return [{**r, "name": names[r["annotator"]], "failed": failed.get(r["annotator"], 0)} for r in rows]
+
+
+def labels_export_lines(queue: Queue) -> Iterator[str]:
+    """One JSON line per label: who, when, how long, what they saw (pair order, suggestion)."""
+    names = annotator_names(list(Label.objects.filter(queue=queue).values_list("annotator", flat=True).distinct()))
+    qs_ = (Label.objects.filter(queue=queue).select_related("record", "assignment", "item")
+           .order_by("item__position", "annotator"))
+    for lab in qs_.iterator(chunk_size=500):
+        row = {
+            "queue": queue.pk, "question": queue.question.name, "kind": queue.question.kind,
+            "record_id": lab.record_id, "external_id": lab.record.external_id,
+            "annotator": lab.annotator, "annotator_name": names.get(lab.annotator, lab.annotator),
+            "source": lab.source, "values": lab.values,
+            "started_at": lab.assignment.started_at.isoformat() if lab.assignment.started_at else None,
+            "submitted_at": (lab.assignment.submitted_at or lab.updated_at).isoformat(),
+            "duration_ms": lab.duration_ms,
+        }
+        if lab.shown_order:
+            row["shown_order"] = lab.shown_order
+        if lab.suggestion_shown:
+            row["suggestion_shown"] = lab.item.suggestion
+        if lab.source == "model":
+            row["prompt"] = lab.prompt
+            row["raw_reply"] = lab.raw_reply
+        yield json.dumps(row, ensure_ascii=False) + "\n"

@@ -1,0 +1,443 @@
+"""The one write path for annotation: questions, queues, claiming/submitting/skipping/undoing
+items, judges' labels and adjudications. Every function is keyword-only, atomic and audited.
+
+How "nothing is lost" holds (see models.py for the constraints):
+- claiming the next item is an UPDATE ... WHERE status='free' on one slot row (compare-and-swap),
+  with SKIP LOCKED on Postgres so 50 clinicians do not queue on the same row;
+- submitting is an UPDATE ... WHERE status='active' AND revision=<the form's revision>, so a
+  double click, a retry after a network error or a second tab cannot write twice: the replay
+  finds the label already there and is answered "already saved" when it carries the same answer,
+  or "conflict" (nothing overwritten) when it carries another.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from medstudio.audit.services import audit_log
+
+from . import questions as qs
+from .models import Adjudication, Assignment, Label, Queue, QueueItem, Question, Status
+from .sampling import near_threshold, random_sample, stratified_sample
+
+
+class AnnotationError(ValueError):
+    """Bad input or an impossible request; the message is shown to the user as is."""
+
+
+class SubmitConflict(AnnotationError):
+    """The item was already submitted with another answer (another tab, or an undo elsewhere)."""
+
+
+def annotator_key(user) -> str:
+    return f"user:{user.pk}"
+
+
+# ------------------------------------------------------------------------------------ questions
+
+@transaction.atomic
+def question_create(*, user, name: str, kind: str, schema: dict | None = None, instructions: str = "") -> Question:
+    """Create a question after checking its schema (scale fits the digit keys, labels distinct...)."""
+    name = (name or "").strip()
+    if not name:
+        raise AnnotationError("A question needs a name.")
+    try:
+        qs.validate_schema(kind, schema or {})
+    except qs.AnswerError as exc:
+        raise AnnotationError(str(exc)) from None
+    question = Question.objects.create(name=name, kind=kind, schema=schema or {}, instructions=instructions,
+                                       created_by=user)
+    audit_log(actor=user, action="annotation.question_create", target=question, data={"kind": kind, "schema": schema})
+    return question
+
+
+# --------------------------------------------------------------------------------------- queues
+
+# Which record kinds each question can be asked about.
+COMPATIBLE = {
+    qs.TURN_RATING: {"dialogue"},
+    qs.PREFERENCE: {"pair"},
+}
+SAMPLE_METHODS = ("all", "random", "stratified", "threshold")
+STRATIFY_FIELDS = ("subset", "lang", "source")
+
+
+def _pick_records(*, dataset, method: str, n: int | None, seed: int, field: str, threshold: float | None,
+                  score_run) -> list[int]:
+    from medstudio.datasets.models import Record
+
+    records = Record.objects.filter(dataset=dataset)
+    if method == "all":
+        ids = list(records.order_by("id").values_list("id", flat=True))
+        return ids[:n] if n else ids
+    if not n or n <= 0:
+        raise AnnotationError("Give the number of items to sample.")
+    if method == "random":
+        return random_sample(list(records.values_list("id", flat=True)), n, seed=seed)
+    if method == "stratified":
+        if field in STRATIFY_FIELDS:
+            rows = list(records.values_list("id", field))
+        elif field.startswith("meta."):
+            key = field[5:]
+            rows = [(rid, (c.get("meta") or {}).get(key)) for rid, c in records.values_list("id", "content").iterator()]
+        else:
+            raise AnnotationError(f"Stratify by one of {', '.join(STRATIFY_FIELDS)} or meta.<field>, not {field!r}.")
+        return stratified_sample(rows, n, seed=seed)
+    if method == "threshold":
+        if score_run is None or threshold is None:
+            raise AnnotationError("Sampling near a threshold needs a scorer run and a threshold.")
+        if score_run.dataset_id != dataset.pk:
+            raise AnnotationError("The scorer run belongs to another dataset.")
+        from curation.models import Score
+
+        rows = list(Score.objects.filter(run=score_run, value__isnull=False).values_list("record_id", "value"))
+        if not rows:
+            raise AnnotationError("That scorer run has no scored records.")
+        return near_threshold(rows, n, float(threshold))
+    raise AnnotationError(f"Unknown sampling method {method!r}; use one of {', '.join(SAMPLE_METHODS)}.")
+
+
+def _suggestions(run, record_ids: list[int]) -> dict[int, dict]:
+    from curation.models import Score
+
+    out = {}
+    for rid, value, keep, reason, detail in Score.objects.filter(run=run, record_id__in=record_ids).values_list(
+            "record_id", "value", "keep", "reason", "detail"):
+        # Per-turn values (ConFilter) and verdicts are worth showing; large blobs are not.
+        small = {k: v for k, v in (detail or {}).items() if len(str(v)) <= 500}
+        out[rid] = {"scorer": run.scorer, "value": value, "keep": keep, "reason": reason, "detail": small}
+    return out
+
+
+@transaction.atomic
+def queue_create(*, user, name: str, dataset, question: Question, annotators_per_item: int = 2,
+                 assignees: Iterable = (), method: str = "all", n: int | None = None, seed: int = 0, field: str = "",
+                 threshold: float | None = None, suggestion_run=None, show_suggestion: bool = False,
+                 consensus_threshold: float = 2.0) -> Queue:
+    """Build a queue: pick records, shuffle them, and create N free slots per item."""
+    name = (name or "").strip()
+    if not name:
+        raise AnnotationError("A queue needs a name.")
+    if not 1 <= int(annotators_per_item) <= 20:
+        raise AnnotationError("Annotators per item must be between 1 and 20.")
+    allowed = COMPATIBLE.get(question.kind)
+    if allowed and dataset.kind not in allowed:
+        raise AnnotationError(f"A {question.get_kind_display()} question needs a {' or '.join(sorted(allowed))} "
+                              f"dataset; {dataset.name} holds {dataset.kind} records.")
+    if suggestion_run is not None and suggestion_run.dataset_id != dataset.pk:
+        raise AnnotationError("The scorer run belongs to another dataset.")
+    ids = _pick_records(dataset=dataset, method=method, n=n, seed=seed, field=field, threshold=threshold,
+                        score_run=suggestion_run)
+    if not ids:
+        raise AnnotationError(f"No records to label in {dataset.name}.")
+    queue = Queue.objects.create(
+        name=name, dataset=dataset, question=question, annotators_per_item=annotators_per_item,
+        suggestion_run=suggestion_run, show_suggestion=bool(show_suggestion and suggestion_run),
+        consensus_threshold=consensus_threshold, n_items=len(ids), created_by=user,
+        sample={"method": method, "n": n, "seed": seed, "field": field, "threshold": threshold},
+    )
+    queue.assignees.set(list(assignees))
+    rng = random.Random(seed)
+    order = list(ids)
+    rng.shuffle(order)
+    sugg = _suggestions(suggestion_run, ids) if suggestion_run else {}
+    items = QueueItem.objects.bulk_create(
+        [QueueItem(queue=queue, record_id=rid, position=i, suggestion=sugg.get(rid)) for i, rid in enumerate(order)],
+        batch_size=1000,
+    )
+    if connection.vendor != "postgresql" or any(it.pk is None for it in items):
+        items = list(QueueItem.objects.filter(queue=queue).order_by("position"))
+    pair = question.kind == qs.PREFERENCE
+    Assignment.objects.bulk_create(
+        [Assignment(queue=queue, item=it, position=it.position, swapped=pair and rng.random() < 0.5)
+         for it in items for _ in range(int(annotators_per_item))],
+        batch_size=2000,
+    )
+    audit_log(actor=user, action="annotation.queue_create", target=queue,
+              data={"dataset": dataset.pk, "question": question.pk, "n_items": len(ids), **queue.sample})
+    return queue
+
+
+@transaction.atomic
+def queue_update(*, queue: Queue, user, is_open: bool | None = None, show_suggestion: bool | None = None,
+                 consensus_threshold: float | None = None) -> Queue:
+    """Change a queue's settings (open/closed, suggestion shown or hidden, consensus threshold)."""
+    changed = {}
+    if is_open is not None:
+        queue.is_open = is_open
+        changed["is_open"] = is_open
+    if show_suggestion is not None:
+        queue.show_suggestion = bool(show_suggestion and queue.suggestion_run_id)
+        changed["show_suggestion"] = queue.show_suggestion
+    if consensus_threshold is not None:
+        if consensus_threshold <= 0:
+            raise AnnotationError("The consensus threshold must be positive.")
+        queue.consensus_threshold = consensus_threshold
+        changed["consensus_threshold"] = consensus_threshold
+    queue.save()
+    audit_log(actor=user, action="annotation.queue_update", target=queue, data=changed)
+    return queue
+
+
+# -------------------------------------------------------------------------------- labelling flow
+
+def assignment_next(*, queue: Queue, user) -> Assignment | None:
+    """The item this annotator should label now: their open one, else a newly claimed free slot.
+
+    Claims are reservations kept on the slot itself (annotator, started_at); they are not audited,
+    since nothing is decided until a label is submitted (which is).
+    """
+    key = annotator_key(user)
+    base = Assignment.objects.select_related("item__record")
+    active = base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
+    if active is not None or not queue.is_open:
+        return active
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    for _ in range(8):
+        mine = Assignment.objects.filter(queue=queue, annotator=key).values("item_id")
+        free = (Assignment.objects.filter(queue=queue, status=Status.FREE).exclude(item_id__in=mine)
+                .order_by("position", "id"))
+        with transaction.atomic():
+            if skip_locked:
+                # Rows another clinician is claiming right now are skipped, not waited for.
+                cand = free.select_for_update(skip_locked=True).values_list("id", flat=True).first()
+            else:
+                cand = free.values_list("id", flat=True).first()
+            if cand is None:
+                return None
+            try:
+                with transaction.atomic():
+                    won = Assignment.objects.filter(pk=cand, status=Status.FREE).update(
+                        annotator=key, user=user, status=Status.ACTIVE, started_at=timezone.now(),
+                        revision=F("revision") + 1)
+            except IntegrityError:
+                # Another tab of the same annotator claimed an item (one open item per queue) or the
+                # same item a moment ago: show that one.
+                won = 0
+        if won:
+            return base.get(pk=cand)
+        active = base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
+        if active is not None:
+            return active
+    return None
+
+
+@dataclass
+class SubmitOutcome:
+    label: Label
+    status: str  # "saved" | "already_saved"
+
+
+def _duration_ms(assignment: Assignment, client_ms: Any, now) -> int | None:
+    try:
+        v = int(client_ms)
+        # The browser measures time on screen best; trust it unless it is absurd.
+        if 0 < v < 24 * 3600 * 1000:
+            return v
+    except (TypeError, ValueError):
+        pass
+    if assignment.started_at:
+        return max(0, int((now - assignment.started_at).total_seconds() * 1000))
+    return None
+
+
+def label_submit(*, assignment_id: int, user, answer: dict, revision: int, duration_ms: Any = None) -> SubmitOutcome:
+    """Store this annotator's answer on their open item, exactly once."""
+    key = annotator_key(user)
+    try:
+        a = Assignment.objects.select_related("item__record", "queue__question").get(pk=assignment_id, annotator=key)
+    except Assignment.DoesNotExist:
+        raise AnnotationError("This item is not assigned to you (it may have been released by an undo).") from None
+    question = a.queue.question
+    try:
+        values = qs.clean_answer(question.kind, question.schema, answer, content=a.item.record.content,
+                                 swapped=a.swapped)
+    except qs.AnswerError as exc:
+        raise AnnotationError(str(exc)) from None
+    now = timezone.now()
+    with transaction.atomic():
+        won = Assignment.objects.filter(pk=a.pk, status=Status.ACTIVE, revision=revision).update(
+            status=Status.DONE, submitted_at=now, revision=F("revision") + 1)
+        if not won:
+            existing = Label.objects.filter(assignment=a).first()
+            if existing is not None and existing.values == values:
+                return SubmitOutcome(existing, "already_saved")
+            raise SubmitConflict("This item was already submitted (in another tab?) with a different answer; "
+                                 "nothing was overwritten. Press U to reopen and change it.")
+        primary = qs.primary_value(question.kind, values)
+        label, created = Label.objects.update_or_create(
+            assignment=a,
+            defaults=dict(
+                queue_id=a.queue_id, item_id=a.item_id, record_id=a.item.record_id, annotator=key, user=user,
+                source="human", values=values,
+                primary_value=primary if isinstance(primary, (int, float)) else None,
+                primary_label=primary if isinstance(primary, str) else "",
+                shown_order=("BA" if a.swapped else "AB") if question.kind == qs.PREFERENCE else "",
+                suggestion_shown=bool(a.queue.show_suggestion and a.item.suggestion),
+                duration_ms=_duration_ms(a, duration_ms, now),
+            ),
+        )
+        audit_log(actor=user, action="annotation.label_submit" if created else "annotation.label_change",
+                  target=label, data={"item": a.item_id, "values": values})
+    return SubmitOutcome(label, "saved")
+
+
+@transaction.atomic
+def assignment_skip(*, assignment_id: int, user, revision: int) -> bool:
+    """Pass on an item: it goes to someone else (a fresh slot replaces this one), never back to you."""
+    key = annotator_key(user)
+    a = Assignment.objects.filter(pk=assignment_id, annotator=key).first()
+    if a is None:
+        raise AnnotationError("This item is not assigned to you.")
+    won = Assignment.objects.filter(pk=a.pk, status=Status.ACTIVE, revision=revision).update(
+        status=Status.SKIPPED, submitted_at=timezone.now(), revision=F("revision") + 1)
+    if won:
+        if not Label.objects.filter(assignment=a).exists():
+            Assignment.objects.create(queue_id=a.queue_id, item_id=a.item_id, position=a.position, swapped=a.swapped)
+        audit_log(actor=user, action="annotation.skip", target=a, data={"item": a.item_id})
+    return bool(won)
+
+
+@transaction.atomic
+def assignment_undo(*, queue: Queue, user) -> Assignment | None:
+    """Reopen this annotator's last submitted or skipped item (its label stays until resubmitted)."""
+    key = annotator_key(user)
+    last = (Assignment.objects.select_for_update()
+            .filter(queue=queue, annotator=key, status__in=[Status.DONE, Status.SKIPPED])
+            .order_by("-submitted_at", "-id").first())
+    if last is None:
+        return None
+    # Put back the item on screen first (one open item per queue): a slot that already carries a
+    # label (reopened by an earlier undo) goes back to done, never to the free pool with a label.
+    for cur in Assignment.objects.select_for_update().filter(queue=queue, annotator=key, status=Status.ACTIVE):
+        if Label.objects.filter(assignment=cur).exists():
+            Assignment.objects.filter(pk=cur.pk).update(status=Status.DONE, revision=F("revision") + 1)
+        else:
+            Assignment.objects.filter(pk=cur.pk).update(status=Status.FREE, annotator=None, user=None,
+                                                        started_at=None, revision=F("revision") + 1)
+    if last.status == Status.SKIPPED:
+        spare = Assignment.objects.filter(item_id=last.item_id, status=Status.FREE).order_by("-id").first()
+        if spare is not None:
+            spare.delete()
+    Assignment.objects.filter(pk=last.pk).update(status=Status.ACTIVE, started_at=timezone.now(),
+                                                 revision=F("revision") + 1)
+    audit_log(actor=user, action="annotation.undo", target=last, data={"item": last.item_id})
+    return Assignment.objects.select_related("item__record").get(pk=last.pk)
+
+
+# ---------------------------------------------------------------------------------------- judges
+
+@dataclass
+class JudgeResult:
+    item_id: int
+    swapped: bool
+    values: dict | None
+    error: str
+    prompt: list | None
+    raw: str
+
+
+@transaction.atomic
+def judge_labels_store(*, queue: Queue, annotator: str, results: list[JudgeResult], actor=None) -> tuple[int, int]:
+    """Store a batch of a judge's answers as labels (or per-item failures). Idempotent per item."""
+    question = queue.question
+    items = {it.pk: it for it in QueueItem.objects.filter(pk__in=[r.item_id for r in results])}
+    now = timezone.now()
+    ok = failed = 0
+    for r in results:
+        it = items[r.item_id]
+        a, _ = Assignment.objects.get_or_create(
+            item=it, annotator=annotator,
+            defaults=dict(queue=queue, position=it.position, swapped=r.swapped, started_at=now))
+        if a.status == Status.DONE:
+            continue  # labelled on an earlier attempt of a resumed job
+        if r.values is None:
+            Assignment.objects.filter(pk=a.pk).update(status=Status.FAILED, error=r.error[:2000], swapped=r.swapped)
+            failed += 1
+            continue
+        Assignment.objects.filter(pk=a.pk).update(status=Status.DONE, error="", submitted_at=now, swapped=r.swapped,
+                                                  revision=F("revision") + 1)
+        primary = qs.primary_value(question.kind, r.values)
+        Label.objects.update_or_create(assignment=a, defaults=dict(
+            queue=queue, item=it, record_id=it.record_id, annotator=annotator, user=None, source="model",
+            values=r.values, primary_value=primary if isinstance(primary, (int, float)) else None,
+            primary_label=primary if isinstance(primary, str) else "",
+            shown_order=("BA" if r.swapped else "AB") if question.kind == qs.PREFERENCE else "",
+            prompt=r.prompt, raw_reply=r.raw[:100000]))
+        ok += 1
+    audit_log(actor=actor, action="annotation.judge_labels", target=queue,
+              data={"annotator": annotator, "labelled": ok, "failed": failed})
+    return ok, failed
+
+
+def judge_start(*, queue: Queue, user, base_url: str, model: str, passes: int = 1, temperature: float = 0.7,
+                api_key_env: str = "") -> list:
+    """Launch judge jobs; passes=2 is CareBot's protocol: the same judge twice, independently."""
+    from medstudio.jobs.services import job_create
+
+    if queue.question.kind == qs.TEXT:
+        raise AnnotationError("A judge cannot answer free-text questions.")
+    if not base_url or not model:
+        raise AnnotationError("Give the judge's base URL and model name (or set MEDSTUDIO_JUDGE_BASE_URL / "
+                              "MEDSTUDIO_JUDGE_MODEL).")
+    if not 1 <= passes <= 5:
+        raise AnnotationError("Between 1 and 5 passes.")
+    start = 1 + max([_pass_no(a) for a in queue_judge_annotators(queue, model)] or [0])
+    jobs = []
+    for i in range(start, start + passes):
+        jobs.append(job_create(kind="annotation.judge", user=user, total=queue.n_items, params={
+            "queue_id": queue.pk, "base_url": base_url, "model": model, "pass": i, "temperature": temperature,
+            "api_key_env": api_key_env, "seed": i}))
+    return jobs
+
+
+def queue_judge_annotators(queue: Queue, model: str) -> list[str]:
+    prefix = f"model:{model}#"
+    return list(Assignment.objects.filter(queue=queue, annotator__startswith=prefix)
+                .values_list("annotator", flat=True).distinct())
+
+
+def _pass_no(annotator: str) -> int:
+    try:
+        return int(annotator.rsplit("#", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+# -------------------------------------------------------------------------------- adjudication
+
+@transaction.atomic
+def adjudication_set(*, item: QueueItem, user, value: Any, note: str = "") -> Adjudication:
+    """A curator settles an item the annotators disagreed on (value in the primary field's terms)."""
+    kind = item.queue.question.kind
+    schema = item.queue.question.full_schema
+    if kind in (qs.RATING, qs.TURN_RATING):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise AnnotationError(f"Give a number, not {value!r}.") from None
+        lo, hi = schema["scale"]
+        if not lo <= value <= hi:
+            raise AnnotationError(f"The value must lie within {lo}-{hi}.")
+    elif kind == qs.LABEL:
+        if value not in schema["labels"]:
+            raise AnnotationError(f"Choose one of {', '.join(schema['labels'])}.")
+    elif kind == qs.PREFERENCE:
+        if value not in qs.PREF_CANONICAL:
+            raise AnnotationError("Choose chosen, rejected or tie.")
+    else:
+        raise AnnotationError("Free-text items are not adjudicated.")
+    adj, _ = Adjudication.objects.update_or_create(item=item, defaults={"value": value, "note": note, "curator": user})
+    audit_log(actor=user, action="annotation.adjudicate", target=item, data={"value": value, "note": note})
+    return adj
+
+
+@transaction.atomic
+def adjudication_clear(*, item: QueueItem, user) -> None:
+    Adjudication.objects.filter(item=item).delete()
+    audit_log(actor=user, action="annotation.adjudication_clear", target=item)

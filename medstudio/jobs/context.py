@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Job, JobLog
+
+log = logging.getLogger("medstudio.jobs")
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler when a user asked to cancel the job."""
+
+
+class JobFailed(Exception):
+    """A handler raises this for an expected failure; its message is shown to the user as is."""
+
+
+class JobContext:
+    """What a handler sees: params, the resume cursor, progress/log/cancel helpers."""
+
+    def __init__(self, job: Job):
+        self.job = job
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.job.params
+
+    @property
+    def cursor(self) -> Any:
+        return self.job.cursor
+
+    def progress(self, *, done: int | None = None, total: int | None = None, cursor: Any = ..., result: dict | None = None) -> None:
+        """Persist progress (and the resume cursor) and heartbeat; raise JobCancelled if asked to stop.
+
+        Call it inside the same transaction that stores the batch's results, so the cursor never
+        runs ahead of (or behind) what is stored.
+        """
+        fields = {"heartbeat_at": timezone.now()}
+        if done is not None:
+            fields["done"] = done
+            self.job.done = done
+        if total is not None:
+            fields["total"] = total
+            self.job.total = total
+        if cursor is not ...:
+            fields["cursor"] = cursor
+            self.job.cursor = cursor
+        if result is not None:
+            fields["result"] = result
+            self.job.result = result
+        Job.objects.filter(pk=self.job.pk).update(**fields)
+        self.check_cancelled()
+
+    def check_cancelled(self) -> None:
+        if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+            raise JobCancelled()
+
+    def log(self, message: str, level: str = "info") -> None:
+        log.log(logging.WARNING if level == "warning" else logging.ERROR if level == "error" else logging.INFO,
+                "job %s: %s", self.job.pk, message)
+        # Logs survive a rolled-back batch: write them outside any open transaction when possible.
+        if transaction.get_connection().in_atomic_block:
+            transaction.on_commit(lambda: JobLog.objects.create(job_id=self.job.pk, level=level, message=message))
+        else:
+            JobLog.objects.create(job_id=self.job.pk, level=level, message=message)

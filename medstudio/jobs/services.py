@@ -1,0 +1,133 @@
+"""The one write path for jobs: create, execute (claim + run a handler), cancel, recover."""
+from __future__ import annotations
+
+import logging
+import socket
+import traceback
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from medstudio.audit.services import audit_log
+
+from .context import JobCancelled, JobContext, JobFailed
+from .models import FINISHED, Job, JobLog, JobStatus
+from .registry import get_handler
+
+log = logging.getLogger("medstudio.jobs")
+
+
+def _enqueue(job: Job) -> None:
+    if settings.JOBS_EAGER:
+        job_execute(job_id=job.pk)
+        return
+    from .tasks import job_execute_task
+
+    transaction.on_commit(lambda: job_execute_task.apply_async(args=[job.pk], queue=job.queue))
+
+
+@transaction.atomic
+def job_create(*, kind: str, params: dict, user=None, total: int | None = None, queue: str | None = None,
+               enqueue: bool = True) -> Job:
+    """Create a job for a registered handler and enqueue it after the transaction commits.
+
+    enqueue=False leaves it queued for the caller to run in-process (management commands:
+    `job_execute(job_id=job.pk)` after this returns).
+    """
+    spec = get_handler(kind)
+    job = Job.objects.create(kind=kind, params=params, created_by=user if getattr(user, "is_authenticated", False) else None,
+                             total=total, queue=queue or spec.queue)
+    audit_log(actor=user, action="jobs.create", target=job, data={"kind": kind, "params": params})
+    if enqueue:
+        _enqueue(job)
+    return job
+
+
+def _claim(job_id: int) -> Job | None:
+    """Mark the job running for this worker, unless it is finished or another live worker has it."""
+    stale_before = timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS)
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status in FINISHED:
+            return None
+        if job.status == JobStatus.RUNNING and job.heartbeat_at and job.heartbeat_at > stale_before:
+            return None  # a duplicate delivery while the first worker is still alive
+        if job.cancel_requested:
+            job.status = JobStatus.CANCELLED
+            job.finished_at = timezone.now()
+            job.save(update_fields=["status", "finished_at"])
+            return None
+        now = timezone.now()
+        job.status = JobStatus.RUNNING
+        job.attempts += 1
+        job.started_at = job.started_at or now
+        job.heartbeat_at = now
+        job.worker = socket.gethostname()
+        job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "worker"])
+    if job.attempts > 1:
+        JobLog.objects.create(job=job, level="warning",
+                              message=f"Resumed (attempt {job.attempts}) from cursor {job.cursor!r}.")
+    return job
+
+
+def _finish(job: Job, status: str, *, result: dict | None = None, error: str = "") -> None:
+    fields = {"status": status, "finished_at": timezone.now(), "error": error}
+    if result is not None:
+        fields["result"] = result
+    Job.objects.filter(pk=job.pk).update(**fields)
+
+
+def job_execute(*, job_id: int) -> None:
+    """Run a job's handler. Safe to call twice: a finished or live job is left alone."""
+    job = _claim(job_id)
+    if job is None:
+        return
+    ctx = JobContext(job)
+    try:
+        spec = get_handler(job.kind)
+        result = spec.func(ctx)
+    except JobCancelled:
+        ctx.log("Cancelled.", "warning")
+        _finish(job, JobStatus.CANCELLED)
+    except JobFailed as exc:
+        ctx.log(str(exc), "error")
+        _finish(job, JobStatus.FAILED, error=str(exc), result=getattr(exc, "result", None))
+    except Exception as exc:  # the job fails, the worker lives on
+        log.exception("job %s failed", job.pk)
+        tail = traceback.format_exc(limit=8)
+        ctx.log(tail, "error")
+        _finish(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+    else:
+        job.refresh_from_db(fields=["result"])
+        merged = {**(job.result or {}), **(result or {})}
+        _finish(job, JobStatus.SUCCEEDED, result=merged)
+
+
+@transaction.atomic
+def job_cancel(*, job: Job, user) -> Job:
+    """Ask a job to stop. Queued jobs stop at once; running ones at their next progress call."""
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    if job.is_finished:
+        return job
+    job.cancel_requested = True
+    fields = ["cancel_requested"]
+    if job.status == JobStatus.QUEUED:
+        job.status = JobStatus.CANCELLED
+        job.finished_at = timezone.now()
+        fields += ["status", "finished_at"]
+    job.save(update_fields=fields)
+    audit_log(actor=user, action="jobs.cancel", target=job)
+    return job
+
+
+def jobs_recover() -> list[int]:
+    """Re-enqueue running jobs whose worker stopped heart-beating (killed, crashed machine)."""
+    stale_before = timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS)
+    ids = list(Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before).values_list("pk", flat=True))
+    for job in Job.objects.filter(pk__in=ids):
+        JobLog.objects.create(job=job, level="warning", message="Worker lost; job re-queued.")
+        Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
+        _enqueue(job)
+    return ids

@@ -1,0 +1,226 @@
+"""MedStudio settings, read from the environment in one place.
+
+Embedded default: SQLite (WAL, busy timeout) and a local Celery worker over kombu's filesystem
+transport, so `make run` needs no external service. Production: set DATABASE_URL (Postgres) and
+CELERY_BROKER_URL (Redis).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("MEDSTUDIO_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _secret_key() -> str:
+    if key := os.environ.get("DJANGO_SECRET_KEY"):
+        return key
+    # Local installs get a random key kept under var/ (never in the repo).
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        import secrets
+
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "django.contrib.humanize",
+    "django_htmx",
+    "template_partials",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    # platform
+    "medstudio.accounts",
+    "medstudio.audit",
+    "medstudio.jobs",
+    "medstudio.datasets",
+    "medstudio.annotation",
+    # pipeline stages
+    "curation",
+    "curation.studio",
+    "curation.modelscorers",
+    "preferences",
+    "training",
+    "training.evaluation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "medstudio.urls"
+WSGI_APPLICATION = "medstudio.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "accounts:login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "medstudio.accounts.context_processors.role",
+            ],
+        },
+    }
+]
+
+# --- database -------------------------------------------------------------------------------
+SQLITE_PATH = VAR_DIR / "medstudio.sqlite3"
+_db_url = os.environ.get("DATABASE_URL", "")
+if _db_url:
+    DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "OPTIONS": {
+                # WAL lets the web process read while the worker writes; IMMEDIATE transactions and
+                # a busy timeout make concurrent writers wait instead of failing with "locked".
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+            # A file (not :memory:) so that a real worker process can share the test database.
+            "TEST": {"NAME": str(VAR_DIR / "test_medstudio.sqlite3")},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+# --- files ----------------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+MEDIA_ROOT = Path(os.environ.get("MEDSTUDIO_MEDIA_ROOT", VAR_DIR / "media"))
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # larger uploads stream to a temp file
+WHITENOISE_USE_FINDERS = True
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- celery ---------------------------------------------------------------------------------
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    for sub in ("queue", "processed"):
+        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+elif CELERY_BROKER_URL.startswith("redis"):
+    # Longer than the longest job, so an unacked job is not redelivered while still running.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 12 * 3600)}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "jobs-recover": {"task": "medstudio.jobs.recover", "schedule": 30.0},
+}
+JOB_QUEUES = ("default", "cpu", "gpu", "training")
+# Run jobs inline instead of through a broker (tests of services; never in production).
+JOBS_EAGER = env_bool("MEDSTUDIO_JOBS_EAGER", False)
+# A running job whose heartbeat is older than this is considered orphaned and resumed.
+JOB_STALE_SECONDS = env_int("MEDSTUDIO_JOB_STALE_SECONDS", 120)
+
+# --- imports --------------------------------------------------------------------------------
+IMPORT_BATCH_SIZE = env_int("MEDSTUDIO_IMPORT_BATCH_SIZE", 1000)
+IMPORT_MAX_LINE_BYTES = env_int("MEDSTUDIO_IMPORT_MAX_LINE_BYTES", 16 * 1024 * 1024)
+IMPORT_MAX_REPORTED_ERRORS = 200
+
+# --- REST API -------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["medstudio.accounts.permissions.IsClinician"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "medstudio.api_pagination.IdCursorPagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MedStudio API",
+    "DESCRIPTION": "Datasets, records, imports, exports, jobs and pipeline stages.",
+    "VERSION": "0.1.0",
+    "SERVE_PERMISSIONS": ["medstudio.accounts.permissions.IsClinician"],
+}
+
+# --- models and inference (every default is a setting; see docs/ARCHITECTURE.md) ----------------
+MEDSTUDIO_EMBEDDING_MODEL = os.environ.get("MEDSTUDIO_EMBEDDING_MODEL", "BAAI/bge-m3")
+MEDSTUDIO_EMBEDDING_URL = os.environ.get("MEDSTUDIO_EMBEDDING_URL", "")
+MEDSTUDIO_CHAT_URL = os.environ.get("MEDSTUDIO_CHAT_URL", "")
+MEDSTUDIO_CHAT_MODEL = os.environ.get("MEDSTUDIO_CHAT_MODEL", "Qwen/Qwen2.5-7B-Instruct")
+MEDSTUDIO_CHAT_API_KEY = os.environ.get("MEDSTUDIO_CHAT_API_KEY", "EMPTY")
+MEDSTUDIO_SCORING_LM = os.environ.get("MEDSTUDIO_SCORING_LM", "Qwen/Qwen2.5-0.5B-Instruct")
+MEDSTUDIO_DEITA_COMPLEXITY_MODEL = os.environ.get("MEDSTUDIO_DEITA_COMPLEXITY_MODEL", "hkust-nlp/deita-complexity-scorer")
+MEDSTUDIO_DEITA_QUALITY_MODEL = os.environ.get("MEDSTUDIO_DEITA_QUALITY_MODEL", "hkust-nlp/deita-quality-scorer")
+MEDSTUDIO_MODEL_DIR = Path(os.environ.get("MEDSTUDIO_MODEL_DIR", VAR_DIR / "models"))
+MEDSTUDIO_SHARED_DATA = Path(os.environ.get("MEDSTUDIO_SHARED_DATA", BASE_DIR.parent / "shared" / "data"))
+
+# --- area settings (each team adds its own below, one block each) ---------------------------
+# curation
+# annotation
+# preferences
+# training
+# evaluation
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("MEDSTUDIO_LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,19 @@
+from django.urls import include, path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("accounts/", include("medstudio.accounts.urls")),
+    path("audit/", include("medstudio.audit.urls")),
+    path("jobs/", include("medstudio.jobs.urls")),
+    path("datasets/", include("medstudio.datasets.urls")),
+    path("annotate/", include("medstudio.annotation.urls")),
+    path("curation/", include("curation.urls")),
+    path("studio/", include("curation.studio.urls")),
+    path("modelscorers/", include("curation.modelscorers.urls")),
+    path("preferences/", include("preferences.urls")),
+    path("training/", include("training.urls")),
+    path("evaluation/", include("training.evaluation.urls")),
+    path("api/", include("medstudio.api_urls")),
+]

@@ -1,0 +1,65 @@
+"""Reward-model voting on the tiny Llama: K TRL reward models flip mostly the planted noisy pairs."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from preferences.pipeline.reward import RewardSpec, score_pairs, to_trl_rows, train_reward_models
+from preferences.pipeline.voting import FLIP, preference_strengths, select_by_strength
+from tests.fakes.fixtures import tiny_llama_path  # noqa: F401 (fixture)
+
+GOOD = [
+    "Please describe your symptoms and see a doctor if the rash spreads.",
+    "Hypertension is treated with lifestyle changes and antihypertensive drugs.",
+    "根据您的描述，可能是紧张性头痛，建议规律作息，必要时到神经内科就诊。",
+    "高血压患者应低盐饮食，按时服用降压药，定期监测血压。",
+]
+BAD = [
+    "The quick brown fox jumps over the lazy dog.",
+    "北京是中华人民共和国的首都，历史悠久。",
+    "Wikipedia is a free encyclopedia.",
+]
+PROMPTS = ["医生您好，我最近总是头痛，这是怎么回事？", "The patient reports a headache and fever.", "孩子发烧三十八度五，需要吃抗生素吗？"]
+
+
+def synthetic_pairs(n: int, noise: float, seed: int = 0):
+    rng = random.Random(seed)
+    pairs, planted = [], set()
+    for i in range(n):
+        p = {"prompt_turns": [{"role": "user", "content": rng.choice(PROMPTS)}], "chosen": rng.choice(GOOD), "rejected": rng.choice(BAD)}
+        if i % int(1 / noise) == 0:
+            p["chosen"], p["rejected"] = p["rejected"], p["chosen"]
+            planted.add(i)
+        pairs.append(p)
+    return pairs, planted
+
+
+def test_trl_rows_are_conversational():
+    rows = to_trl_rows([{"prompt_turns": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"}])
+    assert rows == [{"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}],
+                     "rejected": [{"role": "assistant", "content": "b"}]}]
+
+
+@pytest.mark.slow
+def test_reward_model_voting_flips_mostly_planted_pairs(tiny_llama_path, tmp_path):
+    pairs, planted = synthetic_pairs(50, noise=0.1)
+    spec = RewardSpec(base_model=tiny_llama_path, k=3, epochs=4, learning_rate=2e-3, batch_size=8, max_length=256, use_cpu=True)
+    seen = []
+    paths = train_reward_models(pairs, spec, tmp_path, on_model=lambda i, p: seen.append(i))
+    assert seen == [0, 1, 2] and len(set(paths)) == 3
+    chosen, rejected = [], []
+    for path in paths:
+        c, r = score_pairs(path, pairs, max_length=256)
+        chosen.append(c)
+        rejected.append(r)
+    # The voters differ (different shuffles and seeds), yet agree on the direction.
+    assert chosen[0] != chosen[1]
+    strengths = preference_strengths(chosen, rejected)
+    flipped = {i for i, a in enumerate(select_by_strength(strengths, flip_frac=0.1, drop_frac=0.1)) if a == FLIP}
+    assert len(flipped) == 5
+    assert len(flipped & planted) >= 4, (sorted(flipped), sorted(planted))
+    # Resuming with the first two models done trains only the third.
+    seen.clear()
+    again = train_reward_models(pairs, spec, tmp_path / "resume", done=paths[:2], on_model=lambda i, p: seen.append(i))
+    assert seen == [2] and again[:2] == paths[:2]

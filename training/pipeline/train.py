@@ -1,0 +1,295 @@
+"""The training script the launcher starts (``accelerate launch -m training.pipeline.train --config ...``).
+
+One script for the four stages, all on TRL trainers:
+  cpt-stable / cpt-boost -> SFTTrainer on plain text (language modelling over every token)
+  sft                    -> SFTTrainer on conversations ("messages")
+  dpo                    -> DPOTrainer on (prompt, chosen, rejected), optionally with the online
+                            merging optimizer (training/pipeline/merging.py)
+It never imports Django: the worker hands it a spec (config.json) and a JSONL file of normalised
+records ({"kind", "content"} per line, the platform's record schema), and reads back
+metrics.jsonl, checkpoints and the final model.
+
+Runs bare too (``python -m training.pipeline.train --config run/config.json``): bench/ compares both.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from training.pipeline.callbacks import SPEC_FILENAME, append_jsonl, make_callback
+from training.pipeline.specs import TrainingSpec
+
+
+# --- records -> training examples (pure) ------------------------------------------------------
+
+def _turns(content: dict[str, Any]) -> list[dict[str, str]]:
+    msgs = []
+    if content.get("system"):
+        msgs.append({"role": "system", "content": str(content["system"])})
+    return msgs
+
+
+def record_messages(kind: str, content: dict[str, Any]) -> list[dict[str, str]] | None:
+    """A record as a chat conversation, or None when it has no usable exchange."""
+    msgs = _turns(content)
+    if kind == "qa":
+        if not content.get("question") or not content.get("answer"):
+            return None
+        msgs += [{"role": "user", "content": str(content["question"])},
+                 {"role": "assistant", "content": str(content["answer"])}]
+    elif kind == "dialogue":
+        turns = [t for t in content.get("turns") or [] if t.get("role") in ("user", "assistant") and t.get("content")]
+        if not any(t["role"] == "assistant" for t in turns):
+            return None
+        msgs += [{"role": t["role"], "content": str(t["content"])} for t in turns]
+    elif kind == "mcq":
+        opts = content.get("options") or {}
+        if not content.get("question") or not opts or not content.get("answer"):
+            return None
+        q = str(content["question"]) + "\n" + "\n".join(f"{k}. {v}" for k, v in sorted(opts.items()))
+        a = str(content["answer"])
+        if content.get("explanation"):
+            a += "\n" + str(content["explanation"])
+        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    else:
+        return None
+    return msgs
+
+
+def record_text(kind: str, content: dict[str, Any], render=None) -> str | None:
+    """A record as plain text for CPT; conversations are rendered with the chat template when given."""
+    if kind == "document":
+        text = str(content.get("text") or "")
+        if content.get("title"):
+            text = f"{content['title']}\n{text}"
+        return text or None
+    msgs = record_messages(kind, content)
+    if msgs is None:
+        return None
+    if render is not None:
+        return render(msgs)
+    return "\n".join(f"{m['role']}: {m['content']}" for m in msgs)
+
+
+def record_pair(kind: str, content: dict[str, Any]) -> dict[str, Any] | None:
+    if kind != "pair":
+        return None
+    prompt = [{"role": t["role"], "content": str(t["content"])} for t in content.get("prompt_turns") or [] if t.get("content")]
+    if not prompt or not content.get("chosen") or not content.get("rejected"):
+        return None
+    return {"prompt": prompt,
+            "chosen": [{"role": "assistant", "content": str(content["chosen"])}],
+            "rejected": [{"role": "assistant", "content": str(content["rejected"])}]}
+
+
+def read_records(path: str) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise SystemExit(f"data file {path} line {n}: not JSON ({exc})")
+            if "content" not in row:  # accept raw {"text": ...} lines too
+                row = {"kind": "document", "content": row}
+            rows.append(row)
+    return rows
+
+
+def build_examples(spec: TrainingSpec, rows: list[dict[str, Any]], render=None) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        kind, content = row.get("kind", "document"), row.get("content") or {}
+        if spec.stage in ("cpt-stable", "cpt-boost"):
+            text = record_text(kind, content, render)
+            ex = {"text": text} if text else None
+        elif spec.stage == "sft":
+            msgs = record_messages(kind, content)
+            ex = {"messages": msgs} if msgs else None
+        else:
+            ex = record_pair(kind, content)
+        if ex is not None:
+            out.append(ex)
+    return out
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+def _load_model(spec: TrainingSpec):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(spec.base_model)
+    # Dropout (SFT: 0.1, PIPELINE.md 4) lives under different names per architecture.
+    for attr in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "dropout"):
+        if hasattr(config, attr):
+            setattr(config, attr, spec.dropout)
+    return AutoModelForCausalLM.from_pretrained(spec.base_model, config=config)
+
+
+def _common_args(spec: TrainingSpec, has_eval: bool, run_dir: Path) -> dict[str, Any]:
+    save_strategy = "steps" if spec.save_steps else "epoch"
+    args = dict(
+        output_dir=spec.output_dir,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type=spec.lr_scheduler_type,
+        warmup_steps=spec.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        per_device_train_batch_size=spec.per_device_batch_size,
+        per_device_eval_batch_size=spec.per_device_batch_size,
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
+        num_train_epochs=spec.num_train_epochs,
+        max_steps=spec.max_steps,
+        weight_decay=spec.weight_decay,
+        bf16=spec.bf16,
+        use_cpu=spec.resources.on_cpu,
+        seed=spec.seed,
+        logging_steps=spec.logging_steps,
+        save_strategy=save_strategy,
+        save_total_limit=spec.save_total_limit,
+        report_to="none",
+        include_num_input_tokens_seen=True,
+        max_length=spec.max_length,
+        dataloader_num_workers=0,
+    )
+    if spec.save_steps:
+        args["save_steps"] = spec.save_steps
+    if has_eval:
+        # "best of 2 epochs" (PIPELINE.md 4): evaluate when saving, keep the best by eval loss.
+        args.update(eval_strategy=save_strategy, load_best_model_at_end=True,
+                    metric_for_best_model="eval_loss", greater_is_better=False)
+        if spec.save_steps:
+            args["eval_steps"] = spec.save_steps
+    if spec.resources.distributed == "zero3":
+        args["deepspeed"] = str(run_dir / "ds_zero3.json")
+    elif spec.resources.distributed == "fsdp":
+        # use_orig_params keeps parameter names, which the merging optimizer needs.
+        args["fsdp"] = "full_shard auto_wrap"
+        args["fsdp_config"] = {"use_orig_params": True}
+    return args
+
+
+def _merging_trainer_cls(base_cls, spec: TrainingSpec, metrics_path: str):
+    """A DPOTrainer whose optimizer is OnlineMergingAdamW, built from named parameters."""
+    import torch
+
+    from training.pipeline.merging import OnlineMergingAdamW, clean_name, named_param_groups, task_vector
+
+    class MergingTrainer(base_cls):
+        def create_optimizer(self, model=None):
+            if self.optimizer is None:
+                from transformers import AutoModelForCausalLM
+
+                m = spec.merging
+                opt_model = self.model if model is None else model
+                base = AutoModelForCausalLM.from_pretrained(m.base_model)
+                base_state = {clean_name(k): v for k, v in base.state_dict().items()}
+                sft_state = {clean_name(n): p.detach() for n, p in opt_model.named_parameters()}
+                gen = torch.Generator().manual_seed(spec.seed)
+                tau = task_vector(sft_state, base_state, p=m.p, clip=m.clip, method=m.method, generator=gen)
+                del base, base_state
+                self.optimizer = OnlineMergingAdamW(
+                    named_param_groups(opt_model, self.args.weight_decay), tau,
+                    lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2),
+                    eps=self.args.adam_epsilon, weight_decay=self.args.weight_decay,
+                    p=m.p, alpha=m.alpha, method=m.method, rescale=m.rescale,
+                    generator=torch.Generator().manual_seed(spec.seed + 1),
+                )
+                append_jsonl(metrics_path, {"event": "merging", "method": m.method, "p": m.p, "alpha": m.alpha,
+                                            "tau_tensors": len(tau), "base_model": m.base_model})
+            return self.optimizer
+
+    return MergingTrainer
+
+
+def last_checkpoint(output_dir: str) -> str | None:
+    """The highest-step checkpoint-N directory holding trainer state, or None."""
+    best = None
+    for d in Path(output_dir).glob("checkpoint-*"):
+        try:
+            step = int(d.name.split("-")[-1])
+        except ValueError:
+            continue
+        if (d / "trainer_state.json").exists() and (best is None or step > best[0]):
+            best = (step, d)
+    return str(best[1]) if best else None
+
+
+def run(spec: TrainingSpec, run_dir: Path) -> dict[str, Any]:
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    spec.validate()
+    metrics_path = str(run_dir / "metrics.jsonl")
+    tok = AutoTokenizer.from_pretrained(spec.base_model)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    render = None
+    if spec.stage == "cpt-boost" and tok.chat_template:
+        render = lambda msgs: tok.apply_chat_template(msgs, tokenize=False)  # noqa: E731
+    examples = build_examples(spec, read_records(spec.data_path), render)
+    if not examples:
+        raise SystemExit(f"no usable {spec.stage} examples in {spec.data_path}")
+    ds = Dataset.from_list(examples)
+    eval_ds = None
+    if spec.val_fraction > 0 and len(ds) >= 4:
+        split = ds.train_test_split(test_size=spec.val_fraction, seed=spec.seed)
+        ds, eval_ds = split["train"], split["test"]
+    model = _load_model(spec)
+    callback = make_callback(metrics_path, spec.to_dict())
+    common = _common_args(spec, eval_ds is not None, run_dir)
+
+    if spec.stage == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        cfg = DPOConfig(beta=spec.beta, **common)
+        cls = _merging_trainer_cls(DPOTrainer, spec, metrics_path) if spec.merging.enabled else DPOTrainer
+        trainer = cls(model=model, args=cfg, train_dataset=ds, eval_dataset=eval_ds,
+                      processing_class=tok, callbacks=[callback])
+    else:
+        from trl import SFTConfig, SFTTrainer
+
+        # Loss on assistant tokens only when the chat template marks them ({% generation %});
+        # otherwise (e.g. a template without the marks) over the whole conversation.
+        assistant_only = spec.stage == "sft" and "{% generation %}" in (tok.chat_template or "")
+        cfg = SFTConfig(dataset_text_field="text", packing=False, assistant_only_loss=assistant_only, **common)
+        trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, eval_dataset=eval_ds,
+                             processing_class=tok, callbacks=[callback])
+
+    resume = last_checkpoint(spec.output_dir)
+    append_jsonl(metrics_path, {"event": "start", "resume_from": resume, "n_train": len(ds),
+                                "n_eval": len(eval_ds) if eval_ds is not None else 0})
+    result = trainer.train(resume_from_checkpoint=resume)
+    final_dir = Path(spec.output_dir) / "final"
+    trainer.save_model(str(final_dir))
+    summary = {
+        "event": "end", "final": str(final_dir), "step": trainer.state.global_step,
+        "train_loss": result.training_loss, "best_metric": trainer.state.best_metric,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "tokens": trainer.state.num_input_tokens_seen, "train_runtime": result.metrics.get("train_runtime"),
+    }
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(str(final_dir))
+        (final_dir / SPEC_FILENAME).write_text(json.dumps({"spec": spec.to_dict(), **summary}, indent=1, ensure_ascii=False))
+        append_jsonl(metrics_path, summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="MedStudio training process (one stage)")
+    ap.add_argument("--config", required=True, help="config.json written by the launcher")
+    args, _unknown = ap.parse_known_args(argv)  # the DeepSpeed launcher appends --local_rank
+    cfg_path = Path(args.config)
+    spec = TrainingSpec.from_dict(json.loads(cfg_path.read_text()))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    run(spec, cfg_path.parent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
