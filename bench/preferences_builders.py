@@ -100,4 +100,5 @@ def bench_voting():
 if __name__ == "__main__":
     bench_objective()
     bench_voting()
-    bench_subjective()
+    if "--no-subjective" not in sys.argv:
+        bench_subjective()

@@ -1,2 +1,61 @@
 """Writes for curation. Scores are written through curation.scoring.scores_write."""
+from __future__ import annotations
+
+from django.db import transaction
+
 from curation.scoring import scorer_run_start, scores_write  # noqa: F401  (the public write path)
+from medstudio.audit.services import audit_log
+
+
+@transaction.atomic
+def pii_redaction_start(*, user, dataset, target_name: str = "", types: list[str] | None = None):
+    """Create the (empty) redacted dataset now, so its name is taken, and a job that fills it.
+
+    The original dataset is only read; the copy keeps external ids and points back via `parent`.
+    """
+    from curation.pipeline.pii import PII_TYPES
+    from medstudio.datasets.models import Dataset
+    from medstudio.jobs.services import job_create
+
+    target_name = (target_name or f"{dataset.name}-redacted").strip()
+    if Dataset.objects.filter(name=target_name).exists():
+        raise ValueError(f"A dataset named {target_name!r} already exists; choose another name.")
+    types = list(types or PII_TYPES)
+    unknown = set(types) - set(PII_TYPES)
+    if unknown:
+        raise ValueError(f"Unknown PII types {sorted(unknown)}; known: {', '.join(PII_TYPES)}.")
+    target = Dataset.objects.create(name=target_name, kind=dataset.kind, parent=dataset, licence=dataset.licence,
+                                    description=f"PII-redacted copy of {dataset.name} ({', '.join(types)}).",
+                                    created_by=user if getattr(user, "is_authenticated", False) else None)
+    job = job_create(kind="curation.pii_redact", params={"dataset_id": dataset.pk, "target_id": target.pk,
+                                                         "types": types}, user=user)
+    audit_log(actor=user, action="curation.pii_redaction_start", target=target,
+              data={"source": dataset.pk, "types": types, "job": job.pk})
+    return job
+
+
+def scorer_run_summarize(*, run) -> dict:
+    """Per-rule failure counts (all failed rules, not only the first) and PII totals per type.
+
+    Needs one pass over the run's Score.detail, so it is done once, when the run has finished,
+    and cached in run.summary; the page's other counts are indexed SQL aggregates.
+    """
+    from curation.models import ScorerRun
+
+    if run.status != "succeeded" or "per_rule" in (run.summary or {}):
+        return run.summary or {}
+    per_rule: dict[str, int] = {}
+    pii: dict[str, int] = {}
+    pii_records = 0
+    for detail in run.scores.filter(keep=False).values_list("detail", flat=True).iterator(chunk_size=2000):
+        for rule in detail.get("failed", []):
+            per_rule[rule] = per_rule.get(rule, 0) + 1
+        counts = detail.get("counts") or (detail.get("measures") or {}).get("pii") or {}
+        pii_records += bool(counts)
+        for k, v in counts.items():
+            pii[k] = pii.get(k, 0) + int(v)
+    summary = {**(run.summary or {}), "per_rule": dict(sorted(per_rule.items(), key=lambda kv: -kv[1])),
+               "pii_totals": dict(sorted(pii.items(), key=lambda kv: -kv[1])), "pii_records": pii_records}
+    ScorerRun.objects.filter(pk=run.pk).update(summary=summary)
+    run.summary = summary
+    return summary

@@ -106,25 +106,21 @@ TEMPLATES = [
 
 # --- database -------------------------------------------------------------------------------
 SQLITE_PATH = VAR_DIR / "medstudio.sqlite3"
-_db_url = os.environ.get("DATABASE_URL", "")
-if _db_url:
-    DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=60, conn_health_checks=True)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": SQLITE_PATH,
-            "OPTIONS": {
-                # WAL lets the web process read while the worker writes; IMMEDIATE transactions and
-                # a busy timeout make concurrent writers wait instead of failing with "locked".
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 30,
-            },
-            # A file (not :memory:) so that a real worker process can share the test database.
-            "TEST": {"NAME": str(VAR_DIR / "test_medstudio.sqlite3")},
-        }
-    }
+_SQLITE_OPTIONS = {
+    # WAL lets the web process read while the worker writes; IMMEDIATE transactions and a busy
+    # timeout make concurrent writers wait instead of failing with "database is locked".
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+}
+_db_url = os.environ.get("DATABASE_URL", "") or f"sqlite:///{SQLITE_PATH}"
+DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=0 if _db_url.startswith("sqlite") else 60,
+                                              conn_health_checks=not _db_url.startswith("sqlite"))}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["OPTIONS"] = dict(_SQLITE_OPTIONS)
+    # A file (not :memory:) so that a real worker process can share the test database.
+    # Per process, so parallel test runs never share (and destroy) one file.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_medstudio_{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
 
@@ -147,7 +143,7 @@ USE_TZ = True
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "broker"
+    _broker_dir = Path(os.environ.get("MEDSTUDIO_BROKER_DIR", VAR_DIR / "broker"))
     for sub in ("queue", "processed"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -42,10 +42,41 @@ URL_ROLES: dict[str, str] = {
     "api:job-cancel": "curator",
     # curation
     "curation:run_start": "curator",
+    "curation:redact": "curator",
+    "curation:run_detail": "curator",
     # studio
     # modelscorers
     # annotation
+    "annotation:home": "clinician",
+    "annotation:label": "clinician",
+    "annotation:submit": "clinician",
+    "annotation:skip": "clinician",
+    "annotation:undo": "clinician",
+    "annotation:question_new": "curator",
+    "annotation:queue_new": "curator",
+    "annotation:queue_detail": "curator",
+    "annotation:queue_settings": "curator",
+    "annotation:judge": "curator",
+    "annotation:agreement": "curator",
+    "annotation:consensus": "curator",
+    "annotation:adjudicate": "curator",
+    "annotation:export": "curator",
     # preferences
     # training
+    "training:runs": "clinician",
+    "training:run_new": "admin",
+    "training:run_detail": "clinician",
+    "training:run_cancel": "admin",
+    "training:models": "clinician",
+    "training:model_register": "admin",
+    "training:model_detail": "clinician",
     # evaluation
+    "evaluation:home": "curator",
+    "evaluation:run_new": "admin",
+    "evaluation:run": "curator",
+    "evaluation:run_repeat": "admin",
+    "evaluation:leaderboard": "curator",
+    "evaluation:compare": "curator",
+    "evaluation:hits": "curator",
+    "evaluation:hit_review": "curator",
 }

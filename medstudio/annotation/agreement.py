@@ -54,9 +54,16 @@ def cohen_kappa(xs: list, ys: list, *, weights: str | None = None) -> float | No
 
     import warnings
 
+    labels = None
+    if weights is not None and all(float(v).is_integer() for v in list(xs) + list(ys)):
+        # scikit-learn weights by position in `labels`, not by value: without the full run of
+        # integers, ratings 0 and 5 would count as neighbours when nobody used 1-4.
+        lo, hi = int(min(min(xs), min(ys))), int(max(max(xs), max(ys)))
+        labels = list(range(lo, hi + 1))
+        xs, ys = [int(v) for v in xs], [int(v) for v in ys]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _clean(cohen_kappa_score(xs, ys, weights=weights))
+        return _clean(cohen_kappa_score(xs, ys, labels=labels, weights=weights))
 
 
 def fleiss_kappa(ratings: Ratings, *, n_raters: int | None = None) -> tuple[float | None, int, int]:

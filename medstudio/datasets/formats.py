@@ -149,7 +149,7 @@ def _iter_parquet(path: Path, max_line_bytes: int) -> Iterator[tuple[int, dict |
     for batch in pf.iter_batches(batch_size=1000):
         for row in batch.to_pylist():
             lineno += 1
-            yield lineno, row
+            yield lineno, {k: _maybe_json(k, v) if isinstance(v, str) else v for k, v in row.items() if v is not None}
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,7 +306,7 @@ _NORMALIZERS = {"document": _norm_document, "qa": _norm_qa, "dialogue": _norm_di
 # Fields consumed by the normalisers (the rest goes to content["meta"]).
 _CONSUMED = {"id", "source", "lang", "text", "content", "document", "title", "instruction", "input", "output",
              "messages", "conversations", "turns", "system", "question", "prompt", "query", "answer", "response",
-             "options", "choices", "label", "explanation", "prompt_turns", "chosen", "rejected", *_LETTERS[:8]}
+             "options", "choices", "label", "explanation", "prompt_turns", "chosen", "rejected", "meta", *_LETTERS[:8]}
 
 
 def detect_kind(row: dict) -> str:
@@ -347,7 +347,8 @@ def normalize_row(row: dict, kind: str) -> NormalizedRecord:
     if kind not in _NORMALIZERS:
         raise RowError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     content = _NORMALIZERS[kind](row)
-    meta = {k: v for k, v in row.items() if k not in _CONSUMED}
+    meta = dict(row["meta"]) if isinstance(row.get("meta"), dict) else {}
+    meta.update({k: v for k, v in row.items() if k not in _CONSUMED})
     if meta:
         content["meta"] = meta
     text = flatten_text(kind, content)

@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from .models import Job, JobLog
@@ -62,8 +61,4 @@ class JobContext:
     def log(self, message: str, level: str = "info") -> None:
         log.log(logging.WARNING if level == "warning" else logging.ERROR if level == "error" else logging.INFO,
                 "job %s: %s", self.job.pk, message)
-        # Logs survive a rolled-back batch: write them outside any open transaction when possible.
-        if transaction.get_connection().in_atomic_block:
-            transaction.on_commit(lambda: JobLog.objects.create(job_id=self.job.pk, level=level, message=message))
-        else:
-            JobLog.objects.create(job_id=self.job.pk, level=level, message=message)
+        JobLog.objects.create(job_id=self.job.pk, level=level, message=message)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import numpy as np
+
 FLIP = "flip"
 DROP = "drop"
 KEEP = "keep"
@@ -63,16 +65,15 @@ def preference_strengths(
         raise ValueError("chosen and rejected need the same number of voters")
     if not chosen:
         return []
-    n_pairs = len(chosen[0])
-    out: list[float | None] = []
-    for p in range(n_pairs):
-        diffs = [
-            float(c[p]) - float(r[p])
-            for c, r in zip(chosen, rejected)
-            if c[p] is not None and r[p] is not None and not (math.isnan(c[p]) or math.isnan(r[p]))
-        ]
-        out.append(sum(diffs) / len(diffs) if diffs else None)
-    return out
+    c = np.array(chosen, dtype=float)  # None -> nan
+    r = np.array(rejected, dtype=float)
+    if c.shape != r.shape:
+        raise ValueError("chosen and rejected need the same number of pairs per voter")
+    d = c - r
+    n = (~np.isnan(d)).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nansum(d, axis=0) / n
+    return [None if k == 0 else float(m) for m, k in zip(mean, n)]
 
 
 def select_by_strength(
@@ -85,16 +86,18 @@ def select_by_strength(
     """
     if not (0 <= flip_frac <= 1 and 0 <= drop_frac <= 1 and flip_frac + drop_frac <= 1):
         raise ValueError("flip_frac and drop_frac must lie in [0, 1] and sum to at most 1")
-    scored = sorted((s, i) for i, s in enumerate(strengths) if s is not None)
-    n = len(scored)
+    s = np.array([np.nan if v is None else v for v in strengths], dtype=float)
+    scored = np.flatnonzero(~np.isnan(s))
+    order = scored[np.argsort(s[scored], kind="stable")]
+    n = len(order)
     n_flip = int(math.floor(flip_frac * n + 1e-9))
     n_drop = int(math.floor(drop_frac * n + 1e-9))
-    actions = [UNSCORED if s is None else KEEP for s in strengths]
-    for _, i in scored[:n_flip]:
-        actions[i] = FLIP
-    for _, i in scored[n - n_drop :] if n_drop else []:
-        actions[i] = DROP
-    return actions
+    actions = np.full(len(s), KEEP, dtype=object)
+    actions[np.isnan(s)] = UNSCORED
+    actions[order[:n_flip]] = FLIP
+    if n_drop:
+        actions[order[n - n_drop :]] = DROP
+    return actions.tolist()
 
 
 def histogram(values: Sequence[float | None], bins: int = 20) -> dict[str, Any]:

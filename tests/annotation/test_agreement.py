@@ -128,3 +128,19 @@ def test_consensus_on_labels_requires_identical_labels():
     out = consensus({1: {"a": "medical", "b": "medical"}, 2: {"a": "medical", "b": "general"}}, level="nominal")
     assert (out[1].status, out[1].value) == (AGREED, "medical")
     assert out[2].status == DISAGREED and out[2].value is None
+
+
+def test_weighted_kappa_weighs_by_value_even_when_middle_ratings_are_unused():
+    a = [0, 0, 5, 5, 0]
+    b = [0, 5, 5, 5, 0]
+    # categories 0..5, only 0 and 5 used. Quadratic weights (i-j)^2: O = one (0,5) disagreement of 5:
+    # sum w*O = 25/5 = 5. Marginals a: 0 x3, 5 x2; b: 0 x2, 5 x3 -> E(0,5) = 3*3/25, E(5,0) = 2*2/25
+    # sum w*E = 25 * 13/25 = 13. kappa = 1 - 5/13 = 8/13 (it would be the same with positions here,
+    # but not once a third value shows up:)
+    assert cohen_kappa(a, b, weights="quadratic") == pytest.approx(8 / 13)
+    a2, b2 = [0, 0, 5, 5, 1], [0, 5, 5, 5, 1]
+    # values 0,1,5 -> with value distances: O: (0,5) once -> 25/5 = 5.
+    # marginals a2: 0:2, 1:1, 5:2; b2: 0:1, 1:1, 5:3. sum over i,j of a_i*b_j*(i-j)^2 / 25:
+    # a0: b1*(0) + b1(1)*1 + b3(5)*25*... computed: 2*(1*0 + 1*1 + 3*25) + 1*(1*1 + 1*0 + 3*16) + 2*(1*25 + 1*16 + 3*0)
+    expected_e = (2 * (0 + 1 + 75) + 1 * (1 + 0 + 48) + 2 * (25 + 16 + 0)) / 25
+    assert cohen_kappa(a2, b2, weights="quadratic") == pytest.approx(1 - 5 / expected_e)

@@ -17,12 +17,12 @@ from training.pipeline.memorization import (
 DATA = os.environ.get("MEDSTUDIO_SHARED_DATA", "/work/shared/data")
 
 
-def _answers(n):
+def _answers(n, length=60):
     path = os.path.join(DATA, "huatuo26m_test_qa.jsonl")
     if not os.path.exists(path):
         pytest.skip("shared data not available")
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line)["answer"][:60] for _, line in zip(range(n), f)]
+        return [json.loads(line)["answer"][:length] for _, line in zip(range(n), f)]
 
 
 def test_split_is_at_a_unit_boundary_and_keeps_all_text():
@@ -111,8 +111,8 @@ def test_missing_model_says_which_setting_to_change(tmp_path):
         make_generator({"backend": "openai"})
 
 
-def _train_to_memorise(path, texts, steps=150):
-    """A few hundred Adam steps on the exact text: enough for a 2-layer model to recite it."""
+def _train_to_memorise(path, texts, steps=50):
+    """A few dozen Adam steps on the exact text: enough for a 2-layer model to recite it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -130,13 +130,13 @@ def _train_to_memorise(path, texts, steps=150):
         opt.zero_grad()
     model.eval()
     model.save_pretrained(path)
-    return float(loss)
+    return float(loss.detach())
 
 
 @pytest.mark.slow
 def test_model_trained_on_a_record_verbatim_is_flagged_and_untrained_is_not(tmp_path):
-    answers = _answers(6)
-    seen, unseen = answers[0], answers[1:]
+    answers = _answers(4, length=40)
+    seen = answers[0]
     base = build_tiny_llama(tmp_path / "base", seed=0)
     trained = str(tmp_path / "trained")
     shutil.copytree(base, trained)
@@ -144,7 +144,7 @@ def test_model_trained_on_a_record_verbatim_is_flagged_and_untrained_is_not(tmp_
     assert final_loss < 0.1, final_loss
 
     probes = make_probes(list(enumerate(answers)), prefix_ratio=0.5)
-    params = GenParams(max_new_tokens=120, temperature=0.0)
+    params = GenParams(max_new_tokens=60, temperature=0.0)
 
     trained_out = TransformersGenerator(trained).generate([p.prefix for p in probes], params)
     trained_res = judge_memorised(probes, [g.text for g in trained_out])

@@ -1,5 +1,16 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "evaluation"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("new/", views.run_new, name="run_new"),
+    path("runs/<int:pk>/", views.run_detail, name="run"),
+    path("runs/<int:pk>/repeat/", views.run_repeat, name="run_repeat"),
+    path("leaderboard/<int:dataset_id>/", views.leaderboard, name="leaderboard"),
+    path("compare/", views.compare, name="compare"),
+    path("hits/", views.hit_list, name="hits"),
+    path("hits/<int:pk>/review/", views.hit_review, name="hit_review"),
+]

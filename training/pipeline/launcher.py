@@ -113,10 +113,38 @@ def start(cmd: list[str], run_dir: str | os.PathLike, env: dict[str, str] | None
     full_env.setdefault("TOKENIZERS_PARALLELISM", "false")
     full_env.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub from a run
     try:
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=cwd or root, env=full_env, start_new_session=True)
     finally:
         log.close()  # the child holds its own descriptor
+    # A worker that dies leaves its training group running; the pid file lets the next attempt kill it.
+    (run_dir / "launcher.pid").write_text(str(proc.pid))
+    return proc
+
+
+def kill_stale(run_dir: str | os.PathLike, grace: float = 5.0) -> bool:
+    """Kill a process group left by an earlier attempt of this run (worker crash). True if one was alive."""
+    pid_file = Path(run_dir) / "launcher.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        pgid = int(pid_file.read_text().strip())
+    except ValueError:
+        return False
+    # start_new_session makes the launcher a group leader, so its pid is the group id.
+    if pgid <= 1 or pgid == os.getpgid(0) or not group_alive(pgid):
+        return False
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and group_alive(pgid):
+            time.sleep(0.1)
+        if not group_alive(pgid):
+            break
+    return True
 
 
 def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
@@ -175,6 +203,7 @@ def supervise(
     should_stop: Callable[[], bool] | None = None,
     poll: float = 1.0,
     metrics_offset: int = 0,
+    tail: MetricsTail | None = None,
 ) -> Outcome:
     """Wait for the process, streaming metrics rows to ``on_rows``; kill the group when asked.
 
@@ -182,7 +211,8 @@ def supervise(
     the process group is killed before returning or re-raising, so no rank outlives its job.
     """
     run_dir = Path(run_dir)
-    tail = MetricsTail(run_dir / "metrics.jsonl", offset=metrics_offset)
+    # Pass your own tail to read its offset after each batch of rows (the job's resume cursor).
+    tail = tail or MetricsTail(run_dir / "metrics.jsonl", offset=metrics_offset)
     events: list[dict[str, Any]] = []
 
     def drain():

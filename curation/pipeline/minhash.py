@@ -1,0 +1,356 @@
+"""MinHash-LSH near-duplicate detection (PIPELINE.md 1.5 and 2.3; SF-Med: within each source,
+then across all sources after merging).
+
+Pipeline, per text:
+1. shingles: CJK-aware tokens (textutil), n-grams of `ngram_zh` characters for Chinese text and
+   `ngram_en` words otherwise; each n-gram is a 64-bit hash (rensa hashes the tokens in Rust, the
+   n-gram combination is one vectorised numpy expression per text, far cheaper than building
+   n-gram strings in Python);
+2. signatures: `rensa` R-MinHash digest matrix, `num_perm` 32-bit slots per text;
+3. LSH candidates: `bands` bands of `num_perm // bands` rows. Own code here, on purpose: rensa's
+   own LSH needs one Python RMinHash object per text to *query* candidates (its matrix API only
+   returns yes/no flags, not whom a text collides with), while grouping the digest matrix band by
+   band with a numpy sort yields every candidate bucket in a handful of vectorised calls;
+4. verification: each candidate pair's *exact* Jaccard over the n-gram hash sets (or, with
+   verify="estimate", the signature estimate) must reach `threshold`;
+5. clusters: connected components of the verified pairs (union-find); one member is kept by
+   policy: first, longest, or highest score of a chosen scorer run.
+
+Defaults (settings, see MinHashConfig): num_perm 128, 32 bands x 4 rows, threshold 0.8, 5-grams.
+FineWeb/datatrove use 5-grams and 112 permutations as 14 bands x 8 rows, tuned to catch J ~ 0.75
+with few candidates; with 8 rows the chance that a pair at J = 0.8 shares a band is only
+1 - (1 - 0.8^8)^14 = 0.92, below the 0.95 recall this project requires. With 4 rows and 32 bands
+it is 1 - (1 - 0.8^4)^32 > 0.9999; the extra candidates this admits (J = 0.5: 87%) are removed
+by the exact verification, so precision does not suffer, only a little verification time.
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from curation.pipeline.textutil import _TOKEN_RE, is_cjk_text
+
+KEEP_POLICIES = ("first", "longest", "score")
+_P = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime: odd, so the polynomial mixes every position
+
+
+@dataclass
+class MinHashConfig:
+    """Settings of the near-duplicate search; every field is a curator-facing setting."""
+
+    num_perm: int = 128
+    bands: int = 32
+    threshold: float = 0.8
+    ngram_zh: int = 5  # characters (Chinese text)
+    ngram_en: int = 5  # words (other text); FineWeb/datatrove use 5
+    seed: int = 42
+    verify: str = "exact"  # "exact" (Jaccard of n-gram sets) or "estimate" (signature agreement)
+    # A bucket larger than this (boilerplate shared by thousands of texts) is verified as a star
+    # around its first member instead of all pairs, to keep the work linear.
+    max_bucket_pairs: int = 64
+
+    def __post_init__(self) -> None:
+        if self.num_perm <= 0 or self.bands <= 0 or self.num_perm % self.bands:
+            raise ValueError(f"num_perm ({self.num_perm}) must be a positive multiple of bands ({self.bands})")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError("threshold must be in (0, 1]")
+        if self.verify not in ("exact", "estimate"):
+            raise ValueError("verify must be 'exact' or 'estimate'")
+        if self.ngram_zh < 1 or self.ngram_en < 1:
+            raise ValueError("n-gram sizes must be >= 1")
+
+    @property
+    def rows(self) -> int:
+        return self.num_perm // self.bands
+
+    def candidate_probability(self, j: float) -> float:
+        """Chance that a pair with Jaccard j shares at least one band (the LSH S-curve)."""
+        return 1.0 - (1.0 - j**self.rows) ** self.bands
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> "MinHashConfig":
+        params = dict(params or {})
+        names = set(cls.__dataclass_fields__)
+        unknown = set(params) - names
+        if unknown:
+            raise ValueError(f"unknown minhash settings {sorted(unknown)}; known: {', '.join(sorted(names))}")
+        typed: dict[str, Any] = {}
+        for k, v in params.items():
+            default = getattr(cls, k, None) if k in cls.__dataclass_fields__ else None
+            if isinstance(default, bool):
+                typed[k] = v
+            elif isinstance(default, int):
+                typed[k] = int(v)
+            elif isinstance(default, float):
+                typed[k] = float(v)
+            else:
+                typed[k] = v
+        return cls(**typed)
+
+
+def _norm_tokens(text: str) -> list[str]:
+    # NFKC only when needed: is_normalized is ~100x cheaper than normalize on clean text.
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    return _TOKEN_RE.findall(text.lower())
+
+
+def rolling_gram_hashes(token_hashes: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+    """64-bit hash of every token n-gram, in text order (polynomial over the token hashes)."""
+    a = np.asarray(token_hashes, dtype=np.uint64)
+    if a.size < n or n < 1:
+        return np.zeros(0, dtype=np.uint64)
+    m = a.size - n + 1
+    out = a[:m].copy()
+    with np.errstate(over="ignore"):
+        for j in range(1, n):
+            out = out * _P + a[j : j + m]
+    return out
+
+
+def token_hashes(texts: Sequence[str]) -> list[list[int]]:
+    """Normalised CJK-aware tokens of each text, hashed to u64 by rensa (Rust, one call)."""
+    from rensa import RMinHash
+
+    return RMinHash.hash_token_sets([_norm_tokens(t) for t in texts])
+
+
+def _gram_hashes(token_hashes: Sequence[int], n: int) -> np.ndarray:
+    """Unique 64-bit hashes of the token n-grams (a text shorter than n is one gram)."""
+    size = len(token_hashes)
+    if size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    return np.unique(rolling_gram_hashes(token_hashes, min(n, size)))
+
+
+def shingle_sets(texts: Sequence[str], cfg: MinHashConfig) -> list[np.ndarray]:
+    """For each text, the sorted unique n-gram hashes (uint64) its similarity is measured on."""
+    hashed = token_hashes(texts)
+    return [
+        _gram_hashes(h, cfg.ngram_zh if is_cjk_text(t) else cfg.ngram_en) for t, h in zip(texts, hashed)
+    ]
+
+
+def signatures(grams: Sequence[np.ndarray], cfg: MinHashConfig) -> np.ndarray:
+    """(N, num_perm) uint32 MinHash signatures from n-gram hash sets (rensa R-MinHash)."""
+    from rensa import RMinHash
+
+    if not grams:
+        return np.zeros((0, cfg.num_perm), dtype=np.uint32)
+    # rensa rejects an empty set; an empty text gets an all-max signature and no candidates
+    safe = [g if g.size else np.zeros(1, dtype=np.uint64) for g in grams]
+    mat = RMinHash.digest_matrix_from_token_hash_sets(safe, num_perm=cfg.num_perm, seed=cfg.seed)
+    sig = np.array(mat.to_rows(), dtype=np.uint32)
+    for i, g in enumerate(grams):
+        if g.size == 0:
+            sig[i] = np.iinfo(np.uint32).max
+    return sig
+
+
+def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size == 0 and b.size == 0:
+        return 1.0
+    inter = np.intersect1d(a, b, assume_unique=True).size
+    return inter / (a.size + b.size - inter)
+
+
+def estimated_jaccard(sa: np.ndarray, sb: np.ndarray) -> float:
+    return float(np.mean(sa == sb))
+
+
+def candidate_pairs(sig: np.ndarray, cfg: MinHashConfig, active: np.ndarray | None = None) -> set[tuple[int, int]]:
+    """Index pairs (i < j) sharing at least one LSH band. `active`: boolean mask of rows to use."""
+    n = sig.shape[0]
+    idx = np.arange(n) if active is None else np.flatnonzero(active)
+    if idx.size < 2:
+        return set()
+    s = sig[idx].astype(np.uint64)
+    pairs: set[tuple[int, int]] = set()
+    r = cfg.rows
+    for b in range(cfg.bands):
+        band = s[:, b * r : (b + 1) * r]
+        key = band[:, 0].copy()
+        with np.errstate(over="ignore"):
+            for j in range(1, r):
+                key = key * _P + band[:, j]
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        # runs of equal keys = buckets
+        starts = np.flatnonzero(np.concatenate(([True], ks[1:] != ks[:-1])))
+        ends = np.concatenate((starts[1:], [ks.size]))
+        big = np.flatnonzero(ends - starts > 1)
+        for k in big:
+            members = idx[order[starts[k] : ends[k]]]
+            members = np.sort(members)
+            if members.size <= cfg.max_bucket_pairs:
+                for x in range(members.size):
+                    for y in range(x + 1, members.size):
+                        pairs.add((int(members[x]), int(members[y])))
+            else:
+                first = int(members[0])
+                pairs.update((first, int(m)) for m in members[1:])
+    return pairs
+
+
+class UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        p = self.parent.setdefault(x, x)
+        while p != self.parent[p]:
+            self.parent[p] = self.parent[self.parent[p]]
+            p = self.parent[p]
+        self.parent[x] = p
+        return p
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def groups(self) -> list[list[int]]:
+        out: dict[int, list[int]] = {}
+        for x in self.parent:
+            out.setdefault(self.find(x), []).append(x)
+        return [sorted(g) for g in out.values() if len(g) > 1]
+
+
+@dataclass
+class Decision:
+    """What happens to one duplicate-cluster member."""
+
+    index: int
+    cluster: int  # index of the cluster's kept member (a stable cluster id)
+    keep: bool
+    duplicate_of: int | None  # the kept member this one duplicates (None for the kept one)
+    similarity: float  # best verified Jaccard to another cluster member
+    stage: str  # "source" (within one source) or "merged" (across sources)
+
+
+@dataclass
+class DedupResult:
+    decisions: dict[int, Decision] = field(default_factory=dict)  # only members of clusters
+    pairs: dict[tuple[int, int], float] = field(default_factory=dict)  # verified pair -> Jaccard
+    n_candidates: int = 0
+
+    def clusters(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {}
+        for d in self.decisions.values():
+            out.setdefault(d.cluster, []).append(d.index)
+        return {k: sorted(v) for k, v in out.items()}
+
+    def dropped(self) -> set[int]:
+        return {i for i, d in self.decisions.items() if not d.keep}
+
+
+def choose_keeper(members: list[int], policy: str, lengths: Sequence[int] | None = None,
+                  scores: dict[int, float] | None = None) -> int:
+    """The member to keep. first: lowest index (input order = import order); longest: most
+    n-grams, ties to the first; score: highest score (unscored members rank last), ties to first."""
+    if policy == "first":
+        return min(members)
+    if policy == "longest":
+        if lengths is None:
+            raise ValueError("policy 'longest' needs lengths")
+        return min(members, key=lambda i: (-lengths[i], i))
+    if policy == "score":
+        if scores is None:
+            raise ValueError("policy 'score' needs scores from a scorer run (keep_scorer_run)")
+        return min(members, key=lambda i: (-(scores.get(i) if scores.get(i) is not None else float("-inf")), i))
+    raise ValueError(f"unknown keep policy {policy!r}; choose one of {', '.join(KEEP_POLICIES)}")
+
+
+class NearDupFinder:
+    """Holds signatures (and, for exact verification, a way to get n-gram sets) of N texts."""
+
+    def __init__(self, cfg: MinHashConfig | None = None):
+        self.cfg = cfg or MinHashConfig()
+
+    def sketch(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        grams = shingle_sets(texts, self.cfg)
+        return signatures(grams, self.cfg), grams
+
+    def verify(self, pairs: Iterable[tuple[int, int]], sig: np.ndarray, grams_of) -> dict[tuple[int, int], float]:
+        """Verified pairs -> similarity. `grams_of(list_of_indices) -> {index: gram set}` is only
+        called for exact verification, with the indices that occur in candidate pairs."""
+        pairs = sorted(pairs)
+        out: dict[tuple[int, int], float] = {}
+        if self.cfg.verify == "estimate":
+            for i, j in pairs:
+                s = estimated_jaccard(sig[i], sig[j])
+                if s >= self.cfg.threshold:
+                    out[(i, j)] = s
+            return out
+        needed = sorted({x for p in pairs for x in p})
+        grams: dict[int, np.ndarray] = {}
+        for start in range(0, len(needed), 2048):  # bounded memory: fetch gram sets in chunks
+            grams.update(grams_of(needed[start : start + 2048]))
+        for i, j in pairs:
+            s = exact_jaccard(grams[i], grams[j])
+            if s >= self.cfg.threshold:
+                out[(i, j)] = s
+        return out
+
+    def dedup(self, sig: np.ndarray, grams_of, *, sources: Sequence[str] | None = None, policy: str = "first",
+              lengths: Sequence[int] | None = None, scores: dict[int, float] | None = None) -> DedupResult:
+        """Cluster and choose keepers; with `sources`, first within each source, then across all
+        survivors (SF-Med). Indices refer to rows of `sig`."""
+        n = sig.shape[0]
+        result = DedupResult()
+        # empty texts (all-max signature) are nobody's duplicate; the rules filter handles them
+        alive = ~np.all(sig == np.iinfo(np.uint32).max, axis=1) if n else np.ones(0, dtype=bool)
+        stages: list[tuple[str, list[np.ndarray]]] = []
+        if sources is not None:
+            src = np.asarray(sources)
+            stages.append(("source", [src == s for s in sorted(set(sources))]))
+        stages.append(("merged", [np.ones(n, dtype=bool)]))
+        if sources is not None and len(set(sources)) == 1:
+            stages = stages[:1]
+        uf = UnionFind()
+        for stage, masks in stages:
+            for mask in masks:
+                cand = candidate_pairs(sig, self.cfg, active=mask & alive)
+                result.n_candidates += len(cand)
+                verified = self.verify(cand, sig, grams_of)
+                result.pairs.update(verified)
+                local = UnionFind()
+                best: dict[int, float] = {}
+                for (i, j), sim in verified.items():
+                    local.union(i, j)
+                    uf.union(i, j)
+                    best[i] = max(best.get(i, 0.0), sim)
+                    best[j] = max(best.get(j, 0.0), sim)
+                for members in local.groups():
+                    keeper = choose_keeper(members, policy, lengths, scores)
+                    for m in members:
+                        prev = result.decisions.get(m)
+                        sim = max(best[m], prev.similarity if prev else 0.0)
+                        if m != keeper:
+                            alive[m] = False
+                            result.decisions[m] = Decision(m, -1, False, keeper, sim, stage)
+                        else:
+                            result.decisions[m] = Decision(m, -1, True, None, sim, prev.stage if prev else stage)
+        # one cluster id per connected component: its surviving member
+        for members in uf.groups():
+            kept = [m for m in members if alive[m]]
+            cid = kept[0] if kept else members[0]
+            for m in members:
+                d = result.decisions.get(m)
+                if d is None:  # linked only through a member dropped earlier
+                    d = result.decisions[m] = Decision(m, cid, bool(alive[m]), None, 0.0, "merged")
+                d.cluster = cid
+        return result
+
+
+def find_near_duplicates(texts: Sequence[str], cfg: MinHashConfig | None = None, *, sources: Sequence[str] | None = None,
+                         policy: str = "first", scores: dict[int, float] | None = None) -> DedupResult:
+    """In-memory convenience: all texts at once (tests, benchmarks, small datasets)."""
+    finder = NearDupFinder(cfg)
+    sig, grams = finder.sketch(texts)
+    lengths = [g.size for g in grams]
+    return finder.dedup(sig, lambda ids: {i: grams[i] for i in ids}, sources=sources, policy=policy,
+                        lengths=lengths, scores=scores)

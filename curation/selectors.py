@@ -1,0 +1,40 @@
+"""Reads for curation pages: indexed aggregates over Score, never a count over JSON."""
+from __future__ import annotations
+
+from django.db.models import Count, Q
+
+from curation.models import DuplicateCluster, Score, ScorerRun
+from medstudio.datasets.models import Record
+
+
+def run_counts(*, run: ScorerRun) -> dict:
+    return run.scores.aggregate(total=Count("id"), kept=Count("id", filter=Q(keep=True)),
+                                dropped=Count("id", filter=Q(keep=False)),
+                                unscored=Count("id", filter=Q(value__isnull=True)))
+
+
+def run_drop_reasons(*, run: ScorerRun) -> list[dict]:
+    """[{reason, n}] of dropped records, most frequent first (the (run, keep, reason) index)."""
+    return list(run.scores.filter(keep=False).values("reason").annotate(n=Count("id")).order_by("-n", "reason"))
+
+
+def run_dropped(*, run: ScorerRun, reason: str = "", limit: int = 25):
+    qs = run.scores.filter(keep=False).select_related("record").order_by("record_id")
+    if reason:
+        qs = qs.filter(reason=reason)
+    return qs[:limit]
+
+
+def run_clusters(*, run: ScorerRun, limit: int = 20, offset: int = 0) -> list[dict]:
+    """Largest clusters first, each with its member records (keeper first) and their scores."""
+    clusters = list(DuplicateCluster.objects.filter(run=run).order_by("-size", "id")[offset: offset + limit])
+    ids = {rid for c in clusters for rid in c.member_ids}
+    records = Record.objects.select_related("dataset").in_bulk(ids)
+    scores = {s.record_id: s for s in Score.objects.filter(run=run, record_id__in=ids)}
+    return [{"cluster": c, "keeper": records.get(c.keeper_id),
+             "members": [(records.get(rid), scores.get(rid)) for rid in c.member_ids[1:]]} for c in clusters]
+
+
+def runs_for_dataset(*, dataset, scorer: str = ""):
+    qs = ScorerRun.objects.filter(dataset=dataset)
+    return qs.filter(scorer=scorer) if scorer else qs

@@ -1,0 +1,306 @@
+"""Writes of the threshold studio: the score matrix, recipes, selections, exports and mixtures."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery, Sum
+
+from curation.models import Score, ScorerRun
+from medstudio.audit.services import audit_log
+from medstudio.datasets.models import Dataset, Record
+
+from .models import N_FLAG_SLOTS, N_VALUE_SLOTS, MatrixSlot, Mixture, Recipe, RecipeVersion, ScoreMatrix, Selection, SelectionExport, SelectionRecord
+from .spec import Spec, SpecError, parse_spec
+
+
+class StudioError(ValueError):
+    """A studio action cannot be done as asked; the message says why."""
+
+
+# --------------------------------------------------------------------------------------------
+# score matrix
+
+
+def _run_finished(run: ScorerRun) -> bool:
+    if run.status == "succeeded":
+        return True
+    if run.status in ("failed", "queued"):
+        return False
+    # A run's status is set by its last shard job while that job still counts as running, so a
+    # "running" run whose score jobs all succeeded is finished too.
+    from medstudio.jobs.models import Job
+
+    statuses = set(Job.objects.filter(kind="curation.score", params__run_id=run.pk).values_list("status", flat=True))
+    return statuses == {"succeeded"}
+
+
+def _latest_runs(dataset: Dataset) -> dict[str, ScorerRun]:
+    """The newest finished run of each scorer on the dataset (what the studio shows and recipes resolve to)."""
+    latest: dict[str, ScorerRun] = {}
+    for run in ScorerRun.objects.filter(dataset=dataset).exclude(status="failed").order_by("-id"):
+        if run.scorer not in latest and _run_finished(run):
+            latest[run.scorer] = run
+    return latest
+
+
+def _run_roles(run: ScorerRun) -> set[str]:
+    """A run fills a value column when it has informative values and a drop bit when it is a filter."""
+    roles = set()
+    scores = Score.objects.filter(run=run)
+    if scores.filter(keep__isnull=False).exists():
+        roles.add(MatrixSlot.Kind.FLAG)
+    if scores.filter(value__isnull=False).exclude(value__in=[0.0, 1.0]).exists() or (
+        MatrixSlot.Kind.FLAG not in roles and scores.filter(value__isnull=False).exists()
+    ):
+        roles.add(MatrixSlot.Kind.VALUE)
+    return roles
+
+
+def _insert_missing_rows(dataset: Dataset) -> int:
+    # INSERT ... SELECT keeps a million-row build inside the database (no Python loop over records).
+    m, r = ScoreMatrix._meta.db_table, Record._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {m} (record_id, dataset_id, lang, source, n_tokens, drop_mask) "
+            f"SELECT r.id, r.dataset_id, r.lang, r.source, r.n_tokens, 0 FROM {r} r "
+            f"WHERE r.dataset_id = %s AND NOT EXISTS (SELECT 1 FROM {m} x WHERE x.record_id = r.id)",
+            [dataset.pk],
+        )
+        return cur.rowcount or 0
+
+
+def _fill_value(dataset: Dataset, slot: MatrixSlot) -> None:
+    col = slot.column
+    if connection.vendor == "postgresql":
+        # UPDATE ... FROM is one hash join; the portable correlated subquery is ~10x slower at 1M rows.
+        m, s = ScoreMatrix._meta.db_table, Score._meta.db_table
+        with connection.cursor() as cur:
+            cur.execute(f"UPDATE {m} SET {col} = NULL WHERE dataset_id = %s AND {col} IS NOT NULL", [dataset.pk])
+            cur.execute(
+                f"UPDATE {m} x SET {col} = s.value FROM {s} s "
+                f"WHERE s.run_id = %s AND s.record_id = x.record_id AND x.dataset_id = %s AND s.value IS NOT NULL",
+                [slot.run_id, dataset.pk],
+            )
+    else:
+        value = Subquery(Score.objects.filter(run_id=slot.run_id, record_id=OuterRef("record_id")).values("value")[:1])
+        ScoreMatrix.objects.filter(dataset=dataset).update(**{col: value})
+    agg = Score.objects.filter(run_id=slot.run_id, value__isnull=False).aggregate(n=Count("id"), lo=Min("value"), hi=Max("value"))
+    slot.n_values, slot.lo, slot.hi = agg["n"], agg["lo"], agg["hi"]
+    slot.save(update_fields=["n_values", "lo", "hi"])
+
+
+def _fill_flag(dataset: Dataset, slot: MatrixSlot) -> None:
+    bit = slot.bit
+    rows = ScoreMatrix.objects.filter(dataset=dataset)
+    rows.update(drop_mask=F("drop_mask").bitand(~bit))
+    dropped = Score.objects.filter(run_id=slot.run_id, keep=False).values("record_id")
+    rows.filter(record_id__in=dropped).update(drop_mask=F("drop_mask").bitor(bit))
+    slot.n_values = Score.objects.filter(run_id=slot.run_id, keep=False).count()
+    slot.save(update_fields=["n_values"])
+
+
+def matrix_is_current(*, dataset: Dataset) -> bool:
+    """Cheap check: every latest run has its slots and every record has a row."""
+    want = {(run.pk, run.scorer) for run in _latest_runs(dataset).values()}
+    have = set(MatrixSlot.objects.filter(dataset=dataset).values_list("run_id", "scorer"))
+    if not want <= have or {r for r, _ in have} - {r for r, _ in want}:
+        return False
+    return ScoreMatrix.objects.filter(dataset=dataset).count() == Record.objects.filter(dataset=dataset).count()
+
+
+@transaction.atomic
+def matrix_sync(*, dataset: Dataset, actor=None) -> dict[str, Any]:
+    """Copy the latest finished run of every scorer into the dataset's score matrix.
+
+    Scores of a finished run never change (scores_write ignores conflicts), so a slot only has to be
+    refilled when the latest run of a scorer changes or new records arrive.
+    """
+    inserted = _insert_missing_rows(dataset)
+    ScoreMatrix.objects.filter(dataset=dataset).exclude(record__dataset=dataset).delete()
+    latest = _latest_runs(dataset)
+    wanted: dict[tuple[int, str], ScorerRun] = {}
+    for run in latest.values():
+        for role in _run_roles(run):
+            wanted[(run.pk, role)] = run
+    slots = list(MatrixSlot.objects.filter(dataset=dataset))
+    kept: list[MatrixSlot] = []
+    for slot in slots:
+        if (slot.run_id, slot.kind) in wanted:
+            kept.append(slot)
+            continue
+        if slot.kind == MatrixSlot.Kind.VALUE:
+            ScoreMatrix.objects.filter(dataset=dataset).update(**{slot.column: None})
+        else:
+            ScoreMatrix.objects.filter(dataset=dataset).update(drop_mask=F("drop_mask").bitand(~slot.bit))
+        slot.delete()
+    have = {(s.run_id, s.kind) for s in kept}
+    added = []
+    for (run_id, role), run in sorted(wanted.items(), key=lambda kv: kv[1].scorer):
+        if (run_id, role) in have:
+            continue
+        used = {s.slot for s in kept if s.kind == role}
+        limit = N_VALUE_SLOTS if role == MatrixSlot.Kind.VALUE else N_FLAG_SLOTS
+        free = next((i for i in range(limit) if i not in used), None)
+        if free is None:
+            raise StudioError(f"{dataset.name}: more than {limit} scorers of kind {role}; the matrix has no free slot for {run.scorer}")
+        slot = MatrixSlot.objects.create(dataset=dataset, run=run, kind=role, slot=free, scorer=run.scorer, version=run.version)
+        kept.append(slot)
+        added.append(slot)
+    refill = kept if inserted and len(added) < len(kept) else added
+    for slot in refill:
+        (_fill_value if slot.kind == MatrixSlot.Kind.VALUE else _fill_flag)(dataset, slot)
+    summary = {"inserted_rows": inserted, "slots": [f"{s.scorer}:{s.kind}{s.slot}" for s in kept],
+               "filled": [f"{s.scorer}:{s.kind}" for s in refill]}
+    if inserted or refill:
+        audit_log(actor=actor, action="studio.matrix_sync", target=dataset, data=summary)
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# recipes
+
+
+@transaction.atomic
+def recipe_version_create(*, user, name: str, datasets: list[Dataset], conditions: dict, note: str = "",
+                          description: str = "") -> RecipeVersion:
+    """Save conditions as the next version of recipe `name` (created on first save).
+
+    Saving the same conditions and datasets as the latest version returns that version unchanged.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise StudioError("A recipe needs a name.")
+    if not datasets:
+        raise StudioError("A recipe needs at least one dataset.")
+    try:
+        spec = parse_spec(conditions)
+    except SpecError as exc:
+        raise StudioError(str(exc)) from exc
+    recipe, created = Recipe.objects.select_for_update().get_or_create(
+        name=name, defaults={"description": description, "created_by": user if getattr(user, "is_authenticated", False) else None})
+    last = recipe.versions.order_by("-number").first()
+    ds_ids = sorted(d.pk for d in datasets)
+    if last and last.conditions == spec.as_dict() and sorted(last.datasets.values_list("id", flat=True)) == ds_ids:
+        return last
+    version = RecipeVersion.objects.create(recipe=recipe, number=(last.number + 1) if last else 1, conditions=spec.as_dict(),
+                                           note=note[:500], created_by=user if getattr(user, "is_authenticated", False) else None)
+    version.datasets.set(ds_ids)
+    audit_log(actor=user, action="studio.recipe_version_create", target=version,
+              data={"recipe": recipe.name, "number": version.number, "conditions": spec.as_dict(), "datasets": ds_ids})
+    return version
+
+
+# --------------------------------------------------------------------------------------------
+# selections
+
+
+@transaction.atomic
+def selection_apply_start(*, user, version: RecipeVersion, name: str = "", enqueue: bool = True) -> Selection:
+    """Freeze the records a recipe version keeps into a new Selection (a job does the work)."""
+    from medstudio.jobs.services import job_create
+
+    sel = Selection.objects.create(name=(name or f"{version.recipe.name} v{version.number}")[:200], recipe_version=version,
+                                   conditions=version.conditions,
+                                   created_by=user if getattr(user, "is_authenticated", False) else None)
+    sel.datasets.set(version.datasets.all())
+    job = job_create(kind="studio.apply_recipe", params={"selection_id": sel.pk}, user=user, enqueue=enqueue)
+    Selection.objects.filter(pk=sel.pk).update(job=job)  # the job may already have run (eager mode)
+    sel.refresh_from_db()
+    audit_log(actor=user, action="studio.selection_apply", target=sel, data={"recipe_version": version.pk, "job": job.pk})
+    return sel
+
+
+def selection_content_hash(selection: Selection) -> str:
+    """sha256 over "record_id:text_hash" lines in id order: equal hashes mean the same records and texts."""
+    digest = hashlib.sha256()
+    rows = (Record.objects.filter(pk__in=SelectionRecord.objects.filter(selection=selection).values("record_id"))
+            .order_by("id").values_list("id", "text_hash"))
+    for rid, th in rows.iterator(chunk_size=10000):
+        digest.update(f"{rid}:{th}\n".encode())
+    return digest.hexdigest()
+
+
+def selection_freeze(*, selection: Selection, spec: Spec, runs: list[dict], q: Q) -> Selection:
+    """Store the kept record ids (INSERT ... SELECT in the database), then counts, stats and the hash."""
+    ds_ids = list(selection.datasets.values_list("id", flat=True))
+    with transaction.atomic():
+        SelectionRecord.objects.filter(selection=selection).delete()
+        kept = ScoreMatrix.objects.filter(dataset_id__in=ds_ids).filter(q).values("record_id")
+        sql, params = kept.query.sql_with_params()
+        with connection.cursor() as cur:
+            cur.execute(f"INSERT INTO {SelectionRecord._meta.db_table} (selection_id, record_id) "
+                        f"SELECT %s, sub.record_id FROM ({sql}) sub", [selection.pk, *params])
+        items = Record.objects.filter(pk__in=SelectionRecord.objects.filter(selection=selection).values("record_id"))
+        by_lang = {r["lang"]: {"records": r["n"], "tokens": r["t"] or 0}
+                   for r in items.values("lang").annotate(n=Count("id"), t=Sum("n_tokens")).order_by()}
+        by_source = {r["source"] or "(none)": {"records": r["n"], "tokens": r["t"] or 0}
+                     for r in items.values("source").annotate(n=Count("id"), t=Sum("n_tokens")).order_by()}
+        selection.n_records = sum(v["records"] for v in by_lang.values())
+        selection.n_tokens = sum(v["tokens"] for v in by_lang.values())
+        selection.stats = {"by_lang": by_lang, "by_source": by_source}
+        selection.runs = runs
+        selection.conditions = spec.as_dict()
+        selection.content_hash = selection_content_hash(selection)
+        selection.status = Selection.Status.READY
+        selection.save()
+        audit_log(actor=selection.created_by, action="studio.selection_freeze", target=selection,
+                  data={"n_records": selection.n_records, "n_tokens": selection.n_tokens, "hash": selection.content_hash})
+    return selection
+
+
+# --------------------------------------------------------------------------------------------
+# exports and mixtures
+
+
+@transaction.atomic
+def selection_export_start(*, user, selection: Selection, fmt: str, enqueue: bool = True) -> SelectionExport:
+    from medstudio.jobs.services import job_create
+
+    from .formats import FORMATS
+
+    if fmt not in FORMATS:
+        raise StudioError(f"Unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}.")
+    if selection.status != Selection.Status.READY:
+        raise StudioError("The selection is not ready yet (its apply job has not finished).")
+    export = SelectionExport.objects.create(selection=selection, format=fmt,
+                                            created_by=user if getattr(user, "is_authenticated", False) else None)
+    job = job_create(kind="studio.export_selection", params={"export_id": export.pk}, user=user, enqueue=enqueue)
+    SelectionExport.objects.filter(pk=export.pk).update(job=job)
+    export.refresh_from_db()
+    audit_log(actor=user, action="studio.selection_export", target=export, data={"selection": selection.pk, "format": fmt})
+    return export
+
+
+@transaction.atomic
+def mixture_create(*, user, name: str, stage: str, budget_tokens: int, targets: dict, sources: list[dict],
+                   strategy: str = "independent", seed: str = "medstudio-mix", shard_tokens: int = 50_000_000,
+                   build: bool = True, enqueue: bool = True) -> Mixture:
+    """Plan a CPT mixture over tagged selections (PIPELINE.md 1.6); optionally start the shard export job."""
+    from curation.pipeline.mixing import MixingError, plan_mixture
+
+    from .selectors import mix_sources, mix_targets
+
+    if not (name or "").strip():
+        raise StudioError("A mixture needs a name.")
+    try:
+        mt = mix_targets(targets)
+        plan = plan_mixture(mix_sources(sources), mt, budget=int(budget_tokens), strategy=strategy)
+    except (MixingError, ValueError) as exc:
+        raise StudioError(str(exc)) from exc
+    if int(shard_tokens) <= 0:
+        raise StudioError("Shard size must be positive.")
+    mix = Mixture.objects.create(name=name.strip()[:200], stage=stage, budget_tokens=int(budget_tokens),
+                                 targets={"categories": mt.categories, "langs": mt.langs}, strategy=strategy,
+                                 sources=sources, seed=seed, shard_tokens=int(shard_tokens), plan=plan.as_dict(),
+                                 created_by=user if getattr(user, "is_authenticated", False) else None)
+    audit_log(actor=user, action="studio.mixture_create", target=mix, data={"plan": plan.as_dict()})
+    if build:
+        from medstudio.jobs.services import job_create
+
+        Mixture.objects.filter(pk=mix.pk).update(status="building")
+        job = job_create(kind="studio.build_mixture", params={"mixture_id": mix.pk}, user=user, enqueue=enqueue)
+        Mixture.objects.filter(pk=mix.pk).update(job=job)
+        mix.refresh_from_db()
+    return mix

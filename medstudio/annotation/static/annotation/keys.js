@@ -1,0 +1,82 @@
+// Keyboard-only labelling. Digits pick a value in the highlighted row (then the next row is
+// highlighted), A/B/T pick in preference rows, arrows move between rows, Enter submits, S skips,
+// U undoes. Forms are plain POST forms with hx-post, so everything also works without this file.
+(function () {
+  "use strict";
+  var shownAt = performance.now();
+
+  function rows() { return Array.prototype.slice.call(document.querySelectorAll("#answer-form fieldset.keyrow")); }
+  function active() { return document.querySelector("#answer-form fieldset.keyrow.active"); }
+  function setActive(row) {
+    rows().forEach(function (r) { r.classList.toggle("active", r === row); });
+    if (row && row.scrollIntoView) row.scrollIntoView({ block: "nearest" });
+  }
+  function move(step) {
+    var rs = rows();
+    if (!rs.length) return;
+    var i = rs.indexOf(active());
+    setActive(rs[Math.max(0, Math.min(rs.length - 1, i + step))]);
+  }
+  function pick(key) {
+    var row = active();
+    if (!row) return false;
+    var input = row.querySelector('input[data-key="' + key + '"]');
+    if (!input) return false;
+    input.checked = true;
+    var rs = rows();
+    var i = rs.indexOf(row);
+    if (i < rs.length - 1) setActive(rs[i + 1]);
+    return true;
+  }
+  function submit(id) {
+    var form = document.getElementById(id);
+    if (!form) return;
+    if (form.requestSubmit) form.requestSubmit(); else form.submit();
+  }
+  function stampDuration(form) {
+    var d = form && form.querySelector('input[name="duration_ms"]');
+    if (d) d.value = String(Math.round(performance.now() - shownAt));
+  }
+
+  document.addEventListener("keydown", function (e) {
+    if (!document.getElementById("work") || e.altKey || e.metaKey || e.isComposing) return;
+    var t = e.target;
+    var typing = t && (t.tagName === "TEXTAREA" || t.tagName === "SELECT" ||
+                       (t.tagName === "INPUT" && /^(text|search|number|email)$/.test(t.type)));
+    if (typing) {
+      if (e.key === "Enter" && e.ctrlKey) { e.preventDefault(); submit("answer-form"); }
+      else if (e.key === "Escape") { t.blur(); }
+      return;
+    }
+    if (e.ctrlKey) return;
+    if (e.key === "Enter") {
+      if (t && (t.tagName === "BUTTON" || t.tagName === "A")) return;  // let a focused button act
+      e.preventDefault();
+      submit("answer-form");
+      return;
+    }
+    var k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    if (k === "s") { e.preventDefault(); submit("skip-form"); return; }
+    if (k === "u") { e.preventDefault(); submit("undo-form"); return; }
+    if (k === "ArrowDown" || k === "ArrowUp") { e.preventDefault(); move(k === "ArrowDown" ? 1 : -1); return; }
+    if (/^[0-9abt]$/.test(k) && pick(k)) e.preventDefault();
+  });
+
+  document.addEventListener("click", function (e) {
+    var row = e.target.closest && e.target.closest("fieldset.keyrow");
+    if (row) setActive(row);
+  });
+
+  // Time on screen goes with the answer as the label's duration (server time is the fallback).
+  document.addEventListener("submit", function (e) { if (e.target.id === "answer-form") stampDuration(e.target); }, true);
+  document.addEventListener("htmx:configRequest", function (e) {
+    if (e.detail.elt && e.detail.elt.id === "answer-form") {
+      e.detail.parameters["duration_ms"] = String(Math.round(performance.now() - shownAt));
+    }
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    shownAt = performance.now();
+    var ta = document.querySelector('#answer-form textarea[name="text"]');
+    if (ta) ta.focus();
+  });
+})();

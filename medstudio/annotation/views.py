@@ -1,0 +1,405 @@
+"""Annotation views: the labelling screen (clinicians) and queue management, agreement,
+consensus, judges and exports (curators). Thin: parse the request, call a service, render."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from medstudio.accounts.permissions import Role, role_required
+
+from . import agreement as ag
+from . import plots, selectors, services
+from . import questions as qs
+from .judges import pair_in_shown_order
+from .models import Assignment, Label, Queue, QueueItem, Question, QuestionKind
+
+# ------------------------------------------------------------------------------ labelling screen
+
+
+def _labelable_queue(request, pk: int) -> Queue:
+    queue = get_object_or_404(Queue.objects.select_related("question", "dataset"), pk=pk)
+    if not selectors.may_label(queue, request.user):
+        raise PermissionDenied("You are not assigned to this queue (or it is closed).")
+    return queue
+
+
+def _opt(value, key: str, text: str, checked) -> dict:
+    return {"value": value, "key": key, "text": text, "checked": str(value) == str(checked) if checked is not None else False}
+
+
+def _answer_rows(question: Question, content: dict, pre: dict, swapped: bool, *, pre_is_shown: bool = False) -> list[dict]:
+    """The form as rows of radio options, each option with its keyboard key (see keys.js)."""
+    s = question.full_schema
+    kind = question.kind
+    rows: list[dict] = []
+    if kind == qs.RATING:
+        lo, hi = s["scale"]
+        scale = range(lo, hi + 1)
+        rows.append({"name": "score", "title": "Overall quality", "required": True,
+                     "options": [_opt(v, str(v), str(v), pre.get("score")) for v in scale]})
+        for a in s["aspects"]:
+            rows.append({"name": a, "title": a.replace("_", " "), "required": s.get("aspects_required", False),
+                         "options": [_opt(v, str(v), str(v), (pre.get("aspects") or {}).get(a)) for v in scale]})
+    elif kind == qs.LABEL:
+        rows.append({"name": "label", "title": "Domain", "required": True,
+                     "options": [_opt(lab, str(i), lab, pre.get("label")) for i, lab in enumerate(s["labels"], 1)]})
+    elif kind == qs.TURN_RATING:
+        lo, hi = s["scale"]
+        turns = pre.get("turns") or []
+        for i in range(1, qs.n_assistant_turns(content) + 1):
+            prev = turns[i - 1] if i - 1 < len(turns) else {}
+            for a in s["aspects"]:
+                rows.append({"name": f"t{i}_{a}", "title": f"Turn {i} · {a}", "turn": i, "required": True,
+                             "options": [_opt(v, str(v), str(v), prev.get(a)) for v in range(lo, hi + 1)]})
+    elif kind == qs.PREFERENCE:
+        shown = lambda v: (v if pre_is_shown else qs.canonical_to_shown(v, swapped)) if v else None  # noqa: E731
+        opts = lambda cur: [_opt("A", "a", "A", cur), _opt("B", "b", "B", cur), _opt("tie", "t", "Tie", cur)]  # noqa: E731
+        rows.append({"name": "winner", "title": "Better answer", "required": True, "options": opts(shown(pre.get("winner")))})
+        for a in s["aspects"]:
+            rows.append({"name": a, "title": a, "required": s.get("aspects_required", False),
+                         "options": opts(shown((pre.get("aspects") or {}).get(a)))})
+    return rows
+
+
+def _answer_from_post(question: Question, content: dict, post) -> dict:
+    s = question.full_schema
+    kind = question.kind
+    if kind == qs.RATING:
+        return {"score": post.get("score"), "aspects": {a: post.get(a) for a in s["aspects"]}}
+    if kind == qs.LABEL:
+        return {"label": post.get("label")}
+    if kind == qs.TURN_RATING:
+        n = qs.n_assistant_turns(content)
+        return {"turns": [{a: post.get(f"t{i}_{a}") for a in s["aspects"]} for i in range(1, n + 1)]}
+    if kind == qs.PREFERENCE:
+        return {"winner": post.get("winner"), "aspects": {a: post.get(a) for a in s["aspects"]},
+                "comment": post.get("comment", "")}
+    return {"text": post.get("text", "")}
+
+
+def _work_context(request, queue: Queue, assignment: Assignment | None, *, notice: str = "", error: str = "",
+                  posted: dict | None = None) -> dict:
+    ctx = {"queue": queue, "question": queue.question, "assignment": assignment, "notice": notice, "error": error,
+           "progress": selectors.queue_progress(queue, request.user)}
+    if assignment is None:
+        return ctx
+    record = assignment.item.record
+    content = record.content
+    pre: dict = {}
+    label = Label.objects.filter(assignment=assignment).only("values").first()
+    if posted is not None:
+        pre = posted  # a rejected answer stays on screen as typed
+    elif label is not None:
+        pre = label.values  # reopened by undo: show what was saved
+    suggestion = assignment.item.suggestion if queue.show_suggestion else None
+    if not pre and suggestion and queue.question.kind == qs.RATING and isinstance(suggestion.get("value"), (int, float)):
+        lo, hi = queue.question.full_schema["scale"]
+        pre = {"score": min(hi, max(lo, round(suggestion["value"])))}
+    ctx.update({
+        "record": record, "c": content, "kind": queue.dataset.kind, "suggestion": suggestion,
+        "rows": _answer_rows(queue.question, content, pre, assignment.swapped, pre_is_shown=posted is not None),
+        "text_value": (pre or {}).get("text", ""), "comment_value": (pre or {}).get("comment", ""),
+        "reopened": label is not None,
+    })
+    n = 0
+    turns_view = []
+    for t in content.get("turns") or content.get("prompt_turns") or []:
+        if t.get("role") == "assistant" and "turns" in content:
+            n += 1
+        turns_view.append({"role": t.get("role"), "content": t.get("content", ""),
+                           "n": n if t.get("role") == "assistant" and "turns" in content else None})
+    ctx["turns"] = turns_view
+    if suggestion and isinstance((suggestion.get("detail") or {}).get("per_turn"), list):
+        ctx["turn_suggestions"] = suggestion["detail"]["per_turn"]
+    if queue.dataset.kind == "pair":
+        ctx["answer_a"], ctx["answer_b"] = pair_in_shown_order(content, assignment.swapped)
+    return ctx
+
+
+def _render_work(request, queue, assignment, **kw):
+    ctx = _work_context(request, queue, assignment, **kw)
+    template = "annotation/label.html#work" if request.htmx else "annotation/label.html"
+    return render(request, template, ctx)
+
+
+@role_required(Role.CLINICIAN)
+def home(request):
+    queues = list(selectors.queues_for_annotator(request.user))
+    for q in queues:
+        q.progress = selectors.queue_progress(q, request.user)
+    context = {"queues": queues}
+    if request.user.has_role(Role.CURATOR):
+        context["all_queues"] = Queue.objects.select_related("question", "dataset")[:100]
+    return render(request, "annotation/home.html", context)
+
+
+@role_required(Role.CLINICIAN)
+def label(request, pk: int):
+    queue = _labelable_queue(request, pk)
+    return _render_work(request, queue, services.assignment_next(queue=queue, user=request.user))
+
+
+def _int(v, default=-1) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
+@role_required(Role.CLINICIAN)
+@require_POST
+def submit(request, pk: int):
+    queue = _labelable_queue(request, pk)
+    aid = _int(request.POST.get("assignment"))
+    assignment = Assignment.objects.select_related("item__record").filter(
+        pk=aid, queue=queue, annotator=services.annotator_key(request.user)).first()
+    if assignment is None:
+        return _render_work(request, queue, services.assignment_next(queue=queue, user=request.user),
+                            error="That item is no longer yours (released by an undo in another tab?).")
+    answer = _answer_from_post(queue.question, assignment.item.record.content, request.POST)
+    try:
+        outcome = services.label_submit(assignment_id=aid, user=request.user, answer=answer,
+                                        revision=_int(request.POST.get("revision")),
+                                        duration_ms=request.POST.get("duration_ms"))
+    except services.SubmitConflict as exc:
+        return _render_work(request, queue, services.assignment_next(queue=queue, user=request.user), error=str(exc))
+    except services.AnnotationError as exc:
+        # Keep the clinician on the same item with their answer intact: nothing is lost.
+        assignment.refresh_from_db()
+        resp = _render_work(request, queue, assignment, error=str(exc), posted=answer)
+        resp.status_code = 200 if request.htmx else 400
+        return resp
+    if not request.htmx:
+        return redirect("annotation:label", pk=queue.pk)
+    notice = "Saved." if outcome.status == "saved" else "Already saved (repeated submit ignored)."
+    return _render_work(request, queue, services.assignment_next(queue=queue, user=request.user), notice=notice)
+
+
+@role_required(Role.CLINICIAN)
+@require_POST
+def skip(request, pk: int):
+    queue = _labelable_queue(request, pk)
+    services.assignment_skip(assignment_id=_int(request.POST.get("assignment")), user=request.user,
+                             revision=_int(request.POST.get("revision")))
+    if not request.htmx:
+        return redirect("annotation:label", pk=queue.pk)
+    return _render_work(request, queue, services.assignment_next(queue=queue, user=request.user), notice="Skipped.")
+
+
+@role_required(Role.CLINICIAN)
+@require_POST
+def undo(request, pk: int):
+    queue = _labelable_queue(request, pk)
+    reopened = services.assignment_undo(queue=queue, user=request.user)
+    if not request.htmx:
+        return redirect("annotation:label", pk=queue.pk)
+    if reopened is None:
+        return _render_work(request, queue, services.assignment_next(queue=queue, user=request.user),
+                            notice="Nothing to undo.")
+    return _render_work(request, queue, reopened, notice="Reopened your last item.")
+
+
+# ------------------------------------------------------------------------------------ curators
+
+
+@role_required(Role.CURATOR)
+def question_new(request):
+    error = ""
+    if request.method == "POST":
+        kind = request.POST.get("kind", "")
+        schema = {}
+        labels = [x.strip() for x in request.POST.get("labels", "").split(",") if x.strip()]
+        if kind == qs.LABEL and labels:
+            schema["labels"] = labels
+        if request.POST.get("aspects_required"):
+            schema["aspects_required"] = True
+        try:
+            question = services.question_create(user=request.user, name=request.POST.get("name", ""), kind=kind,
+                                                schema=schema, instructions=request.POST.get("instructions", ""))
+        except services.AnnotationError as exc:
+            error = str(exc)
+        else:
+            messages.success(request, f"Question {question.name} created.")
+            return redirect(reverse("annotation:queue_new") + f"?question={question.pk}")
+    return render(request, "annotation/question_new.html", {"kinds": QuestionKind.choices, "error": error,
+                                                             "post": request.POST})
+
+
+@role_required(Role.CURATOR)
+def queue_new(request):
+    from django.contrib.auth import get_user_model
+
+    from curation.models import ScorerRun
+    from medstudio.datasets.models import Dataset
+
+    error = ""
+    if request.method == "POST":
+        p = request.POST
+        try:
+            dataset = Dataset.objects.get(pk=_int(p.get("dataset")))
+            question = Question.objects.get(pk=_int(p.get("question")))
+            run = ScorerRun.objects.get(pk=_int(p.get("suggestion_run"))) if p.get("suggestion_run") else None
+            assignees = get_user_model().objects.filter(pk__in=[_int(x) for x in p.getlist("assignees")])
+            n = _int(p.get("n"), 0) or None
+            threshold = float(p["threshold"]) if p.get("threshold") else None
+            queue = services.queue_create(
+                user=request.user, name=p.get("name", ""), dataset=dataset, question=question,
+                annotators_per_item=_int(p.get("annotators_per_item"), 2), assignees=assignees,
+                method=p.get("method", "all"), n=n, seed=_int(p.get("seed"), 0), field=p.get("field", ""),
+                threshold=threshold, suggestion_run=run, show_suggestion=p.get("show_suggestion") == "1",
+                consensus_threshold=float(p.get("consensus_threshold") or 2.0))
+        except (Dataset.DoesNotExist, Question.DoesNotExist, ScorerRun.DoesNotExist):
+            error = "Choose a dataset and a question (and a scorer run that exists)."
+        except ValueError as exc:  # AnnotationError and bad numbers
+            error = str(exc)
+        else:
+            messages.success(request, f"Queue {queue.name} created with {queue.n_items} items.")
+            return redirect("annotation:queue_detail", pk=queue.pk)
+    from medstudio.accounts.models import Role as R
+
+    context = {
+        "datasets": Dataset.objects.all(), "questions": Question.objects.order_by("-id"),
+        "runs": ScorerRun.objects.select_related("dataset")[:200],
+        "clinicians": get_user_model().objects.filter(is_active=True, role=R.CLINICIAN).order_by("username"),
+        "error": error, "post": request.POST, "selected_question": _int(request.GET.get("question"), 0),
+        "methods": services.SAMPLE_METHODS,
+    }
+    return render(request, "annotation/queue_new.html", context)
+
+
+@role_required(Role.CURATOR)
+def queue_detail(request, pk: int):
+    queue = get_object_or_404(Queue.objects.select_related("question", "dataset", "suggestion_run"), pk=pk)
+    from medstudio.jobs.models import Job
+
+    context = {
+        "queue": queue, "progress": selectors.queue_progress(queue), "annotators": selectors.annotator_summary(queue),
+        "assignees": queue.assignees.all(), "jobs": Job.objects.filter(kind="annotation.judge", params__queue_id=queue.pk)[:20],
+        "judge_url": getattr(settings, "MEDSTUDIO_CHAT_URL", ""), "judge_model": getattr(settings, "MEDSTUDIO_CHAT_MODEL", ""),
+        "counts": selectors.consensus_counts(selectors.consensus_outcomes(queue)),
+    }
+    return render(request, "annotation/queue_detail.html", context)
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def queue_settings(request, pk: int):
+    queue = get_object_or_404(Queue, pk=pk)
+    p = request.POST
+    try:
+        services.queue_update(
+            queue=queue, user=request.user,
+            is_open=(p.get("is_open") == "1") if "is_open" in p else None,
+            show_suggestion=(p.get("show_suggestion") == "1") if "show_suggestion" in p else None,
+            consensus_threshold=float(p["consensus_threshold"]) if p.get("consensus_threshold") else None)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect("annotation:queue_detail", pk=pk)
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def judge(request, pk: int):
+    queue = get_object_or_404(Queue.objects.select_related("question"), pk=pk)
+    try:
+        jobs = services.judge_start(queue=queue, user=request.user, base_url=request.POST.get("base_url", "").strip(),
+                                    model=request.POST.get("model", "").strip(), passes=_int(request.POST.get("passes"), 1),
+                                    temperature=float(request.POST.get("temperature") or 0.7),
+                                    api_key_env=request.POST.get("api_key_env", "").strip())
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Started {len(jobs)} judge pass(es).")
+    return redirect("annotation:queue_detail", pk=pk)
+
+
+@role_required(Role.CURATOR)
+def agreement(request, pk: int):
+    queue = get_object_or_404(Queue.objects.select_related("question", "suggestion_run"), pk=pk)
+    reports = selectors.queue_agreement(queue)
+    keys = sorted({a for _, r in reports for a in r.annotators})
+    names = selectors.annotator_names(keys)
+    sections = []
+    for m, rep in reports:
+        labels = [names.get(a, a) for a in rep.annotators]
+        stat = "kappa"
+        sections.append({
+            "measure": m, "report": rep, "names": labels,
+            "rows": [{"name": labels[i], "cells": row} for i, row in enumerate(rep.matrix(stat))],
+            "pairs": [{"a": names.get(p.a, p.a), "b": names.get(p.b, p.b), "p": p} for p in rep.pairs],
+            "svg": plots.heatmap(labels, rep.matrix(stat), title=f"{m.field}: pairwise kappa"),
+        })
+    outcomes = selectors.consensus_outcomes(queue)
+    spreads: dict[str, int] = {}
+    for o in outcomes.values():
+        if o.spread is not None:
+            k = f"{o.spread:g}"
+            spreads[k] = spreads.get(k, 0) + 1
+    spread_svg = plots.histogram(sorted(spreads.items(), key=lambda kv: float(kv[0])), title="spread per item")
+    return render(request, "annotation/agreement.html", {"queue": queue, "sections": sections, "spread_svg": spread_svg})
+
+
+@role_required(Role.CURATOR)
+def consensus(request, pk: int):
+    queue = get_object_or_404(Queue.objects.select_related("question"), pk=pk)
+    threshold = request.GET.get("threshold")
+    try:
+        t = float(threshold) if threshold else None
+    except ValueError:
+        t = None
+    outcomes = selectors.consensus_outcomes(queue, threshold=t)
+    show = request.GET.get("show", ag.DISAGREED)
+    items = {it.pk: it for it in QueueItem.objects.filter(pk__in=[i for i, o in outcomes.items() if o.status == show])
+             .select_related("record")[:200]}
+    per_item = {}
+    for item_id, annotator, values in Label.objects.filter(item_id__in=items).values_list("item_id", "annotator", "values"):
+        per_item.setdefault(item_id, []).append((annotator, qs.primary_value(queue.question.kind, values)))
+    names = selectors.annotator_names(list({a for v in per_item.values() for a, _ in v}))
+    rows = [{"item": items[i], "outcome": outcomes[i],
+             "labels": [(names.get(a, a), v) for a, v in sorted(per_item.get(i, []))]} for i in items]
+    context = {"queue": queue, "rows": rows, "counts": selectors.consensus_counts(outcomes), "show": show,
+               "threshold": t if t is not None else queue.consensus_threshold,
+               "choices": _adjudication_choices(queue)}
+    template = "annotation/consensus.html#rows" if request.htmx else "annotation/consensus.html"
+    return render(request, template, context)
+
+
+def _adjudication_choices(queue: Queue) -> list:
+    s = queue.question.full_schema
+    if queue.question.kind == qs.LABEL:
+        return s["labels"]
+    if queue.question.kind == qs.PREFERENCE:
+        return list(qs.PREF_CANONICAL)
+    if queue.question.kind in (qs.RATING, qs.TURN_RATING):
+        lo, hi = s["scale"]
+        return list(range(lo, hi + 1))
+    return []
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def adjudicate(request, pk: int, item_id: int):
+    item = get_object_or_404(QueueItem.objects.select_related("queue__question"), pk=item_id, queue_id=pk)
+    if request.POST.get("clear"):
+        services.adjudication_clear(item=item, user=request.user)
+    else:
+        try:
+            services.adjudication_set(item=item, user=request.user, value=request.POST.get("value"),
+                                      note=request.POST.get("note", ""))
+        except services.AnnotationError as exc:
+            messages.error(request, str(exc))
+    return redirect(reverse("annotation:consensus", args=[pk]) + f"?show={request.POST.get('show', 'disagreed')}")
+
+
+@role_required(Role.CURATOR)
+def export(request, pk: int):
+    queue = get_object_or_404(Queue.objects.select_related("question"), pk=pk)
+    resp = StreamingHttpResponse(selectors.labels_export_lines(queue), content_type="application/x-ndjson")
+    resp["Content-Disposition"] = f'attachment; filename="queue-{queue.pk}-labels.jsonl"'
+    return resp
+

@@ -1,0 +1,260 @@
+"""Preference pages: thin views (read the form, call one service, render)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from medstudio.accounts.permissions import Role, role_required
+
+from . import selectors, services
+from .forms import BuildForm, DiversifyForm, FracForm, ReviewForm, SetForm, VoteForm
+from .models import BuildRun, DiversifyRun, PreferenceExport, PreferencePair, PreferenceSet, ReviewRound, VoteRun
+
+
+def _back(pk: int) -> HttpResponse:
+    return redirect(reverse("preferences:set_detail", args=[pk]))
+
+
+@role_required(Role.CURATOR)
+def index(request: HttpRequest) -> HttpResponse:
+    form = SetForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            s = services.preference_set_create(user=request.user, **form.cleaned_data)
+            return _back(s.pk)
+        except services.PreferenceError as exc:
+            form.add_error(None, str(exc))
+    return render(request, "preferences/index.html", {"sets": selectors.sets_list(), "form": form})
+
+
+def strength_plot(summary: dict, width: int = 560, height: int = 160) -> dict:
+    """Bars of the strength histogram for an inline SVG, coloured by what voting does there."""
+    hist = (summary or {}).get("histogram") or {}
+    counts, edges = hist.get("counts") or [], hist.get("edges") or []
+    if not counts:
+        return {}
+    top = max(counts) or 1
+    bw = width / len(counts)
+    bars = []
+    for i, c in enumerate(counts):
+        h = (height - 20) * c / top
+        bars.append({"x": round(i * bw, 1), "y": round(height - 20 - h, 1), "w": round(bw - 1, 1), "h": round(h, 1),
+                     "count": c, "lo": round(edges[i], 3), "hi": round(edges[i + 1], 3)})
+    return {"bars": bars, "width": width, "height": height, "lo": round(edges[0], 3), "hi": round(edges[-1], 3)}
+
+
+@role_required(Role.CURATOR)
+def set_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    pref_set = get_object_or_404(PreferenceSet, pk=pk)
+    votes = list(selectors.votes_for(pref_set=pref_set))
+    latest = next((v for v in votes if v.summary), None)
+    ctx = {
+        "set": pref_set,
+        "counts": selectors.set_counts(pref_set=pref_set),
+        "runs": selectors.runs_for(pref_set=pref_set),
+        "votes": votes,
+        "latest_vote": latest,
+        "plot": strength_plot(latest.summary) if latest else {},
+        "reviews": selectors.reviews_for(pref_set=pref_set),
+        "agreement": selectors.agreement(pref_set=pref_set),
+        "exports": pref_set.exports.all()[:10],
+        "build_form": BuildForm(),
+        "vote_form": VoteForm(),
+        "review_form": ReviewForm(),
+    }
+    return render(request, "preferences/set_detail.html", ctx)
+
+
+@role_required(Role.CURATOR)
+def pairs(request: HttpRequest, pk: int) -> HttpResponse:
+    pref_set = get_object_or_404(PreferenceSet, pk=pk)
+    f = {k: request.GET.get(k, "") for k in ("origin", "status", "action", "verdict")}
+    qs = selectors.pairs_filtered(pref_set=pref_set, **f)
+    try:
+        after = int(request.GET.get("after") or 0)
+    except ValueError:
+        after = 0
+    rows, next_after = selectors.pairs_page(qs=qs, after=after)
+    ctx = {"set": pref_set, "pairs": rows, "next_after": next_after, "filters": f,
+           "query": "&".join(f"{k}={v}" for k, v in f.items() if v)}
+    template = "preferences/pairs.html#rows" if request.htmx else "preferences/pairs.html"
+    return render(request, template, ctx)
+
+
+@role_required(Role.CURATOR)
+def pair_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    pair = get_object_or_404(PreferencePair.objects.select_related("pref_set", "run", "record"), pk=pk)
+    return render(request, "preferences/pair_detail.html", {"pair": pair})
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def build(request: HttpRequest, pk: int) -> HttpResponse:
+    pref_set = get_object_or_404(PreferenceSet, pk=pk)
+    form = BuildForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Build: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return _back(pk)
+    d = form.cleaned_data
+    try:
+        run = services.build_start(user=request.user, pref_set=pref_set, builder=d["builder"], dataset=d.get("dataset"),
+                                   selection_id=d.get("selection_id"), path=(d.get("path") or "").strip(),
+                                   params=form.build_params())
+    except services.PreferenceError as exc:
+        messages.error(request, str(exc))
+        return _back(pk)
+    messages.success(request, f"Build run #{run.pk} started.")
+    return redirect(reverse("preferences:run_detail", args=[run.pk]))
+
+
+@role_required(Role.CURATOR)
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(BuildRun.objects.select_related("pref_set", "dataset", "job"), pk=pk)
+    return render(request, "preferences/run_detail.html", {"run": run, "failures": run.failures.order_by("id")[:200]})
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(BuildRun, pk=pk)
+    try:
+        services.build_resume(user=request.user, run=run)
+        messages.success(request, f"Run #{run.pk} resumed.")
+    except services.PreferenceError as exc:
+        messages.error(request, str(exc))
+    return redirect(reverse("preferences:run_detail", args=[pk]))
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def vote(request: HttpRequest, pk: int) -> HttpResponse:
+    pref_set = get_object_or_404(PreferenceSet, pk=pk)
+    form = VoteForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Vote: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return _back(pk)
+    try:
+        v = services.vote_start(user=request.user, pref_set=pref_set, method=form.cleaned_data["method"],
+                                params=form.vote_params(), flip_frac=form.cleaned_data["flip_frac"],
+                                drop_frac=form.cleaned_data["drop_frac"])
+        messages.success(request, f"Vote #{v.pk} started.")
+    except services.PreferenceError as exc:
+        messages.error(request, str(exc))
+    return _back(pk)
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def vote_apply(request: HttpRequest, pk: int) -> HttpResponse:
+    v = get_object_or_404(VoteRun, pk=pk)
+    form = FracForm(request.POST)
+    if form.is_valid():
+        try:
+            services.vote_apply(user=request.user, vote=v, **form.cleaned_data)
+            messages.success(request, "Flip / drop fractions applied.")
+        except services.PreferenceError as exc:
+            messages.error(request, str(exc))
+    else:
+        messages.error(request, "Fractions must be numbers between 0 and 1.")
+    return _back(v.pref_set_id)
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def vote_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    v = get_object_or_404(VoteRun, pk=pk)
+    try:
+        services.vote_resume(user=request.user, vote=v)
+    except services.PreferenceError as exc:
+        messages.error(request, str(exc))
+    return _back(v.pref_set_id)
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def review(request: HttpRequest, pk: int) -> HttpResponse:
+    pref_set = get_object_or_404(PreferenceSet, pk=pk)
+    form = ReviewForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Review: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return _back(pk)
+    try:
+        r = services.review_send(user=request.user, pref_set=pref_set, **form.cleaned_data)
+        messages.success(request, f"{r.n_pairs} pair(s) sent to clinician queue {r.queue.name}.")
+    except services.PreferenceError as exc:
+        messages.error(request, str(exc))
+    return _back(pk)
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def review_sync(request: HttpRequest, pk: int) -> HttpResponse:
+    r = get_object_or_404(ReviewRound, pk=pk)
+    try:
+        out = services.review_sync(user=request.user, review=r)
+        messages.success(request, f"{out['verdicts']} verdict(s) applied; {out['unresolved']} split decision(s) left open.")
+    except services.PreferenceError as exc:
+        messages.error(request, str(exc))
+    return _back(r.pref_set_id)
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def export(request: HttpRequest, pk: int) -> HttpResponse:
+    pref_set = get_object_or_404(PreferenceSet, pk=pk)
+    try:
+        job = services.export_start(user=request.user, pref_set=pref_set)
+    except services.PreferenceError as exc:
+        messages.error(request, str(exc))
+        return _back(pk)
+    return redirect(reverse("jobs:detail", args=[job.pk]))
+
+
+@role_required(Role.CURATOR)
+def export_download(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
+    e = get_object_or_404(PreferenceExport, pk=pk)
+    path = (e.files or {}).get(fmt)
+    if not path or not Path(path).is_file():
+        raise Http404("No such export file.")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=Path(path).name)
+
+
+@role_required(Role.CURATOR)
+def diversify(request: HttpRequest) -> HttpResponse:
+    form = DiversifyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        params = {k: d[k] for k in ("rounds", "m", "n", "k", "seed")}
+        params.update({k: d[k].strip() for k in ("base_url", "model") if d.get(k)})
+        try:
+            run = services.diversify_start(user=request.user, seeds=d["seeds"].splitlines(), source=d.get("source"),
+                                           output_name=d.get("output_name") or "", params=params)
+            return redirect(reverse("preferences:diversify_detail", args=[run.pk]))
+        except services.PreferenceError as exc:
+            form.add_error(None, str(exc))
+    return render(request, "preferences/diversify.html", {"form": form, "runs": selectors.diversify_runs()[:20]})
+
+
+@role_required(Role.CURATOR)
+def diversify_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(DiversifyRun.objects.select_related("source", "output", "job"), pk=pk)
+    state = run.state or {}
+    return render(request, "preferences/diversify_detail.html",
+                  {"run": run, "accepted": state.get("accepted", []), "log": state.get("log", []),
+                   "banks": state.get("banks", {})})
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def diversify_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(DiversifyRun, pk=pk)
+    try:
+        services.diversify_resume(user=request.user, run=run)
+    except services.PreferenceError as exc:
+        messages.error(request, str(exc))
+    return redirect(reverse("preferences:diversify_detail", args=[pk]))

@@ -1,0 +1,193 @@
+"""Two clinicians and an LLM judge (asked twice, through a local OpenAI-compatible server) label a
+queue of shared public documents; agreement equals a hand computation on the same labels, the
+consensus set excludes exactly the items the rule excludes, and exports carry who/when/how long."""
+import json
+from itertools import combinations
+
+import pytest
+from django.urls import reverse
+
+from medstudio.annotation import selectors, services
+from medstudio.annotation.models import Assignment, Label, Status
+from tests.fakes.openai_server import fake_openai_server
+
+from .helpers import login, rating_queue, user
+
+D1 = [0, 1, 2, 3, 4, 5, 3, 2]
+D2 = [0, 1, 4, 3, 5, 5, 1, 2]
+JUDGE = [1, 1, 2, 3, 4, 4, 3, None]  # None: the judge answers garbage for that item
+
+
+def _hand_qwk(xs, ys):
+    """Quadratic weighted kappa from its definition, weights by value difference."""
+    n = len(xs)
+    cats = range(min(xs + ys), max(xs + ys) + 1)
+    obs = sum((x - y) ** 2 for x, y in zip(xs, ys)) / n
+    exp = sum(xs.count(i) * ys.count(j) * (i - j) ** 2 for i in cats for j in cats) / (n * n)
+    return 1 - obs / exp
+
+
+def _hand_ordinal_alpha(units):
+    """Krippendorff's ordinal alpha from the coincidence matrix (Krippendorff 2011, section C)."""
+    from collections import Counter
+
+    coinc = Counter()
+    for vals in units:
+        m = len(vals)
+        if m < 2:
+            continue
+        for i, j in ((i, j) for i in range(m) for j in range(m) if i != j):
+            coinc[(vals[i], vals[j])] += 1 / (m - 1)
+    values = sorted({v for pair in coinc for v in pair})
+    n_c = {c: sum(w for (a, _), w in coinc.items() if a == c) for c in values}
+    n = sum(n_c.values())
+
+    def delta(c, k):
+        lo, hi = sorted((c, k))
+        inner = sum(n_c[g] for g in values if lo <= g <= hi)
+        return (inner - (n_c[lo] + n_c[hi]) / 2) ** 2
+
+    d_o = sum(w * delta(c, k) for (c, k), w in coinc.items())
+    d_e = sum(n_c[c] * n_c[k] * delta(c, k) for c in values for k in values) / (n - 1)
+    return 1 - d_o / d_e
+
+
+@pytest.fixture
+def labelled(make_dataset, curator, django_user_model):
+    d1, d2 = user(django_user_model, "dr_a"), user(django_user_model, "dr_b")
+    queue = rating_queue(make_dataset, curator, n_docs=8, per_item=2, name="zhdocs", assignees=[d1, d2])
+    items = list(queue.items.select_related("record").order_by("record_id"))
+    by_record = {it.record_id: i for i, it in enumerate(items)}
+    for u, scores in ((d1, D1), (d2, D2)):
+        while (a := services.assignment_next(queue=queue, user=u)) is not None:
+            services.label_submit(assignment_id=a.pk, user=u, answer={"score": scores[by_record[a.item.record_id]]},
+                                  revision=a.revision, duration_ms=900)
+    texts = {it.record.content["text"][:40]: JUDGE[i] for i, it in enumerate(items)}
+
+    def judge(req):
+        prompt = req["messages"][1]["content"]
+        for key, score in texts.items():
+            if key in prompt:
+                return "I cannot rate this." if score is None else json.dumps({"score": score})
+        return "??"
+
+    with fake_openai_server(chat=judge) as url:
+        r = login(curator).post(reverse("annotation:judge", args=[queue.pk]),
+                                {"base_url": url, "model": "gpt-judge", "passes": "2", "temperature": "0.7"})
+        assert r.status_code == 302
+    return queue, items, d1, d2
+
+
+@pytest.mark.django_db
+def test_same_judge_twice_gives_two_independent_annotators_with_prompts_kept(labelled):
+    queue, items, *_ = labelled
+    annotators = set(Label.objects.filter(queue=queue, source="model").values_list("annotator", flat=True))
+    assert annotators == {"model:gpt-judge#1", "model:gpt-judge#2"}
+    lab = Label.objects.filter(annotator="model:gpt-judge#1").first()
+    assert lab.prompt[0]["role"] == "system" and json.loads(lab.raw_reply)["score"] == lab.values["score"]
+    failed = Assignment.objects.filter(queue=queue, status=Status.FAILED)
+    assert failed.count() == 2 and all("unusable reply" in a.error for a in failed)  # marked per item, per pass
+    assert failed.first().item_id == items[7].pk
+    from medstudio.jobs.models import Job
+
+    assert set(Job.objects.filter(kind="annotation.judge").values_list("status", flat=True)) == {"succeeded"}
+
+
+@pytest.mark.django_db
+def test_agreement_equals_hand_computation(labelled, curator):
+    queue, items, d1, d2 = labelled
+    reports = dict((m.field, r) for m, r in selectors.queue_agreement(queue))
+    score = reports["score"]
+    k1, k2, j1 = f"user:{d1.pk}", f"user:{d2.pk}", "model:gpt-judge#1"
+    assert score.pair(k1, k2).kappa == pytest.approx(_hand_qwk(D1, D2))
+    both = [i for i in range(8) if JUDGE[i] is not None]
+    assert score.pair(k1, j1).kappa == pytest.approx(_hand_qwk([D1[i] for i in both], [JUDGE[i] for i in both]))
+    units = [[D1[i], D2[i]] + ([JUDGE[i], JUDGE[i]] if JUDGE[i] is not None else []) for i in range(8)]
+    assert score.alpha == pytest.approx(_hand_ordinal_alpha(units))
+    page = login(curator).get(reverse("annotation:agreement", args=[queue.pk]))
+    assert page.status_code == 200 and b"<svg" in page.content and b"dr_a" in page.content
+    assert f"{score.pair(k1, k2).kappa:.3f}".encode() in page.content
+
+
+@pytest.mark.django_db
+def test_consensus_excludes_exactly_the_rule_and_adjudication_brings_items_back(labelled, curator):
+    queue, items, *_ = labelled
+    expect_out = set()
+    expect_in = {}
+    for i, it in enumerate(items):
+        vals = [D1[i], D2[i]] + ([JUDGE[i], JUDGE[i]] if JUDGE[i] is not None else [])
+        if max(vals) - min(vals) >= 2:
+            expect_out.add(it.record_id)
+        else:
+            expect_in[it.record_id] = sum(vals) / len(vals)
+    got = dict(selectors.consensus_labels(queue))
+    assert set(got) == set(expect_in) and not (set(got) & expect_out)
+    for rid, v in expect_in.items():
+        assert got[rid] == pytest.approx(v)
+    # clinicians only (sources filter): the judge's labels are left out
+    human = dict(selectors.consensus_labels(queue, sources=("human",)))
+    assert set(human) == {it.record_id for i, it in enumerate(items) if abs(D1[i] - D2[i]) < 2}
+    # a curator adjudicates one set-aside item
+    out_item = next(it for it in items if it.record_id in expect_out)
+    c = login(curator)
+    page = c.get(reverse("annotation:consensus", args=[queue.pk]))
+    assert out_item.record.external_id.encode() in page.content
+    c.post(reverse("annotation:adjudicate", args=[queue.pk, out_item.pk]), {"value": "3", "note": "read it twice"})
+    assert dict(selectors.consensus_labels(queue))[out_item.record_id] == 3.0
+    c.post(reverse("annotation:adjudicate", args=[queue.pk, out_item.pk]), {"value": "11"})  # out of scale
+    assert dict(selectors.consensus_labels(queue))[out_item.record_id] == 3.0
+    # the threshold is a queue setting
+    c.post(reverse("annotation:queue_settings", args=[queue.pk]), {"consensus_threshold": "1"})
+    strict = dict(selectors.consensus_labels(queue))
+    unanimous = {it.record_id for i, it in enumerate(items)
+                 if len({D1[i], D2[i]} | ({JUDGE[i]} if JUDGE[i] is not None else set())) == 1}
+    assert set(strict) == unanimous | {out_item.record_id}
+
+
+@pytest.mark.django_db
+def test_export_has_annotator_time_duration_and_judge_prompt(labelled, curator):
+    queue, *_ = labelled
+    r = login(curator).get(reverse("annotation:export", args=[queue.pk]))
+    lines = [json.loads(x) for x in b"".join(r.streaming_content).decode().splitlines()]
+    assert len(lines) == Label.objects.filter(queue=queue).count() == 16 + 14
+    human = [x for x in lines if x["source"] == "human"]
+    assert {x["annotator_name"] for x in human} == {"dr_a", "dr_b"}
+    assert all(x["duration_ms"] == 900 and x["submitted_at"] and x["started_at"] for x in human)
+    judge = [x for x in lines if x["source"] == "model"]
+    assert all(x["prompt"] and x["raw_reply"] for x in judge)
+
+
+@pytest.mark.django_db
+def test_scorer_suggestion_shown_or_hidden_and_compared(make_dataset, curator, django_user_model):
+    from curation.models import Score, ScorerRun
+
+    doc = user(django_user_model, "dr_x")
+    from .helpers import shared_rows
+
+    ds = make_dataset("sugg", "document", shared_rows("general_en.jsonl", 4))
+    run = ScorerRun.objects.create(dataset=ds, scorer="datarater", status="succeeded")
+    for i, rec in enumerate(ds.records.order_by("id")):
+        Score.objects.create(run=run, record=rec, value=1.2 + i, detail={"aspects": "n/a"})
+    q = services.question_create(user=curator, name="quality", kind="rating")
+    shown = services.queue_create(user=curator, name="shown", dataset=ds, question=q, annotators_per_item=1,
+                                  suggestion_run=run, show_suggestion=True)
+    hidden = services.queue_create(user=curator, name="hidden", dataset=ds, question=q, annotators_per_item=1,
+                                   suggestion_run=run, show_suggestion=False)
+    near = services.queue_create(user=curator, name="near", dataset=ds, question=q, method="threshold", n=2,
+                                 threshold=2.5, suggestion_run=run)
+    assert set(near.items.values_list("record__scores__value", flat=True)) == {2.2, 3.2}
+    c = login(doc)
+    page = c.get(reverse("annotation:label", args=[shown.pk]))
+    assert b'id="suggestion"' in page.content and b"datarater" in page.content and b" checked" in page.content
+    page = c.get(reverse("annotation:label", args=[hidden.pk]))
+    assert b'id="suggestion"' not in page.content and b" checked" not in page.content
+    a = Assignment.objects.get(queue=shown, annotator=f"user:{doc.pk}", status=Status.ACTIVE)
+    services.label_submit(assignment_id=a.pk, user=doc, answer={"score": 3}, revision=a.revision)
+    assert Label.objects.get(assignment=a).suggestion_shown is True
+    while (a := services.assignment_next(queue=hidden, user=doc)) is not None:
+        services.label_submit(assignment_id=a.pk, user=doc, answer={"score": round(a.item.suggestion["value"]) + 1},
+                              revision=a.revision)
+    rep = dict((m.field, r) for m, r in selectors.queue_agreement(hidden))["score"]
+    pair = rep.pair(f"user:{doc.pk}", "scorer:datarater")
+    assert pair.n == 4 and pair.mean_abs_diff == pytest.approx(
+        sum(abs(round(1.2 + i) + 1 - (1.2 + i)) for i in range(4)) / 4)

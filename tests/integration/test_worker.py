@@ -1,0 +1,60 @@
+"""Jobs on a real Celery worker, including one killed mid-job and resumed by the next worker."""
+import json
+import time
+
+import pytest
+from django.db import transaction
+
+from medstudio.datasets.models import Dataset, Record
+from medstudio.datasets.services import import_start
+from medstudio.jobs.models import Job
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _job(pk):
+    return Job.objects.get(pk=pk)
+
+
+def test_worker_runs_an_import(worker_factory, shared_data):
+    worker_factory()
+    with transaction.atomic():
+        job = import_start(user=None, path=shared_data / "disc_med_sft_samples.jsonl", fmt="jsonl", kind="dialogue",
+                           dataset="disc")
+    wait_for(lambda: _job(job.pk).status in ("succeeded", "failed"), timeout=90)
+    job = _job(job.pk)
+    assert job.status == "succeeded", job.error
+    n = sum(1 for _ in open(shared_data / "disc_med_sft_samples.jsonl", encoding="utf-8"))
+    assert Dataset.objects.get(name="disc").n_records == n == job.result["inserted"]
+
+
+def test_killed_worker_job_resumes_from_its_cursor(worker_factory, tmp_path):
+    n = 20000
+    path = tmp_path / "big.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"id": f"d{i}", "text": f"患者 {i} 主诉头痛三天，伴有恶心。Patient {i} reports headache."},
+                                ensure_ascii=False) + "\n")
+    env = {"MEDSTUDIO_IMPORT_BATCH_SIZE": 100, "MEDSTUDIO_JOB_STALE_SECONDS": 2}
+    first = worker_factory(**env)
+    with transaction.atomic():
+        job = import_start(user=None, path=path, fmt="jsonl", kind="document", dataset="big")
+    # Kill it while it is part-way through the batches.
+    wait_for(lambda: 0 < _job(job.pk).done < n * 0.6, timeout=120, interval=0.02)
+    first.kill()
+    killed = _job(job.pk)
+    assert killed.status == "running" and 0 < killed.done < n
+    stored_at_kill = Record.objects.filter(dataset__name="big").count()
+    assert stored_at_kill == killed.cursor["inserted"]  # results and cursor committed together
+    time.sleep(2.5)  # let its heartbeat go stale
+    worker_factory(**env)  # a new worker recovers orphaned jobs when it starts
+    wait_for(lambda: _job(job.pk).status in ("succeeded", "failed"), timeout=180)
+    job = _job(job.pk)
+    assert job.status == "succeeded", job.error
+    assert job.attempts == 2
+    assert Record.objects.filter(dataset__name="big").count() == n
+    assert job.result["inserted"] == n  # every record inserted exactly once across both attempts
+    resumed = job.logs.filter(message__startswith="Resumed (attempt 2)").get().message
+    assert f"'line': {killed.cursor['line']}" in resumed or killed.cursor["line"] <= int(resumed.split("'line': ")[1].split(",")[0])

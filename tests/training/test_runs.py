@@ -1,0 +1,165 @@
+"""Training runs through the web and the job framework: roles, validation, the supervised job,
+metrics and checkpoints in the database, lineage, cancel and crash reporting."""
+import json
+import re
+
+import pytest
+from django.urls import reverse
+
+from medstudio.jobs.models import Job
+from tests.fakes.fixtures import tiny_llama_path  # noqa: F401
+from tests.training import toydata
+from training import services
+from training.models import Checkpoint, ModelRef, RunMetric, TrainingRun
+from training.pipeline import launcher
+from training.pipeline.specs import default_spec
+
+TINY = dict(max_length=64, per_device_batch_size=2, global_batch_size=2, logging_steps=1, save_total_limit=2)
+
+
+def _raw_docs(n=3):
+    return [{"id": f"d{i}", "text": r["content"]["text"], "title": r["content"]["title"]} for i, r in enumerate(toydata.cpt_docs(n, 80))]
+
+
+def _raw_qa(n=4):
+    return [{"id": f"q{i}", "question": r["content"]["question"], "answer": r["content"]["answer"]} for i, r in enumerate(toydata.sft_qa(n, 40))]
+
+
+def _raw_pairs(n=4):
+    return [{"id": f"p{i}", **r["content"]} for i, r in enumerate(toydata.objective_pairs(n))]
+
+
+@pytest.fixture
+def base_model(db, tiny_llama_path):  # noqa: F811
+    return services.model_ref_create(actor=None, name="tiny-llama", path=tiny_llama_path)
+
+
+@pytest.fixture(autouse=True)
+def _runs_dir(settings, tmp_path):
+    settings.MEDSTUDIO_TRAINING_DIR = tmp_path / "runs"
+
+
+def _form(stage, base, dataset, **over):
+    from training.forms import RunForm
+
+    data = {k: v for k, v in RunForm.initial_for(stage).items()}
+    data.update(base_model=base.pk, dataset=dataset.pk, **over)
+    return {k: ("on" if v is True else v) for k, v in data.items() if v is not False and v is not None}
+
+
+def test_roles_view_vs_launch(client_for, base_model, make_dataset):
+    ds = make_dataset("docs", "document", _raw_docs())
+    for role in ("clinician", "curator"):
+        c = client_for(role)
+        assert c.get(reverse("training:runs")).status_code == 200
+        assert c.get(reverse("training:models")).status_code == 200
+        assert c.get(reverse("training:model_detail", args=[base_model.pk])).status_code == 200
+        assert c.get(reverse("training:run_new")).status_code == 403
+        assert c.post(reverse("training:run_new"), _form("cpt-stable", base_model, ds)).status_code == 403
+    assert TrainingRun.objects.count() == 0
+    page = client_for("admin").get(reverse("training:run_new") + "?stage=sft")
+    assert page.status_code == 200
+    html = page.content.decode()
+    # SFT defaults pre-filled: lr 2e-6, seq 2048, batch 128, weight decay 0.1, 10% validation.
+    for name, value in (("learning_rate", "2e-06"), ("max_length", "2048"), ("global_batch_size", "128"),
+                        ("weight_decay", "0.1"), ("val_fraction", "0.1")):
+        assert re.search(rf'name="{name}" value="{re.escape(value)}"', html), name
+
+
+def test_invalid_spec_and_wrong_data_kind_are_refused(client_for, base_model, make_dataset):
+    docs = make_dataset("docs", "document", _raw_docs())
+    admin = client_for("admin")
+    r = admin.post(reverse("training:run_new"), _form("sft", base_model, docs, learning_rate="-1", max_steps=2))
+    assert r.status_code == 200
+    html = r.content.decode()
+    assert "must be in (0, 1)" in html and "sft trains on qa, dialogue, mcq data" in html
+    assert TrainingRun.objects.count() == 0 and not Job.objects.filter(kind="training.run").exists()
+
+
+@pytest.mark.slow
+def test_ui_chain_leaves_four_linked_checkpoints(client_for, base_model, make_dataset):
+    admin = client_for("admin")
+    viewer = client_for("clinician")
+    data = {"cpt-stable": make_dataset("docs", "document", _raw_docs()),
+            "cpt-boost": make_dataset("docs2", "document", _raw_docs(2)),
+            "sft": make_dataset("qa", "qa", _raw_qa()),
+            "dpo": make_dataset("pairs", "pair", _raw_pairs())}
+    start = base_model
+    finals = []
+    prev_run = None
+    for stage in ("cpt-stable", "cpt-boost", "sft", "dpo"):
+        extra = dict(learning_rate="2e-3", max_steps=4, save_steps=2, **TINY)
+        if stage == "dpo":
+            # "next stage" from the SFT checkpoint pre-selects theta_base = the model SFT started from.
+            url = re.search(r'href="([^"]*stage=dpo[^"]*)"', viewer_html).group(1).replace("&amp;", "&")
+            page = admin.get(url).content.decode()
+            merge_base = int(re.search(r'name="merge_base"[^>]*>.*?<option value="(\d+)" selected', page, re.S).group(1))
+            assert merge_base == prev_run.base_model_id
+            extra.update(merge_base=merge_base, merging_enabled=True, merging_p="0.5", merging_alpha="0.001")
+        r = admin.post(reverse("training:run_new"), _form(stage, start, data[stage], **extra))
+        assert r.status_code == 302, r.content.decode()[:3000]
+        run = TrainingRun.objects.latest("id")
+        assert run.status == "succeeded", (run.error, run.log_tail)
+        finals.append(run.checkpoints.get(is_final=True).model_ref)
+        # Live view: metrics streamed into the DB and drawn; checkpoints listed; next stage offered (admins only).
+        assert RunMetric.objects.filter(run=run, name="loss").count() >= 3
+        viewer_html = admin.get(reverse("training:run_detail", args=[run.pk])).content.decode()
+        assert "<polyline" in viewer_html and 'id="checkpoints"' in viewer_html
+        assert viewer.get(reverse("training:run_detail", args=[run.pk])).status_code == 200
+        assert "next-stage" not in viewer.get(reverse("training:run_detail", args=[run.pk])).content.decode()
+        start, prev_run = finals[-1], run
+    assert RunMetric.objects.filter(run=run, name="rewards_margins").exists()
+    # Four linked checkpoints: each final model's parent is the previous one; data and spec recorded.
+    assert [m.stage for m in finals] == ["cpt-stable", "cpt-boost", "sft", "dpo"]
+    assert finals[0].parent == base_model
+    for parent, child in zip(finals, finals[1:]):
+        assert child.parent == parent
+    assert [m.name for m in finals[-1].lineage()][-1] == "tiny-llama" and len(finals[-1].lineage()) == 5
+    assert finals[2].data_ref["name"] == "qa" and len(finals[2].data_ref["sha256"]) == 64
+    spec_file = json.loads(open(finals[-1].path + "/medstudio_spec.json").read())
+    assert spec_file["spec"]["merging"]["enabled"] and spec_file["spec"]["merging"]["base_model"] == finals[1].path
+    assert Checkpoint.objects.filter(is_final=False).exists()
+
+
+@pytest.mark.slow
+def test_cancel_from_the_job_kills_the_training_process(base_model, make_dataset, admin_user, monkeypatch):
+    ds = make_dataset("docs", "document", _raw_docs())
+    real = services.run_events_record
+
+    def record_then_click_cancel(*, run, rows):
+        step = real(run=run, rows=rows)
+        if any(r.get("event") == "log" for r in rows):  # an admin clicks Cancel while the run streams
+            Job.objects.filter(pk=TrainingRun.objects.get(pk=run.pk).job_id or Job.objects.latest("id").pk).update(cancel_requested=True)
+        return step
+
+    monkeypatch.setattr(services, "run_events_record", record_then_click_cancel)
+    spec = default_spec("cpt-stable", base_model.path, max_steps=100_000, learning_rate=1e-3, **TINY)
+    run = services.training_run_start(actor=admin_user, spec=spec, base_model=base_model, data_ref={"type": "dataset", "id": ds.pk})
+    run.refresh_from_db()
+    assert run.status == "cancelled" and run.job.status == "cancelled"
+    pgid = int((launcher.Path(run.run_dir) / "launcher.pid").read_text())
+    assert not launcher.group_alive(pgid)
+    assert run.step < 100
+
+
+@pytest.mark.slow
+def test_crashed_run_is_reported_with_log_tail(make_dataset, admin_user, tmp_path):
+    ds = make_dataset("docs", "document", _raw_docs())
+    broken = services.model_ref_create(actor=None, name="broken", path=str(tmp_path / "no-such-model"))
+    spec = default_spec("cpt-stable", broken.path, max_steps=2, **TINY)
+    run = services.training_run_start(actor=admin_user, spec=spec, base_model=broken, data_ref={"type": "dataset", "id": ds.pk})
+    run.refresh_from_db()
+    assert run.status == "failed" and run.job.status == "failed"
+    assert "no-such-model" in run.log_tail
+    assert "exited with code" in run.error
+
+
+def test_management_command_validates(base_model, make_dataset):
+    from django.core.management import CommandError, call_command
+
+    make_dataset("qa", "qa", _raw_qa())
+    with pytest.raises(CommandError, match="learning_rate"):
+        call_command("train", "--stage", "sft", "--base", "tiny-llama", "--dataset", "qa", "--set", "learning_rate=5")
+    with pytest.raises(CommandError, match="does not exist|no dataset"):
+        call_command("train", "--stage", "sft", "--base", "tiny-llama", "--dataset", "nope")
+    assert ModelRef.objects.count() == 1

@@ -1,0 +1,53 @@
+from django import forms
+
+from medstudio.datasets.models import Dataset
+
+from .models import EvalKind, HitStatus
+
+
+class EvalRunForm(forms.Form):
+    kind = forms.ChoiceField(choices=EvalKind.choices)
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"),
+                                     help_text="mcq for benchmarks; qa or dialogue for consultation; training data for memorisation.")
+    model_name = forms.CharField(max_length=200, required=False, help_text="Label on the leaderboard (default: the path or model).")
+    backend = forms.ChoiceField(choices=[("transformers", "transformers (local path)"), ("vllm", "vLLM (GPU worker, local path)"),
+                                         ("openai", "OpenAI-compatible endpoint")])
+    path = forms.CharField(required=False, help_text="Local model directory (transformers / vLLM).")
+    base_url = forms.URLField(required=False, help_text="Endpoint base URL, e.g. http://gpu1:8000/v1 (key: MEDSTUDIO_CHAT_API_KEY).")
+    remote_model = forms.CharField(required=False, label="Endpoint model name")
+    seeds = forms.CharField(required=False, help_text="Comma-separated; default 0,1,2 for MCQ (mean of 3 runs).")
+    temperature = forms.FloatField(required=False, min_value=0, max_value=2)
+    max_new_tokens = forms.IntegerField(required=False, min_value=1, max_value=8192)
+    limit = forms.IntegerField(required=False, min_value=1, help_text="Only the first N records (a quick check).")
+    judge_base_url = forms.URLField(required=False, help_text="Consultation judge endpoint (default MEDSTUDIO_CHAT_URL).")
+    judge_model = forms.CharField(required=False)
+    rouge_threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text="Memorisation: ROUGE-L above this flags (0.8).")
+    cosine_threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text="High-risk store: cosine above this is high-risk (0.8).")
+    prefix_ratio = forms.FloatField(required=False, min_value=0.05, max_value=0.95)
+    embedding_model = forms.CharField(required=False, help_text="High-risk store encoder (default MEDSTUDIO_EMBEDDING_MODEL).")
+
+    def clean_seeds(self):
+        raw = (self.cleaned_data.get("seeds") or "").strip()
+        if not raw:
+            return None
+        try:
+            return [int(s) for s in raw.replace(" ", "").split(",") if s]
+        except ValueError:
+            raise forms.ValidationError("Seeds are integers separated by commas.") from None
+
+    def spec_and_params(self) -> tuple[dict, dict]:
+        d = self.cleaned_data
+        spec = {"backend": d["backend"], "path": d.get("path"), "base_url": d.get("base_url"), "model": d.get("remote_model")}
+        params = {k: d.get(k) for k in ("seeds", "temperature", "max_new_tokens", "limit", "rouge_threshold",
+                                         "cosine_threshold", "prefix_ratio", "embedding_model")}
+        if d.get("judge_base_url") or d.get("judge_model"):
+            params["judge"] = {"base_url": d.get("judge_base_url") or None, "model": d.get("judge_model") or None}
+        return spec, {k: v for k, v in params.items() if v not in (None, "")}
+
+
+class HitReviewForm(forms.Form):
+    status = forms.ChoiceField(choices=HitStatus.choices)
+
+
+class RiskCheckForm(forms.Form):
+    prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))

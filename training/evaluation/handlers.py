@@ -1,0 +1,268 @@
+"""Evaluation jobs: MCQ benchmarks, judged consultations, memorisation audits.
+
+Each job walks the dataset's records in id order in bounded batches; a batch's EvalItems and the
+cursor commit together, so a resumed job neither redoes nor loses work. A failed generation or judge
+call marks its item (output null / error set), never the job. Heavy libraries load inside the
+generator and embedder objects, not here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from django.conf import settings
+from django.db import transaction
+
+from medstudio.datasets.models import Record
+from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
+from medstudio.jobs.registry import job_handler
+from training.pipeline import evaluation as ev
+from training.pipeline import memorization as mem
+from training.pipeline.rouge import rouge_l
+
+from . import selectors, services
+from .models import EvalItem, EvalRun, EvalStatus, MemorizationHit
+
+
+def _generator(run: EvalRun) -> ev.Generator:
+    spec = dict(run.model_spec)
+    if spec.get("backend") == "openai":
+        spec["api_key"] = settings.MEDSTUDIO_CHAT_API_KEY  # keys live in settings, never in the run row
+    try:
+        return ev.make_generator(spec)
+    except ev.GeneratorUnavailable as exc:
+        raise JobFailed(str(exc)) from None
+
+
+def _gen_params(run: EvalRun, seed: int) -> ev.GenParams:
+    p = run.params
+    return ev.GenParams(max_new_tokens=int(p.get("max_new_tokens", 256)), temperature=float(p.get("temperature", 0.0)),
+                        top_p=float(p.get("top_p", 1.0)), seed=int(seed))
+
+
+def _generate(gen: ev.Generator, prompts: list, params: ev.GenParams) -> list[ev.Generation]:
+    try:
+        outs = gen.generate(prompts, params)
+    except ev.GeneratorUnavailable as exc:
+        raise JobFailed(str(exc)) from None
+    except Exception as exc:
+        from medstudio.inference.errors import BackendUnavailable, ModelNotAvailable
+
+        if isinstance(exc, (ModelNotAvailable, BackendUnavailable)):
+            raise JobFailed(str(exc)) from None
+        raise
+    if len(outs) != len(prompts):
+        raise JobFailed(f"backend returned {len(outs)} outputs for {len(prompts)} prompts")
+    return outs
+
+
+def _records(run: EvalRun):
+    qs = Record.objects.filter(dataset_id=run.dataset_id).order_by("id")
+    limit = run.params.get("limit")
+    if limit:
+        ids = list(qs.values_list("id", flat=True)[: int(limit)])
+        qs = qs.filter(id__lte=ids[-1]) if ids else qs.none()
+    return qs
+
+
+def _run_job(ctx: JobContext, body: Callable[[EvalRun, JobContext], dict]) -> dict:
+    run = EvalRun.objects.filter(pk=ctx.params["run_id"]).select_related("dataset").first()
+    if run is None:
+        raise JobFailed("the evaluation run was deleted")
+    if run.status == EvalStatus.SUCCEEDED:
+        return {"run_id": run.pk, "already": "succeeded"}
+    services.eval_run_set_status(run=run, status=EvalStatus.RUNNING)
+    try:
+        summary = body(run, ctx)
+    except JobCancelled:
+        services.eval_run_set_status(run=run, status=EvalStatus.CANCELLED)
+        raise
+    except JobFailed as exc:
+        services.eval_run_set_status(run=run, status=EvalStatus.FAILED, error=str(exc))
+        raise
+    except Exception as exc:
+        services.eval_run_set_status(run=run, status=EvalStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    services.eval_run_set_status(run=run, status=EvalStatus.SUCCEEDED, summary=summary)
+    return {"run_id": run.pk, **{k: v for k, v in summary.items() if k in ("overall", "rate", "n_items", "flagged")}}
+
+
+def _loop(run: EvalRun, ctx: JobContext, per_seed: bool,
+          work: Callable[[list[Record], int], list[EvalItem]]) -> None:
+    """Walk (seed, record batch) pairs from the cursor; `work` returns the batch's unsaved items."""
+    seeds = (run.params.get("seeds") or [0]) if per_seed else (run.params.get("seeds") or [0])[:1]
+    qs = _records(run)
+    n = qs.count()
+    total = n * len(seeds)
+    cur = ctx.cursor or {"seed_idx": 0, "after_id": 0, "done": 0}
+    done = cur["done"]
+    ctx.progress(done=done, total=total)
+    bs = int(run.params.get("batch_size", 16))
+    for si in range(cur["seed_idx"], len(seeds)):
+        after = cur["after_id"] if si == cur["seed_idx"] else 0
+        while True:
+            batch = list(qs.filter(id__gt=after)[:bs])
+            if not batch:
+                break
+            items = work(batch, seeds[si])
+            after = batch[-1].id
+            done += len(batch)
+            with transaction.atomic():
+                # ignore_conflicts: a batch re-run after a crash between commit and ack adds nothing twice
+                EvalItem.objects.bulk_create(items, ignore_conflicts=True)
+                ctx.progress(done=done, total=total, cursor={"seed_idx": si, "after_id": after, "done": done})
+        cur = {"seed_idx": si + 1, "after_id": 0, "done": done}
+
+
+# ------------------------------------------------------------------------------------------------
+@job_handler("evaluation.mcq", queue="gpu", description="MCQ benchmark: 0-shot accuracy over seeds")
+def mcq_job(ctx: JobContext) -> dict:
+    return _run_job(ctx, _mcq)
+
+
+def _mcq(run: EvalRun, ctx: JobContext) -> dict:
+    gen = _generator(run)
+
+    def work(batch: list[Record], seed: int) -> list[EvalItem]:
+        prompts = [ev.mcq_messages(r.content, lang=r.lang, subject=r.subset) for r in batch]
+        outs = _generate(gen, prompts, _gen_params(run, seed))
+        items = [ev.McqItem(r.pk, r.subset, r.content.get("options") or {}, str(r.content.get("answer") or "")) for r in batch]
+        verdicts = ev.mcq_verdicts(items, [o.text for o in outs])
+        return [
+            EvalItem(run=run, record=r, seed=seed, subset=r.subset, prompt=p, prompt_text=o.prompt_text, output=o.text,
+                     error=o.error, reference=str(r.content.get("answer") or ""), extracted=v.extraction.letters,
+                     extraction_method=v.extraction.method, correct=v.correct)
+            for r, p, o, v in zip(batch, prompts, outs, verdicts)
+        ]
+
+    _loop(run, ctx, True, work)
+    summary = selectors.mcq_summary(run)
+    ctx.log(f"accuracy {summary['overall']['mean']:.4f} ± {summary['overall']['std']:.4f} over {summary['n_runs']} seed(s)")
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------
+@job_handler("evaluation.consultation", queue="gpu", description="Consultation: generate, judge 1-5 on four aspects, ROUGE-L")
+def consultation_job(ctx: JobContext) -> dict:
+    return _run_job(ctx, _consultation)
+
+
+def _judge_backend(run: EvalRun):
+    judge = run.params.get("judge") or {}
+    base_url = judge.get("base_url") or settings.MEDSTUDIO_CHAT_URL
+    model = judge.get("model") or settings.MEDSTUDIO_CHAT_MODEL
+    if not base_url:
+        return None
+    from medstudio.inference.chat import ChatBackend
+
+    return ChatBackend(base_url, model, api_key=settings.MEDSTUDIO_CHAT_API_KEY,
+                       timeout=float(judge.get("timeout", 120)), max_retries=int(judge.get("max_retries", 3)))
+
+
+def _consultation(run: EvalRun, ctx: JobContext) -> dict:
+    gen = _generator(run)
+    judge = _judge_backend(run)
+    if judge is None:
+        ctx.log("no judge configured (params.judge.base_url or MEDSTUDIO_CHAT_URL): only ROUGE-L is computed", "warning")
+    kind = run.dataset.kind
+
+    def work(batch: list[Record], seed: int) -> list[EvalItem]:
+        pairs = [(r, it) for r in batch for it in ev.consultation_items(r.pk, kind, r.content, lang=r.lang)]
+        outs = _generate(gen, [it.messages for _, it in pairs], _gen_params(run, seed)) if pairs else []
+        verdicts: list[Any] = [None] * len(pairs)
+        if judge is not None:
+            todo = [i for i, o in enumerate(outs) if o.text is not None]
+            replies = judge.complete_many([ev.judge_messages(pairs[i][1], outs[i].text) for i in todo],
+                                          max_workers=int((run.params.get("judge") or {}).get("max_workers", 4)), temperature=0.0)
+            for i, rep in zip(todo, replies):
+                verdicts[i] = rep
+        items = []
+        for (r, it), o, jr in zip(pairs, outs, verdicts):
+            scores, jerr, jtext = None, "", ""
+            if jr is not None:
+                if hasattr(jr, "text"):
+                    jtext = jr.text
+                    try:
+                        scores = ev.parse_judge_scores(jr.text)
+                    except ev.JudgeParseError as exc:
+                        jerr = f"judge: {exc}"
+                else:
+                    jerr = f"judge: {getattr(jr, 'reason', jr)}"
+            items.append(EvalItem(
+                run=run, record=r, seed=seed, turn=it.turn, subset=r.subset, prompt=it.messages, prompt_text=o.prompt_text,
+                output=o.text, error="; ".join(e for e in (o.error, jerr) if e), reference=it.reference,
+                judge_scores=scores, judge_output=jtext,
+                rouge_l=None if o.text is None else rouge_l(o.text, it.reference).fmeasure,
+            ))
+        return items
+
+    _loop(run, ctx, False, work)
+    return selectors.consultation_summary(run)
+
+
+# ------------------------------------------------------------------------------------------------
+@job_handler("evaluation.memorization", queue="gpu", description="Memorisation audit (SF-Med appendix B)")
+def memorization_job(ctx: JobContext) -> dict:
+    return _run_job(ctx, _memorization)
+
+
+def _memorization(run: EvalRun, ctx: JobContext) -> dict:
+    gen = _generator(run)
+    p = run.params
+    split_kw = {"prefix_ratio": float(p.get("prefix_ratio", mem.DEFAULT_PREFIX_RATIO)),
+                "max_prefix_units": p.get("max_prefix_units"), "max_suffix_units": p.get("max_suffix_units")}
+    threshold = float(p.get("rouge_threshold", mem.DEFAULT_ROUGE_THRESHOLD))
+
+    def work(batch: list[Record], seed: int) -> list[EvalItem]:
+        probes = mem.make_probes([(r.pk, r.text) for r in batch], **split_kw)
+        by_id = {r.pk: r for r in batch}
+        outs = _generate(gen, [pr.prefix for pr in probes], _gen_params(run, seed)) if probes else []
+        results = mem.judge_memorised(probes, [o.text for o in outs], threshold=threshold, errors=[o.error for o in outs])
+        return [
+            EvalItem(run=run, record=by_id[res.key], seed=seed, subset=by_id[res.key].subset, prompt=res.prefix,
+                     prompt_text=o.prompt_text, output=res.output, error=res.error, reference=res.suffix,
+                     rouge_l=res.rouge_l, correct=None, detail={"flagged": res.flagged, "threshold": threshold})
+            for res, o in zip(results, outs)
+        ]
+
+    _loop(run, ctx, False, work)
+    flagged = EvalItem.objects.filter(run=run, detail__flagged=True)
+    with transaction.atomic():
+        for item in flagged:
+            MemorizationHit.objects.get_or_create(item=item, defaults={"run": run, "record_id": item.record_id, "rouge_l": item.rouge_l})
+    summary = selectors.memorization_summary(run)
+    summary["store"] = _build_store(run, ctx)
+    ctx.log(f"memorised {summary['flagged']} of {summary['scored']} ({(summary['rate'] or 0):.2%})")
+    return summary
+
+
+def store_dir_for(run: EvalRun) -> Path:
+    """Beside the model when it is a local directory (so it ships with it), else under MEDIA_ROOT."""
+    path = run.model_spec.get("path")
+    if run.model_spec.get("backend") in ("transformers", "vllm") and path and os.path.isdir(path) and os.access(path, os.W_OK):
+        return Path(path) / mem.STORE_DIRNAME
+    return Path(settings.MEDIA_ROOT) / "evaluation" / f"run_{run.pk}" / mem.STORE_DIRNAME
+
+
+def _build_store(run: EvalRun, ctx: JobContext) -> dict:
+    from medstudio.inference.embeddings import EmbeddingError, load_embedder
+    from medstudio.inference.errors import ModelNotAvailable
+
+    p = run.params
+    hits = list(MemorizationHit.objects.filter(run=run).select_related("item").order_by("id"))
+    ref = p.get("embedding_model") or settings.MEDSTUDIO_EMBEDDING_MODEL
+    threshold = float(p.get("cosine_threshold", mem.DEFAULT_COSINE_THRESHOLD))
+    try:
+        embedder = load_embedder(ref, base_url=p.get("embedding_url") or settings.MEDSTUDIO_EMBEDDING_URL or None,
+                                 api_key=settings.MEDSTUDIO_CHAT_API_KEY)
+        store = mem.HighRiskStore.build([h.item.prompt for h in hits], [h.record_id for h in hits], embedder.encode,
+                                        threshold=threshold, embedding_model=ref)
+    except (ModelNotAvailable, EmbeddingError) as exc:
+        ctx.log(f"high-risk store not built: {exc} (set params.embedding_model or MEDSTUDIO_EMBEDDING_MODEL)", "warning")
+        return {"built": False, "reason": str(exc)}
+    out = store.save(store_dir_for(run))
+    services.high_risk_store_record(run=run, path=str(out), embedding_model=ref, threshold=threshold, n_entries=len(store))
+    ctx.log(f"high-risk store with {len(store)} entries written to {out}")
+    return {"built": True, "path": str(out), "n_entries": len(store)}

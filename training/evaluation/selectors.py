@@ -1,0 +1,136 @@
+"""Reads for evaluation: run summaries, leaderboards (with an SVG chart's geometry), comparisons."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from django.db.models import Avg, Count, Q, QuerySet
+
+from training.pipeline import evaluation as ev
+from training.pipeline.extraction import Extraction
+from training.pipeline.rouge import win_tie_loss
+
+from .models import EvalItem, EvalKind, EvalRun, EvalStatus, MemorizationHit
+
+
+def runs(*, kind: str | None = None, dataset_id: int | None = None) -> QuerySet[EvalRun]:
+    qs = EvalRun.objects.select_related("dataset", "job", "created_by")
+    if kind:
+        qs = qs.filter(kind=kind)
+    if dataset_id:
+        qs = qs.filter(dataset_id=dataset_id)
+    return qs
+
+
+def items(*, run: EvalRun, only: str = "", seed: int | None = None) -> QuerySet[EvalItem]:
+    qs = run.items.select_related("record")
+    if seed is not None:
+        qs = qs.filter(seed=seed)
+    if only == "wrong":
+        qs = qs.filter(correct=False)
+    elif only == "invalid":
+        qs = qs.filter(extracted__isnull=True, output__isnull=False)
+    elif only == "failed":
+        qs = qs.exclude(error="")
+    elif only == "flagged":
+        qs = qs.filter(detail__flagged=True)
+    return qs
+
+
+def mcq_summary(run: EvalRun) -> dict[str, Any]:
+    """Accuracy per seed from the stored items, then mean and spread over seeds (PIPELINE.md 5)."""
+    by_seed: dict[int, list[ev.McqVerdict]] = defaultdict(list)
+    rows = run.items.values_list("seed", "record_id", "subset", "extracted", "extraction_method", "correct", "output")
+    for seed, rid, subset, letters, method, correct, output in rows.iterator():
+        by_seed[seed].append(ev.McqVerdict(rid, subset, Extraction(letters, method), bool(correct), output is None))
+    tables = {seed: ev.accuracy_table(v) for seed, v in sorted(by_seed.items())}
+    agg = ev.aggregate_seeds(list(tables.values()))
+    agg["per_seed"] = {str(s): t["overall"] for s, t in tables.items()}
+    agg["subject_n"] = {s: t["n"] for s, t in (next(iter(tables.values()))["per_subject"].items() if tables else [])}
+    methods = run.items.values("extraction_method").annotate(n=Count("id")).order_by("-n")
+    agg["extraction_methods"] = {m["extraction_method"] or "-": m["n"] for m in methods}
+    return agg
+
+
+def consultation_summary(run: EvalRun) -> dict[str, Any]:
+    rows = [(turn, scores) for turn, scores in run.items.values_list("turn", "judge_scores")]
+    agg = run.items.aggregate(n=Count("id"), rouge=Avg("rouge_l"), failed=Count("id", filter=Q(output__isnull=True)),
+                              judged=Count("id", filter=Q(judge_scores__isnull=False)))
+    return {"n_items": agg["n"], "failed": agg["failed"], "judged": agg["judged"], "mean_rouge_l": agg["rouge"],
+            "per_turn": ev.per_turn_table(rows)}
+
+
+def memorization_summary(run: EvalRun) -> dict[str, Any]:
+    agg = run.items.aggregate(n=Count("id"), scored=Count("id", filter=Q(rouge_l__isnull=False)),
+                              flagged=Count("id", filter=Q(detail__flagged=True)))
+    return {"n_items": agg["n"], "scored": agg["scored"], "failed": agg["n"] - agg["scored"], "flagged": agg["flagged"],
+            "rate": agg["flagged"] / agg["scored"] if agg["scored"] else None,
+            "threshold": run.params.get("rouge_threshold")}
+
+
+def hits(*, run: EvalRun | None = None, status: str = "") -> QuerySet[MemorizationHit]:
+    qs = MemorizationHit.objects.select_related("record", "record__dataset", "item", "run")
+    if run is not None:
+        qs = qs.filter(run=run)
+    if status:
+        qs = qs.filter(status=status)
+    return qs
+
+
+# ------------------------------------------------------------------------------------------------
+PALETTE = ["#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b7791f", "#c53030", "#319795", "#4a5568"]
+
+
+def leaderboard(*, dataset_id: int) -> dict[str, Any]:
+    """Latest succeeded MCQ run per model on one benchmark, best first, with per-subject accuracy."""
+    latest: dict[str, EvalRun] = {}
+    for run in runs(kind=EvalKind.MCQ, dataset_id=dataset_id).filter(status=EvalStatus.SUCCEEDED).order_by("-created_at"):
+        latest.setdefault(run.model_name, run)
+    rows = sorted(latest.values(), key=lambda r: -(r.summary.get("overall", {}).get("mean") or 0))
+    subjects = sorted({s for r in rows for s in r.summary.get("per_subject", {})})
+    table = [{
+        "run": r, "model": r.model_name, "color": PALETTE[i % len(PALETTE)],
+        "mean": r.summary["overall"]["mean"], "std": r.summary["overall"]["std"], "n_runs": r.summary.get("n_runs"),
+        "invalid": (r.summary.get("invalid_rate") or {}).get("mean"),
+        "subjects": [(r.summary["per_subject"].get(s) or {}).get("mean") for s in subjects],
+    } for i, r in enumerate(rows)]
+    return {"rows": table, "subjects": subjects, "chart": _chart(table, subjects)}
+
+
+def _chart(rows: list[dict], subjects: list[str]) -> dict[str, Any]:
+    """Geometry of a grouped horizontal bar chart (one group per subject, one bar per model), drawn
+    as inline SVG by the template: no JavaScript and no CDN."""
+    label_w, plot_w, bar_h, gap = 190, 460, 12, 10
+    groups = []
+    y = 24
+    for si, subj in enumerate(subjects):
+        bars = []
+        for ri, row in enumerate(rows):
+            acc = row["subjects"][si]
+            bars.append({"y": y + ri * bar_h, "w": round((acc or 0) * plot_w, 1), "color": row["color"],
+                         "label": "-" if acc is None else f"{acc:.1%}", "model": row["model"]})
+        h = max(1, len(rows)) * bar_h
+        groups.append({"subject": subj, "y": y, "label_y": y + h / 2 + 4, "bars": bars})
+        y += h + gap
+    ticks = [{"x": label_w + plot_w * t / 4, "label": f"{int(t * 25)}%"} for t in range(5)]
+    return {"width": label_w + plot_w + 60, "height": y + 10, "label_w": label_w, "plot_w": plot_w,
+            "bar_h": bar_h - 2, "groups": groups, "ticks": ticks}
+
+
+def compare(*, a: EvalRun, b: EvalRun) -> dict[str, Any]:
+    """Pairwise win/tie/loss of A over B on the items both answered: from individual judge scores and
+    from ROUGE-L against the references (PIPELINE.md 5)."""
+    def load(run):
+        rows = run.items.values_list("record_id", "turn", "judge_scores", "rouge_l")
+        return {(rid, t): (s, rl) for rid, t, s, rl in rows}
+
+    da, db = load(a), load(b)
+    keys = [k for k in da if k in db]
+    judged = ev.pairwise_from_scores({k: da[k][0] for k in keys}, {k: db[k][0] for k in keys})
+    # ROUGE-L was stored per item at generation time (character-tokenised for Chinese)
+    rouge = win_tie_loss([da[k][1] for k in keys], [db[k][1] for k in keys]).as_dict()
+    per_turn: dict[int, dict] = {}
+    for turn in sorted({k[1] for k in keys}):
+        tk = [k for k in keys if k[1] == turn]
+        per_turn[turn] = ev.pairwise_from_scores({k: da[k][0] for k in tk}, {k: db[k][0] for k in tk})["mean"]
+    return {"n_shared": len(keys), "judged": judged, "rouge": rouge, "per_turn": per_turn}

@@ -1,0 +1,117 @@
+"""Writes for evaluation: start and repeat runs, store items, review memorisation hits, save stores."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from medstudio.audit.services import audit_log
+from medstudio.datasets.models import Dataset
+
+from .models import EvalKind, EvalRun, EvalStatus, HighRiskStore, HitStatus, MemorizationHit
+
+# Dataset kinds each evaluation can read.
+KINDS_FOR = {
+    EvalKind.MCQ: {"mcq"},
+    EvalKind.CONSULTATION: {"qa", "dialogue"},
+    EvalKind.MEMORIZATION: {"document", "qa", "dialogue", "mcq", "pair"},
+}
+BACKENDS = ("transformers", "vllm", "openai")
+
+# PIPELINE.md 5 (MCQ: 0-shot, mean of 3 runs) and SF-Med appendix B (0.8 / 0.8); all editable per run.
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    EvalKind.MCQ: {"seeds": [0, 1, 2], "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 128, "batch_size": 16},
+    EvalKind.CONSULTATION: {"seeds": [0], "temperature": 0.0, "max_new_tokens": 512, "batch_size": 8},
+    EvalKind.MEMORIZATION: {"seeds": [0], "temperature": 0.0, "max_new_tokens": 128, "batch_size": 16,
+                            "rouge_threshold": 0.8, "cosine_threshold": 0.8, "prefix_ratio": 0.5,
+                            "max_prefix_units": 256, "max_suffix_units": 96},
+}
+
+
+class EvalConfigError(ValueError):
+    """A run cannot be started as asked; the message says what to change."""
+
+
+def _check_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    backend = (spec.get("backend") or "").lower()
+    if backend not in BACKENDS:
+        raise EvalConfigError(f"backend must be one of {', '.join(BACKENDS)}")
+    if backend in ("transformers", "vllm") and not spec.get("path"):
+        raise EvalConfigError(f"backend {backend} needs a local model path")
+    if backend == "openai" and not (spec.get("base_url") and spec.get("model")):
+        raise EvalConfigError("backend openai needs a base URL and a model name")
+    if "api_key" in spec:
+        raise EvalConfigError("API keys are not stored with runs; set MEDSTUDIO_CHAT_API_KEY on the workers")
+    return {k: v for k, v in spec.items() if v not in (None, "")}
+
+
+@transaction.atomic
+def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_spec: dict[str, Any],
+                   params: dict[str, Any] | None = None, repeat_of: EvalRun | None = None) -> EvalRun:
+    """Create an evaluation run and its job (enqueued on commit)."""
+    from medstudio.jobs.services import job_create
+
+    if kind not in KINDS_FOR:
+        raise EvalConfigError(f"unknown evaluation kind {kind!r}")
+    if dataset.kind not in KINDS_FOR[kind]:
+        raise EvalConfigError(f"a {kind} evaluation needs a dataset of kind {' or '.join(sorted(KINDS_FOR[kind]))}, "
+                              f"not {dataset.kind}")
+    spec = _check_spec(model_spec)
+    merged = {**DEFAULT_PARAMS[kind], **{k: v for k, v in (params or {}).items() if v is not None}}
+    seeds = merged.get("seeds") or [0]
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+        raise EvalConfigError("seeds must be a list of integers")
+    for key in ("rouge_threshold", "cosine_threshold"):
+        if key in merged and not 0 <= float(merged[key]) <= 1:
+            raise EvalConfigError(f"{key} must lie between 0 and 1")
+    run = EvalRun.objects.create(kind=kind, dataset=dataset, model_name=model_name.strip() or spec.get("path") or spec.get("model", "model"),
+                                 model_spec=spec, params=merged, created_by=user, repeat_of=repeat_of)
+    job = job_create(kind=f"evaluation.{kind}", params={"run_id": run.pk, "dataset_id": dataset.pk}, user=user)
+    EvalRun.objects.filter(pk=run.pk).update(job=job)
+    run.job = job
+    audit_log(actor=user, action="evaluation.run_start", target=run,
+              data={"kind": kind, "dataset": dataset.pk, "model": run.model_name, "spec": spec, "params": merged})
+    return run
+
+
+def eval_run_repeat(*, user, run: EvalRun) -> EvalRun:
+    """Run again with exactly the same model, data and settings (repeatability)."""
+    return eval_run_start(user=user, kind=run.kind, dataset=run.dataset, model_name=run.model_name,
+                          model_spec=run.model_spec, params=run.params, repeat_of=run)
+
+
+def eval_run_set_status(*, run: EvalRun, status: str, summary: dict | None = None, error: str = "") -> None:
+    """Called by the job handler (the actor is the job's creator, already audited at start)."""
+    fields: dict[str, Any] = {"status": status, "error": error}
+    if summary is not None:
+        fields["summary"] = summary
+    if status in (EvalStatus.SUCCEEDED, EvalStatus.FAILED, EvalStatus.CANCELLED):
+        fields["finished_at"] = timezone.now()
+    EvalRun.objects.filter(pk=run.pk).update(**fields)
+    for k, v in fields.items():
+        setattr(run, k, v)
+
+
+@transaction.atomic
+def memorization_hit_review(*, user, hit: MemorizationHit, status: str) -> MemorizationHit:
+    """A curator decides what a memorised record means: exclude it from training, or accept it."""
+    if status not in HitStatus.values:
+        raise EvalConfigError(f"unknown status {status!r}")
+    before = hit.status
+    hit.status = status
+    hit.reviewed_by = user
+    hit.reviewed_at = timezone.now()
+    hit.save(update_fields=["status", "reviewed_by", "reviewed_at"])
+    audit_log(actor=user, action="evaluation.hit_review", target=hit,
+              data={"record": hit.record_id, "run": hit.run_id, "from": before, "to": status})
+    return hit
+
+
+@transaction.atomic
+def high_risk_store_record(*, run: EvalRun, path: str, embedding_model: str, threshold: float, n_entries: int) -> HighRiskStore:
+    store, _ = HighRiskStore.objects.update_or_create(
+        run=run, defaults={"path": path, "embedding_model": embedding_model, "threshold": threshold, "n_entries": n_entries})
+    audit_log(actor=run.created_by, action="evaluation.high_risk_store_save", target=store,
+              data={"path": path, "n_entries": n_entries, "threshold": threshold})
+    return store

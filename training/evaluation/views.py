@@ -1,0 +1,111 @@
+"""Evaluation pages: runs (launch, detail with prompts and raw outputs, repeat), MCQ leaderboard,
+pairwise comparison, memorisation hits. Thin: forms in, one service or selector, render."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from medstudio.accounts.permissions import Role, role_required
+from medstudio.datasets.models import Dataset
+
+from . import selectors, services
+from .forms import EvalRunForm, HitReviewForm
+from .models import EvalKind, EvalRun, HitStatus, MemorizationHit
+
+
+@role_required(Role.CURATOR)
+def home(request):
+    kind = request.GET.get("kind") or ""
+    run_list = selectors.runs(kind=kind or None)[:200]
+    benchmarks = Dataset.objects.filter(eval_runs__kind=EvalKind.MCQ).distinct().order_by("name")
+    return render(request, "evaluation/home.html", {"runs": run_list, "kind": kind, "kinds": EvalKind.choices,
+                                                    "benchmarks": benchmarks,
+                                                    "open_hits": selectors.hits(status=HitStatus.OPEN).count()})
+
+
+@role_required(Role.ADMIN)
+def run_new(request):
+    initial = {"kind": request.GET.get("kind") or EvalKind.MCQ, "dataset": request.GET.get("dataset")}
+    form = EvalRunForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        spec, params = form.spec_and_params()
+        try:
+            run = services.eval_run_start(user=request.user, kind=form.cleaned_data["kind"], dataset=form.cleaned_data["dataset"],
+                                          model_name=form.cleaned_data.get("model_name") or "", model_spec=spec, params=params)
+        except services.EvalConfigError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.info(request, f"Evaluation #{run.pk} started.")
+            return redirect("evaluation:run", pk=run.pk)
+    return render(request, "evaluation/run_new.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@role_required(Role.CURATOR)
+def run_detail(request, pk: int):
+    run = get_object_or_404(EvalRun.objects.select_related("dataset", "job"), pk=pk)
+    only = request.GET.get("only", "")
+    page = Paginator(selectors.items(run=run, only=only), 25).get_page(request.GET.get("page"))
+    ctx = {"run": run, "page": page, "only": only, "hits": selectors.hits(run=run)[:200] if run.kind == EvalKind.MEMORIZATION else [],
+           "store": getattr(run, "high_risk_store", None) if run.kind == EvalKind.MEMORIZATION else None,
+           "others": selectors.runs(kind=run.kind, dataset_id=run.dataset_id).exclude(pk=run.pk)[:50],
+           "per_subject": sorted((run.summary.get("per_subject") or {}).items())}
+    if request.htmx:
+        return render(request, "evaluation/run_detail.html#items", ctx)
+    return render(request, "evaluation/run_detail.html", ctx)
+
+
+@role_required(Role.ADMIN)
+@require_POST
+def run_repeat(request, pk: int):
+    run = get_object_or_404(EvalRun, pk=pk)
+    new = services.eval_run_repeat(user=request.user, run=run)
+    messages.info(request, f"Evaluation #{new.pk} repeats #{run.pk} with the same settings.")
+    return redirect("evaluation:run", pk=new.pk)
+
+
+@role_required(Role.CURATOR)
+def leaderboard(request, dataset_id: int):
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    board = selectors.leaderboard(dataset_id=dataset.pk)
+    return render(request, "evaluation/leaderboard.html", {"dataset": dataset, **board})
+
+
+@role_required(Role.CURATOR)
+def compare(request):
+    try:
+        a = get_object_or_404(EvalRun, pk=int(request.GET.get("a", "")))
+        b = get_object_or_404(EvalRun, pk=int(request.GET.get("b", "")))
+    except ValueError:
+        raise Http404("Pick two runs to compare (?a=ID&b=ID).") from None
+    if a.dataset_id != b.dataset_id or a.kind != b.kind:
+        messages.error(request, "Only runs of the same kind on the same dataset can be compared.")
+        return redirect("evaluation:run", pk=a.pk)
+    return render(request, "evaluation/compare.html", {"a": a, "b": b, "cmp": selectors.compare(a=a, b=b)})
+
+
+@role_required(Role.CURATOR)
+def hit_list(request):
+    status = request.GET.get("status", HitStatus.OPEN)
+    page = Paginator(selectors.hits(status=status), 50).get_page(request.GET.get("page"))
+    return render(request, "evaluation/hits.html", {"page": page, "status": status, "statuses": HitStatus.choices})
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def hit_review(request, pk: int):
+    hit = get_object_or_404(MemorizationHit, pk=pk)
+    form = HitReviewForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Unknown review status.")
+    else:
+        services.memorization_hit_review(user=request.user, hit=hit, status=form.cleaned_data["status"])
+    if request.htmx:
+        return render(request, "evaluation/hits.html#hit_row", {"hit": hit, "statuses": HitStatus.choices})
+    nxt = request.POST.get("next") or ""
+    if url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}):
+        return redirect(nxt)
+    return redirect("evaluation:hits")

@@ -1,0 +1,76 @@
+"""Run one training stage from the command line through the same job as the UI.
+
+    python manage.py train --stage sft --base MODEL --dataset NAME [--merge-base MODEL] [--set key=value ...]
+
+MODEL is a registry name or id, or a local path (registered on the fly). --set overrides any spec
+field (dotted for nested: resources.gpus_per_node=8, merging.p=0.01). Prints the final model's
+registry id, so stages chain: --base <that id>.
+"""
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from medstudio.datasets.models import Dataset
+from medstudio.jobs.services import job_execute
+from training import services
+from training.models import ModelRef
+from training.pipeline.specs import STAGES, SpecError, TrainingSpec, default_spec
+
+
+def _model(value: str) -> ModelRef:
+    ref = ModelRef.objects.filter(pk=int(value)).first() if value.isdigit() else ModelRef.objects.filter(name=value).first()
+    if ref is None:
+        ref = ModelRef.objects.filter(path=value).first() or services.model_ref_create(actor=None, name=value, path=value)
+    return ref
+
+
+def _parse(value: str):
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+class Command(BaseCommand):
+    help = "Launch a CPT/SFT/DPO run (validated spec, supervised process) and wait for it."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--stage", required=True, choices=STAGES)
+        parser.add_argument("--base", required=True, help="registry name/id or local path")
+        parser.add_argument("--dataset", required=True, help="dataset name or id")
+        parser.add_argument("--merge-base", default="", help="theta_base for online merging (DPO)")
+        parser.add_argument("--name", default="")
+        parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    def handle(self, *args, **opt):
+        base = _model(opt["base"])
+        ds = Dataset.objects.filter(pk=int(opt["dataset"])).first() if opt["dataset"].isdigit() else Dataset.objects.filter(name=opt["dataset"]).first()
+        if ds is None:
+            raise CommandError(f"no dataset {opt['dataset']!r}")
+        spec = default_spec(opt["stage"], base.path)
+        top, res, mer = {}, {}, {}
+        for item in opt["set"]:
+            key, _, value = item.partition("=")
+            target = res if key.startswith("resources.") else mer if key.startswith("merging.") else top
+            target[key.split(".", 1)[-1]] = _parse(value)
+        try:
+            spec = TrainingSpec.from_dict({**spec.to_dict(), **top,
+                                           "resources": {**spec.resources.__dict__, **res},
+                                           "merging": {**spec.merging.__dict__, **mer}})
+        except SpecError as exc:
+            raise CommandError(str(exc))
+        merge_base = _model(opt["merge_base"]) if opt["merge_base"] else None
+        try:
+            run = services.training_run_start(actor=None, spec=spec, base_model=base, data_ref={"type": "dataset", "id": ds.pk},
+                                              name=opt["name"], merge_base=merge_base, enqueue=False)
+        except SpecError as exc:
+            raise CommandError(str(exc))
+        self.stdout.write(f"run {run.pk}: {spec.stage} from {base.name} on {ds.name} (job {run.job_id}, dir {run.run_dir})")
+        job_execute(job_id=run.job_id)
+        run.refresh_from_db()
+        final = run.checkpoints.filter(is_final=True).first()
+        if run.status != "succeeded":
+            raise CommandError(f"run {run.pk} {run.status}: {run.error}\n{run.log_tail}")
+        self.stdout.write(self.style.SUCCESS(f"run {run.pk} succeeded; final model id {final.model_ref_id} ({final.path})"))

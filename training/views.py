@@ -1,0 +1,114 @@
+"""Training pages: runs (list, new, detail with live curves, cancel) and the model registry.
+
+Admins launch and cancel; curators and clinicians view (issue 8, point 8).
+"""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
+
+from medstudio.accounts.permissions import Role, role_required
+
+from . import selectors, services
+from .charts import line_chart
+from .forms import ModelRefForm, RunForm
+from .models import ModelRef, TrainingRun
+from .pipeline.specs import NEXT_STAGE, STAGES, SpecError
+
+
+@role_required(Role.CLINICIAN)
+def run_list(request):
+    return render(request, "training/runs.html", {"runs": selectors.runs_list()[:200]})
+
+
+@role_required(Role.ADMIN)
+def run_new(request):
+    """The launch form. GET ?stage=&base=&merge_base= pre-fills it (the "next stage" button)."""
+    if request.method == "POST":
+        form = RunForm(request.POST)
+        if form.is_valid():
+            d = form.cleaned_data
+            try:
+                run = services.training_run_start(
+                    actor=request.user, spec=form.to_spec(), base_model=d["base_model"],
+                    data_ref={"type": "dataset", "id": d["dataset"].pk}, name=d["name"], merge_base=d["merge_base"])
+            except SpecError as exc:
+                form.add_spec_errors(exc.errors)
+            else:
+                messages.success(request, f"Run {run.pk} launched.")
+                return redirect("training:run_detail", pk=run.pk)
+    else:
+        stage = request.GET.get("stage") if request.GET.get("stage") in STAGES else "cpt-stable"
+        initial = RunForm.initial_for(stage)
+        for key in ("base", "merge_base"):
+            ref = ModelRef.objects.filter(pk=request.GET.get(key) or 0).first()
+            if ref:
+                initial["base_model" if key == "base" else "merge_base"] = ref.pk
+        form = RunForm(initial=initial)
+    template = "training/run_new.html#run-form" if request.htmx else "training/run_new.html"
+    return render(request, template, {"form": form})
+
+
+@role_required(Role.CLINICIAN)
+def run_detail(request, pk: int):
+    run = get_object_or_404(selectors.runs_list(), pk=pk)
+    series = selectors.run_series(run)
+    charts = []
+    for title, names in selectors.CHARTS:
+        present = {n: series[n] for n in names if n in series}
+        if present or title in ("Loss", "Learning rate"):
+            charts.append(mark_safe(line_chart(title, present)))  # noqa: S308 - built from escaped numbers and names
+    final = run.checkpoints.filter(is_final=True).select_related("model_ref").first()
+    context = {
+        "run": run, "charts": charts, "checkpoints": selectors.run_checkpoints(run),
+        "latest": {n: pts[-1][1] for n, pts in series.items() if pts},
+        "next_stage": NEXT_STAGE.get(run.stage), "final": final,
+        "logs": run.job.logs.order_by("-at", "-id")[:30] if run.job else [],
+    }
+    template = "training/run_detail.html#live" if request.htmx else "training/run_detail.html"
+    return render(request, template, context)
+
+
+@role_required(Role.ADMIN)
+@require_POST
+def run_cancel(request, pk: int):
+    run = get_object_or_404(TrainingRun, pk=pk)
+    services.training_run_cancel(actor=request.user, run=run)
+    messages.info(request, f"Cancel requested for run {run.pk}.")
+    return redirect("training:run_detail", pk=run.pk)
+
+
+@role_required(Role.CLINICIAN)
+def model_list(request):
+    form = ModelRefForm()
+    return render(request, "training/models.html", {"models": selectors.models_list()[:300], "form": form})
+
+
+@role_required(Role.ADMIN)
+@require_POST
+def model_register(request):
+    form = ModelRefForm(request.POST)
+    if form.is_valid():
+        try:
+            ref = services.model_ref_create(actor=request.user, **form.cleaned_data)
+        except SpecError as exc:
+            for key, msg in exc.errors.items():
+                form.add_error(key if key in form.fields else None, msg)
+        else:
+            messages.success(request, f"Model {ref.name} registered.")
+            return redirect("training:model_detail", pk=ref.pk)
+    return render(request, "training/models.html", {"models": selectors.models_list()[:300], "form": form}, status=400)
+
+
+@role_required(Role.CLINICIAN)
+def model_detail(request, pk: int):
+    ref = get_object_or_404(selectors.models_list(), pk=pk)
+    next_stage = NEXT_STAGE.get(ref.stage) if ref.stage else "cpt-stable"
+    # DPO with merging needs theta_base: the model the SFT run started from.
+    merge_base = ref.parent if next_stage == "dpo" else None
+    return render(request, "training/model_detail.html", {
+        "model": ref, "lineage": ref.lineage(), "next_stage": next_stage, "merge_base": merge_base,
+        "runs": ref.runs.all()[:20], "children": ref.children.all()[:20],
+    })
