@@ -60,7 +60,7 @@ def _minhash_corpus(ctx: JobContext, run, records_qs) -> dict:
 
     from curation.models import DuplicateCluster, Score, ScorerRun
     from curation.pipeline.base import ScoreResult
-    from curation.pipeline.minhash import KEEP_POLICIES, MinHashConfig, NearDupFinder, shingle_sets, signatures
+    from curation.pipeline.minhash import KEEP_POLICIES, MinHashConfig, NearDupFinder, shingle_sets, sketch
     from medstudio.datasets.models import Dataset, Record
 
     p = _block_params(run.params)
@@ -102,11 +102,11 @@ def _minhash_corpus(ctx: JobContext, run, records_qs) -> dict:
         batch = list(qs.filter(id__gt=after).values_list("id", "text", "dataset_id", "source")[:BATCH])
         if not batch:
             break
-        grams = shingle_sets([b[1] for b in batch], cfg)
-        sig_chunks.append(signatures(grams, cfg))
-        for (rid, _t, dsid, src), g in zip(batch, grams):
+        sig, counts = sketch([b[1] for b in batch], cfg)
+        sig_chunks.append(sig)
+        for (rid, _t, dsid, src), c in zip(batch, counts):
             ids.append(rid)
-            lengths.append(int(g.size))
+            lengths.append(int(c))
             sources.append(f"{ds_name[dsid]}/{src}" if per_source else ds_name[dsid])
         after = batch[-1][0]
         ctx.progress(total=total, done=len(ids) // 2)  # sketching = first half of the bar

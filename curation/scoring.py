@@ -112,11 +112,13 @@ def scorer_run_start(*, user, dataset: Dataset, scorer: str, params: dict | None
     return run
 
 
-def _finish_run_if_complete(run: ScorerRun) -> None:
+def _finish_run_if_complete(run: ScorerRun, current_job_id: int | None = None, current_status: str = "succeeded") -> None:
     from medstudio.jobs.models import Job, JobStatus
 
-    jobs = Job.objects.filter(kind="curation.score", params__run_id=run.pk)
-    statuses = set(jobs.values_list("status", flat=True))
+    # The calling job is still "running" in the table while its handler returns; count it with the
+    # status it is about to get, or a run would never finish.
+    jobs = Job.objects.filter(kind="curation.score", params__run_id=run.pk).exclude(pk=current_job_id)
+    statuses = set(jobs.values_list("status", flat=True)) | {current_status}
     if statuses <= {JobStatus.SUCCEEDED}:
         ScorerRun.objects.filter(pk=run.pk).update(status="succeeded", finished_at=timezone.now())
     elif JobStatus.FAILED in statuses and not statuses & {JobStatus.QUEUED, JobStatus.RUNNING}:
@@ -125,6 +127,17 @@ def _finish_run_if_complete(run: ScorerRun) -> None:
 
 @job_handler("curation.score", queue="cpu", description="Run a scorer over (a shard of) a dataset.")
 def score_job(ctx: JobContext) -> dict:
+    try:
+        return _score_job(ctx)
+    except Exception:
+        # a failed or cancelled shard must not leave the run "running" forever
+        run = ScorerRun.objects.filter(pk=ctx.params.get("run_id")).first()
+        if run is not None:
+            _finish_run_if_complete(run, ctx.job.pk, "failed")
+        raise
+
+
+def _score_job(ctx: JobContext) -> dict:
     p = ctx.params
     run = ScorerRun.objects.select_related("dataset").filter(pk=p["run_id"]).first()
     if run is None:
@@ -134,7 +147,7 @@ def score_job(ctx: JobContext) -> dict:
     records = Record.objects.filter(dataset=run.dataset, id__gte=p["id_from"], id__lte=p["id_to"]).order_by("id")
     if spec.corpus_handler is not None:
         result = spec.corpus_handler(ctx, run, records) or {}
-        _finish_run_if_complete(run)
+        _finish_run_if_complete(run, ctx.job.pk)
         return result
     try:
         block = spec.factory(run.params)
@@ -157,5 +170,5 @@ def score_job(ctx: JobContext) -> dict:
         with transaction.atomic():
             scores_write(run=run, rows=[(r.pk, res) for r, res in zip(batch, results)])
             ctx.progress(done=done, cursor={"after_id": after})
-    _finish_run_if_complete(run)
+    _finish_run_if_complete(run, ctx.job.pk)
     return {"run_id": run.pk, "scored": done}

@@ -27,26 +27,28 @@ def _chat(base_url: str, model: str):
                        max_retries=conf.chat_max_retries())
 
 
-def _builder_fn(run: BuildRun, usage: Usage):
+def _builder_fn(run: BuildRun):
+    """`make(usage) -> build(record)`: backends are made once per job, usage is counted per batch."""
     p = run.params
     seed = p.get("seed", 0)
     if run.builder == Origin.OBJECTIVE:
-        return lambda rec: builders.objective_pair(rec, seed=seed)
+        return lambda usage: lambda rec: builders.objective_pair(rec, seed=seed)
     if run.builder == Origin.FROM_SCORES:
         aspects = p.get("aspects") or None
-        return lambda rec: builders.from_scores_pairs(rec, min_gap=float(p.get("min_gap", 1.0)), aspects=aspects,
-                                                      mode=p.get("mode", "best_worst"))
+        return lambda usage: lambda rec: builders.from_scores_pairs(
+            rec, min_gap=float(p.get("min_gap", 1.0)), aspects=aspects, mode=p.get("mode", "best_worst"))
     url = p.get("base_url") or conf.chat_url()
     gen = _chat(url, p.get("generator") or conf.chat_model())
     gen_params = {"temperature": float(p.get("temperature", 0.7))}
     judge_params = {"temperature": 0.0}
     if run.builder == Origin.SUBJECTIVE:
         judge = _chat(p.get("judge_url") or conf.judge_url() or url, p.get("judge") or conf.judge_models()[0])
-        return lambda rec: builders.subjective_pair(rec, gen, judge, usage, both_orders=bool(p.get("both_orders")),
-                                                    gen_params=gen_params, judge_params=judge_params)
+        return lambda usage: lambda rec: builders.subjective_pair(
+            rec, gen, judge, usage, both_orders=bool(p.get("both_orders")), gen_params=gen_params,
+            judge_params=judge_params)
     judges = [_chat(p.get("judge_url") or conf.judge_url() or url, m) for m in p.get("judges") or conf.judge_models()]
-    return lambda rec: builders.sampled_pair(rec, gen, judges, usage, n=int(p.get("n", 4)), seed=seed,
-                                             gen_params=gen_params, judge_params=judge_params)
+    return lambda usage: lambda rec: builders.sampled_pair(
+        rec, gen, judges, usage, n=int(p.get("n", 4)), seed=seed, gen_params=gen_params, judge_params=judge_params)
 
 
 def _record_batches(run: BuildRun, after: int, size: int) -> Iterator[list[tuple[int, Any, Any]]]:
@@ -107,10 +109,11 @@ def build_job(ctx: JobContext) -> dict:
     prices = conf.prices()
     if run.after:
         ctx.log(f"Resuming after item {run.after} ({run.n_done} done, {run.n_pairs} pairs kept).")
+    make_build = _builder_fn(run)
     try:
         for batch in _record_batches(run, run.after, size):
             usage = Usage()
-            build = _builder_fn(run, usage)
+            build = make_build(usage)
             results = builders.run_items([rec for _, _, rec in batch], build, max_workers=conf.max_workers() if chat else 1,
                                          outage_retry_wait=conf.outage_retry_wait())
             done, outage = builders.settle_batch(results)
@@ -299,6 +302,8 @@ def diversify_job(ctx: JobContext) -> dict:
         try:
             entry = run_round(state, backend, cfg, usage)
         except ItemError as exc:
+            # The failed call still counts in the job's usage; the state is unchanged (round not done).
+            services.diversify_state_store(run=run, state=state, usage=usage, prices=prices)
             msg = f"Stopped at round {state['round']}: the chat backend is unavailable ({exc.reason}). Resume to continue."
             services.diversify_status_set(run=run, status=RunStatus.PAUSED, error=msg)
             raise JobFailed(msg) from None

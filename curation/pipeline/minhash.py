@@ -25,7 +25,9 @@ by the exact verification, so precision does not suffer, only a little verificat
 """
 from __future__ import annotations
 
+import re
 import unicodedata
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -91,9 +93,16 @@ class MinHashConfig:
         return cls(**typed)
 
 
+# Characters whose NFKC form changes a *token* (full-width letters/digits, compatibility
+# ideographs, circled/parenthesised numbers, superscripts, ligatures, no-break spaces). Other
+# compatibility characters (full-width punctuation above all, in nearly every Chinese text) are
+# dropped by the tokeniser anyway, so normalising for them would be wasted time.
+_NFKC_RELEVANT = re.compile("[\u00a0\u00b2\u00b3\u00b9\u00bc-\u00be\u2070-\u209f\u2150-\u218f\u2460-\u24ff"
+                            "\u3200-\u33ff\uf900-\ufaff\ufb00-\ufb06\uff10-\uff19\uff21-\uff3a\uff41-\uff5a\uff66-\uff9f]")
+
+
 def _norm_tokens(text: str) -> list[str]:
-    # NFKC only when needed: is_normalized is ~100x cheaper than normalize on clean text.
-    if not unicodedata.is_normalized("NFKC", text):
+    if _NFKC_RELEVANT.search(text) and not unicodedata.is_normalized("NFKC", text):
         text = unicodedata.normalize("NFKC", text)
     return _TOKEN_RE.findall(text.lower())
 
@@ -132,6 +141,48 @@ def shingle_sets(texts: Sequence[str], cfg: MinHashConfig) -> list[np.ndarray]:
     return [
         _gram_hashes(h, cfg.ngram_zh if is_cjk_text(t) else cfg.ngram_en) for t, h in zip(texts, hashed)
     ]
+
+
+def _positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(s, s + c) for each (s, c), without a Python loop."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return np.repeat(starts - offsets, counts) + np.arange(total)
+
+
+def sketch(texts: Sequence[str], cfg: MinHashConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(signatures (N, num_perm) uint32, n-gram counts (N,)) for a batch of texts.
+
+    The fast path: one rensa call hashes every token of the batch, the n-grams of all texts are
+    built in one vectorised pass over the flat token array, and one rensa call sketches them all
+    from the flat buffer. The signature equals `signatures(shingle_sets(texts))` (MinHash ignores
+    repeated grams); tests check that.
+    """
+    from rensa import RMinHash
+
+    n_docs = len(texts)
+    if n_docs == 0:
+        return np.zeros((0, cfg.num_perm), dtype=np.uint32), np.zeros(0, dtype=np.int64)
+    hashed = token_hashes(texts)
+    lens = np.fromiter(map(len, hashed), dtype=np.int64, count=n_docs)
+    flat = np.fromiter(chain.from_iterable(hashed), dtype=np.uint64, count=int(lens.sum()))
+    tok_starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
+    want = np.fromiter((cfg.ngram_zh if is_cjk_text(t) else cfg.ngram_en for t in texts), dtype=np.int64, count=n_docs)
+    n_eff = np.minimum(want, lens)  # a text shorter than n is one gram of all its tokens
+    counts = np.where(lens > 0, lens - n_eff + 1, 1)  # an empty text gets one placeholder gram
+    out_starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    out = np.zeros(int(counts.sum()), dtype=np.uint64)
+    for n in np.unique(n_eff[lens > 0]):
+        docs = np.flatnonzero((n_eff == n) & (lens > 0))
+        grams = rolling_gram_hashes(flat, int(n))
+        out[_positions(out_starts[docs], counts[docs])] = grams[_positions(tok_starts[docs], counts[docs])]
+    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.uint64)
+    mat = RMinHash.digest_matrix_from_flat_token_hashes(out, offsets, num_perm=cfg.num_perm, seed=cfg.seed)
+    sig = np.array(mat.to_rows(), dtype=np.uint32)
+    sig[lens == 0] = np.iinfo(np.uint32).max
+    return sig, np.where(lens > 0, counts, 0)
 
 
 def signatures(grams: Sequence[np.ndarray], cfg: MinHashConfig) -> np.ndarray:
@@ -270,9 +321,8 @@ class NearDupFinder:
     def __init__(self, cfg: MinHashConfig | None = None):
         self.cfg = cfg or MinHashConfig()
 
-    def sketch(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
-        grams = shingle_sets(texts, self.cfg)
-        return signatures(grams, self.cfg), grams
+    def sketch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        return sketch(texts, self.cfg)
 
     def verify(self, pairs: Iterable[tuple[int, int]], sig: np.ndarray, grams_of) -> dict[tuple[int, int], float]:
         """Verified pairs -> similarity. `grams_of(list_of_indices) -> {index: gram set}` is only
@@ -350,7 +400,7 @@ def find_near_duplicates(texts: Sequence[str], cfg: MinHashConfig | None = None,
                          policy: str = "first", scores: dict[int, float] | None = None) -> DedupResult:
     """In-memory convenience: all texts at once (tests, benchmarks, small datasets)."""
     finder = NearDupFinder(cfg)
-    sig, grams = finder.sketch(texts)
-    lengths = [g.size for g in grams]
-    return finder.dedup(sig, lambda ids: {i: grams[i] for i in ids}, sources=sources, policy=policy,
-                        lengths=lengths, scores=scores)
+    sig, lengths = finder.sketch(texts)
+    # exact verification only needs the gram sets of texts that have a candidate
+    return finder.dedup(sig, lambda ids: dict(zip(ids, shingle_sets([texts[i] for i in ids], finder.cfg))),
+                        sources=sources, policy=policy, lengths=lengths, scores=scores)

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from curation.pipeline import pii as pii_mod
 from curation.pipeline.base import RecordView, ScoreResult
@@ -190,29 +191,65 @@ def _dup_fraction(items: list[str]) -> tuple[float, float]:
     return dup_n / len(items), dup_chars / total_chars
 
 
-def _top_ngram_char_ratio(toks: list[str], n: int, total_chars: int) -> float:
-    if len(toks) < n or not total_chars:
-        return 0.0
-    grams = Counter(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1))
-    gram, count = grams.most_common(1)[0]
-    if count < 2:
-        return 0.0
-    return count * sum(len(t) for t in gram) / total_chars
+class _NgramView:
+    """Token n-gram statistics in numpy: one id per token, n-grams as rolling 64-bit hashes.
 
+    Own code rather than a library call: datatrove implements these Gopher measures with Python
+    dicts of n-gram tuples, which was 70% of the rules' run time here; the vectorised form gives
+    the same numbers several times faster.
+    """
 
-def _dup_ngram_char_ratio(toks: list[str], n: int, total_chars: int) -> float:
-    """Share of token characters covered by n-grams that occur more than once (Gopher)."""
-    if len(toks) < n or not total_chars:
-        return 0.0
-    first: dict[tuple[str, ...], int] = {}
-    covered = bytearray(len(toks))
-    for i in range(len(toks) - n + 1):
-        g = tuple(toks[i : i + n])
-        j = first.setdefault(g, i)
-        if j != i:
-            covered[j : j + n] = b"\x01" * n
-            covered[i : i + n] = b"\x01" * n
-    return sum(len(t) for t, c in zip(toks, covered) if c) / total_chars
+    _MUL = np.uint64(0x9E3779B97F4A7C15)
+
+    def __init__(self, toks: list[str]):
+        vocab: dict[str, int] = {}
+        self.ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in toks), dtype=np.uint64, count=len(toks))
+        self.lens = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
+        self.cum = np.concatenate(([0], np.cumsum(self.lens)))
+        self.total = int(self.cum[-1])
+
+    def _grams(self, n: int) -> np.ndarray:
+        # built incrementally from the (n-1)-grams: the rules ask for n = 2..10 on the same text
+        cache = self.__dict__.setdefault("_cache", {1: self.ids + np.uint64(1)})
+        k = max(j for j in cache if j <= n)
+        out = cache[k]
+        with np.errstate(over="ignore"):
+            while k < n:
+                k += 1
+                out = out[:-1] * self._MUL + self.ids[k - 1 :] + np.uint64(1)
+                cache[k] = out
+        return out
+
+    def top_ratio(self, n: int) -> float:
+        """Character share of the most frequent n-gram (Gopher), 0 when no n-gram repeats."""
+        if self.ids.size < n or not self.total:
+            return 0.0
+        _, first, counts = np.unique(self._grams(n), return_index=True, return_counts=True)
+        top = int(counts.max())
+        if top < 2:
+            return 0.0
+        # ties between equally frequent n-grams: the one covering most characters
+        starts = first[counts == top]
+        chars = int((self.cum[starts + n] - self.cum[starts]).max())
+        return float(top * chars / self.total)
+
+    def dup_ratio(self, n: int) -> float:
+        """Character share of tokens covered by repeated occurrences of an n-gram (Gopher;
+        the first occurrence is not counted, as in datatrove)."""
+        if self.ids.size < n or not self.total:
+            return 0.0
+        grams = self._grams(n)
+        _, first = np.unique(grams, return_index=True)
+        repeat = np.ones(grams.size, dtype=bool)
+        repeat[first] = False
+        starts = np.flatnonzero(repeat)
+        if starts.size == 0:
+            return 0.0
+        diff = np.zeros(self.ids.size + 1, dtype=np.int64)
+        np.add.at(diff, starts, 1)
+        np.add.at(diff, starts + n, -1)
+        covered = np.cumsum(diff[:-1]) > 0
+        return float(self.lens[covered].sum() / self.total)
 
 
 @lru_cache(maxsize=16)
@@ -329,7 +366,8 @@ class RuleFilter:
         if symbols / n_words > cfg.max_symbol_word_ratio:
             fail("symbol_word_ratio")
         if st.tokens:
-            alpha = sum(1 for t in st.tokens if any(c.isalpha() for c in t))
+            # a token is letters/digits/underscore (textutil); one without a letter is all digits
+            alpha = len(st.tokens) - sum(map(str.isdigit, st.tokens))
             m["alpha_token_ratio"] = round(alpha / len(st.tokens), 4)
             if alpha / len(st.tokens) < cfg.min_alpha_token_ratio:
                 fail("non_alpha_tokens")
@@ -353,7 +391,7 @@ class RuleFilter:
                     fail("boilerplate")
 
         if not st.is_cjk and st.tokens:
-            words = [t for t in st.tokens if any(c.isalpha() for c in t)] or st.tokens
+            words = [t for t in st.tokens if not t.isdigit()] or st.tokens
             mean_len = sum(len(w) for w in words) / len(words)
             m["mean_word_len"] = round(mean_len, 3)
             if not cfg.min_mean_word_len <= mean_len <= cfg.max_mean_word_len:
@@ -404,18 +442,18 @@ class RuleFilter:
             # a single repeated phrase (an MCQ stem, a drug name) already exceeds the ratios.
             if len(u_toks) < cfg.min_tokens:
                 continue
-            tok_chars = sum(len(t) for t in u_toks)
+            view = _NgramView(u_toks)
             scale = cfg.cjk_chars_per_word if st.is_cjk else 1.0
             for n, limit in sorted(cfg.max_top_ngram_char_ratio.items()):
                 n_eff = math.ceil(n * scale)
-                r = _top_ngram_char_ratio(u_toks, n_eff, tok_chars)
+                r = view.top_ratio(n_eff)
                 if r > limit:
                     m["top_ngram"] = {"n": n_eff, "ratio": round(r, 4)}
                     fail("top_ngram_repetition")
                     break
             for n, limit in sorted(cfg.max_dup_ngram_char_ratio.items()):
                 n_eff = math.ceil(n * scale)
-                r = _dup_ngram_char_ratio(u_toks, n_eff, tok_chars)
+                r = view.dup_ratio(n_eff)
                 if r > limit:
                     m["dup_ngram"] = {"n": n_eff, "ratio": round(r, 4)}
                     fail("dup_ngram_repetition")

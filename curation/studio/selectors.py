@@ -4,7 +4,7 @@ Every count is one SQL aggregate over the score matrix (curation/studio/models.p
 record, one real column per scorer run, filter verdicts as bits), never a Python loop over records
 and never a COUNT over JSON. A slider step (one side of one bound moved) is answered incrementally:
 the previous counts come from the cache and only the records whose value lies between the old and
-the new threshold are read, through the (dataset, column) index. See docs/BENCHMARKS.md.
+the new threshold are read, through the Score table's (run, value) index. See docs/BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -153,20 +153,23 @@ def _band_q(scope: Scope, spec: Spec, move: BoundMove) -> tuple[Q, int] | None:
     band = Q()
     first = True
     for ds_id, slot in sc.slots.items():
-        col = f"v{slot}"
+        # The band is read through the Score table's (run, value) index, then joined to the matrix
+        # by primary key for the other conditions: no per-column index on the matrix is needed.
+        rng = Q()
         if move.side == "min":
-            q = Q(**{f"{col}__lt": max(vals)}) if len(vals) == 2 else Q(**{f"{col}__lt": vals[0]})
+            rng &= Q(value__lt=max(vals))
             if len(vals) == 2:
-                q &= Q(**{f"{col}__gte": min(vals)})
+                rng &= Q(value__gte=min(vals))
             if bound.max is not None:
-                q &= Q(**{f"{col}__lte": bound.max})
+                rng &= Q(value__lte=bound.max)
         else:
-            q = Q(**{f"{col}__gt": min(vals)}) if len(vals) == 2 else Q(**{f"{col}__gt": vals[0]})
+            rng &= Q(value__gt=min(vals))
             if len(vals) == 2:
-                q &= Q(**{f"{col}__lte": max(vals)})
+                rng &= Q(value__lte=max(vals))
             if bound.min is not None:
-                q &= Q(**{f"{col}__gte": bound.min})
-        q &= Q(dataset_id=ds_id)
+                rng &= Q(value__gte=bound.min)
+        ids = Score.objects.filter(rng, run_id=sc.runs[ds_id]["run"], value__isnull=False).values("record_id")
+        q = Q(dataset_id=ds_id) & Q(record_id__in=ids)
         band = q if first else (band | q)
         first = False
     if first:

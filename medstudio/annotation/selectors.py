@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Iterator
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from . import agreement as ag
 from . import questions as qs
@@ -26,6 +26,18 @@ def queues_for_annotator(user) -> QuerySet[Queue]:
             .select_related("question", "dataset").distinct())
 
 
+def labelling_queue(pk: int, user) -> tuple[Queue | None, bool]:
+    """(queue, may this user label it) in one query: this runs on every next-item and submit."""
+    through = Queue.assignees.through
+    queue = (Queue.objects.select_related("question", "dataset")
+             .annotate(_has_assignees=Exists(through.objects.filter(queue_id=OuterRef("pk"))),
+                       _is_assignee=Exists(through.objects.filter(queue_id=OuterRef("pk"), user_id=user.pk)))
+             .filter(pk=pk).first())
+    if queue is None:
+        return None, False
+    return queue, queue.is_open and (queue._is_assignee or not queue._has_assignees)
+
+
 def may_label(queue: Queue, user) -> bool:
     if not queue.is_open:
         return False
@@ -35,10 +47,14 @@ def may_label(queue: Queue, user) -> bool:
 def queue_progress(queue: Queue, user=None) -> dict:
     """Counts on indexed columns only (this runs on every submit)."""
     total = queue.n_items * queue.annotators_per_item
-    done = Label.objects.filter(queue=queue, source="human").count()
+    agg = {"done": Count("id", filter=Q(source="human"))}
+    if user is not None:
+        agg["mine"] = Count("id", filter=Q(annotator=f"user:{user.pk}"))
+    counts = Label.objects.filter(queue=queue).aggregate(**agg)
+    done = counts["done"]
     out = {"queue_done": done, "queue_total": total, "queue_pct": round(100 * done / total) if total else 0}
     if user is not None:
-        out["mine_done"] = Label.objects.filter(queue=queue, annotator=f"user:{user.pk}").count()
+        out["mine_done"] = counts["mine"]
     return out
 
 

@@ -12,6 +12,7 @@ How "nothing is lost" holds (see models.py for the constraints):
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -68,10 +69,16 @@ STRATIFY_FIELDS = ("subset", "lang", "source")
 
 
 def _pick_records(*, dataset, method: str, n: int | None, seed: int, field: str, threshold: float | None,
-                  score_run) -> list[int]:
+                  score_run, selection=None) -> list[int]:
     from medstudio.datasets.models import Record
 
     records = Record.objects.filter(dataset=dataset)
+    if selection is not None:
+        # Selections are frozen record sets (curation.studio); a queue takes the part of one that
+        # lies in its dataset, then samples from it like from a whole dataset.
+        from curation.studio.models import SelectionRecord
+
+        records = records.filter(id__in=SelectionRecord.objects.filter(selection=selection).values("record_id"))
     if method == "all":
         ids = list(records.order_by("id").values_list("id", flat=True))
         return ids[:n] if n else ids
@@ -108,8 +115,17 @@ def _suggestions(run, record_ids: list[int]) -> dict[int, dict]:
     out = {}
     for rid, value, keep, reason, detail in Score.objects.filter(run=run, record_id__in=record_ids).values_list(
             "record_id", "value", "keep", "reason", "detail"):
-        # Per-turn values (ConFilter) and verdicts are worth showing; large blobs are not.
-        small = {k: v for k, v in (detail or {}).items() if len(str(v)) <= 500}
+        # Per-turn values (ConFilter's detail["turns"][i]["cf"]) and short verdicts are worth
+        # showing beside the item; large blobs are not copied into every queue item.
+        detail = detail or {}
+        small = {k: v for k, v in detail.items() if len(str(v)) <= 500}
+        turns = detail.get("turns")
+        if isinstance(turns, list) and turns and all(isinstance(t, dict) for t in turns):
+            per_turn = []
+            for t in turns:
+                v = next((t[k] for k in ("cf", "value", "score") if k in t), None)
+                per_turn.append(round(v, 3) if isinstance(v, float) else v)
+            small["per_turn"] = per_turn
         out[rid] = {"scorer": run.scorer, "value": value, "keep": keep, "reason": reason, "detail": small}
     return out
 
@@ -118,7 +134,7 @@ def _suggestions(run, record_ids: list[int]) -> dict[int, dict]:
 def queue_create(*, user, name: str, dataset, question: Question, annotators_per_item: int = 2,
                  assignees: Iterable = (), method: str = "all", n: int | None = None, seed: int = 0, field: str = "",
                  threshold: float | None = None, suggestion_run=None, show_suggestion: bool = False,
-                 consensus_threshold: float = 2.0) -> Queue:
+                 consensus_threshold: float = 2.0, selection=None) -> Queue:
     """Build a queue: pick records, shuffle them, and create N free slots per item."""
     name = (name or "").strip()
     if not name:
@@ -132,14 +148,16 @@ def queue_create(*, user, name: str, dataset, question: Question, annotators_per
     if suggestion_run is not None and suggestion_run.dataset_id != dataset.pk:
         raise AnnotationError("The scorer run belongs to another dataset.")
     ids = _pick_records(dataset=dataset, method=method, n=n, seed=seed, field=field, threshold=threshold,
-                        score_run=suggestion_run)
+                        score_run=suggestion_run, selection=selection)
     if not ids:
-        raise AnnotationError(f"No records to label in {dataset.name}.")
+        where = f"selection {selection} within {dataset.name}" if selection is not None else dataset.name
+        raise AnnotationError(f"No records to label in {where}.")
     queue = Queue.objects.create(
         name=name, dataset=dataset, question=question, annotators_per_item=annotators_per_item,
         suggestion_run=suggestion_run, show_suggestion=bool(show_suggestion and suggestion_run),
         consensus_threshold=consensus_threshold, n_items=len(ids), created_by=user,
-        sample={"method": method, "n": n, "seed": seed, "field": field, "threshold": threshold},
+        sample={"method": method, "n": n, "seed": seed, "field": field, "threshold": threshold,
+                "selection": selection.pk if selection is not None else None},
     )
     queue.assignees.set(list(assignees))
     rng = random.Random(seed)
@@ -194,37 +212,41 @@ def assignment_next(*, queue: Queue, user) -> Assignment | None:
     """
     key = annotator_key(user)
     base = Assignment.objects.select_related("item__record")
-    active = base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
-    if active is not None or not queue.is_open:
-        return active
+    if not queue.is_open:
+        return base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
     skip_locked = connection.features.has_select_for_update_skip_locked
-    for _ in range(8):
+    for attempt in range(20):
+        active = base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
+        if active is not None:
+            return active
         mine = Assignment.objects.filter(queue=queue, annotator=key).values("item_id")
         free = (Assignment.objects.filter(queue=queue, status=Status.FREE).exclude(item_id__in=mine)
                 .order_by("position", "id"))
+        won = 0
         with transaction.atomic():
             if skip_locked:
                 # Rows another clinician is claiming right now are skipped, not waited for.
                 cand = free.select_for_update(skip_locked=True).values_list("id", flat=True).first()
             else:
                 cand = free.values_list("id", flat=True).first()
-            if cand is None:
-                return None
-            try:
-                with transaction.atomic():
-                    won = Assignment.objects.filter(pk=cand, status=Status.FREE).update(
-                        annotator=key, user=user, status=Status.ACTIVE, started_at=timezone.now(),
-                        revision=F("revision") + 1)
-            except IntegrityError:
-                # Another tab of the same annotator claimed an item (one open item per queue) or the
-                # same item a moment ago: show that one.
-                won = 0
+            if cand is not None:
+                try:
+                    with transaction.atomic():
+                        won = Assignment.objects.filter(pk=cand, status=Status.FREE).update(
+                            annotator=key, user=user, status=Status.ACTIVE, started_at=timezone.now(),
+                            revision=F("revision") + 1)
+                except IntegrityError:
+                    # Another tab of the same annotator claimed an item a moment ago (one open item
+                    # per queue, one slot per item and annotator): the next round returns that one.
+                    won = 0
         if won:
             return base.get(pk=cand)
-        active = base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
-        if active is not None:
-            return active
-    return None
+        if cand is None and not free.exists():
+            # Nothing free (committed) is left; a claim of our own other tab may just have landed.
+            return base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
+        # Every free slot is locked by claims in flight (or we lost a race): look again shortly.
+        time.sleep(0.002 * (attempt + 1))
+    return base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
 
 
 @dataclass
@@ -246,13 +268,20 @@ def _duration_ms(assignment: Assignment, client_ms: Any, now) -> int | None:
     return None
 
 
-def label_submit(*, assignment_id: int, user, answer: dict, revision: int, duration_ms: Any = None) -> SubmitOutcome:
-    """Store this annotator's answer on their open item, exactly once."""
+def label_submit(*, assignment_id: int, user, answer: dict, revision: int, duration_ms: Any = None,
+                 assignment: Assignment | None = None) -> SubmitOutcome:
+    """Store this annotator's answer on their open item, exactly once.
+
+    `assignment` may be passed already loaded (with item__record and queue__question) to save a
+    query; it is only used for reading, every decision is taken by the conditional UPDATE below.
+    """
     key = annotator_key(user)
-    try:
-        a = Assignment.objects.select_related("item__record", "queue__question").get(pk=assignment_id, annotator=key)
-    except Assignment.DoesNotExist:
-        raise AnnotationError("This item is not assigned to you (it may have been released by an undo).") from None
+    a = assignment
+    if a is None or a.pk != assignment_id or a.annotator != key:
+        try:
+            a = Assignment.objects.select_related("item__record", "queue__question").get(pk=assignment_id, annotator=key)
+        except Assignment.DoesNotExist:
+            raise AnnotationError("This item is not assigned to you (it may have been released by an undo).") from None
     question = a.queue.question
     try:
         values = qs.clean_answer(question.kind, question.schema, answer, content=a.item.record.content,
@@ -270,18 +299,22 @@ def label_submit(*, assignment_id: int, user, answer: dict, revision: int, durat
             raise SubmitConflict("This item was already submitted (in another tab?) with a different answer; "
                                  "nothing was overwritten. Press U to reopen and change it.")
         primary = qs.primary_value(question.kind, values)
-        label, created = Label.objects.update_or_create(
-            assignment=a,
-            defaults=dict(
-                queue_id=a.queue_id, item_id=a.item_id, record_id=a.item.record_id, annotator=key, user=user,
-                source="human", values=values,
-                primary_value=primary if isinstance(primary, (int, float)) else None,
-                primary_label=primary if isinstance(primary, str) else "",
-                shown_order=("BA" if a.swapped else "AB") if question.kind == qs.PREFERENCE else "",
-                suggestion_shown=bool(a.queue.show_suggestion and a.item.suggestion),
-                duration_ms=_duration_ms(a, duration_ms, now),
-            ),
+        fields = dict(
+            queue_id=a.queue_id, item_id=a.item_id, record_id=a.item.record_id, annotator=key, user=user,
+            source="human", values=values,
+            primary_value=primary if isinstance(primary, (int, float)) else None,
+            primary_label=primary if isinstance(primary, str) else "",
+            shown_order=("BA" if a.swapped else "AB") if question.kind == qs.PREFERENCE else "",
+            suggestion_shown=bool(a.queue.show_suggestion and a.item.suggestion),
+            duration_ms=_duration_ms(a, duration_ms, now),
         )
+        # The conditional UPDATE above made this request the only writer of this slot, so a plain
+        # insert (or, after an undo, an update) is safe without update_or_create's extra locking.
+        created = a.submitted_at is None or not Label.objects.filter(assignment=a).update(updated_at=now, **fields)
+        if created:
+            label = Label.objects.create(assignment=a, **fields)
+        else:
+            label = Label.objects.get(assignment=a)
         audit_log(actor=user, action="annotation.label_submit" if created else "annotation.label_change",
                   target=label, data={"item": a.item_id, "values": values})
     return SubmitOutcome(label, "saved")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -22,8 +22,10 @@ from .models import Assignment, Label, Queue, QueueItem, Question, QuestionKind
 
 
 def _labelable_queue(request, pk: int) -> Queue:
-    queue = get_object_or_404(Queue.objects.select_related("question", "dataset"), pk=pk)
-    if not selectors.may_label(queue, request.user):
+    queue, allowed = selectors.labelling_queue(pk, request.user)
+    if queue is None:
+        raise Http404("No such queue.")
+    if not allowed:
         raise PermissionDenied("You are not assigned to this queue (or it is closed).")
     return queue
 
@@ -91,7 +93,9 @@ def _work_context(request, queue: Queue, assignment: Assignment | None, *, notic
     record = assignment.item.record
     content = record.content
     pre: dict = {}
-    label = Label.objects.filter(assignment=assignment).only("values").first()
+    # Only a slot that was submitted before (and reopened by undo) can carry a label.
+    label = (Label.objects.filter(assignment=assignment).only("values").first()
+             if assignment.submitted_at else None)
     if posted is not None:
         pre = posted  # a rejected answer stays on screen as typed
     elif label is not None:
@@ -115,7 +119,11 @@ def _work_context(request, queue: Queue, assignment: Assignment | None, *, notic
                            "n": n if t.get("role") == "assistant" and "turns" in content else None})
     ctx["turns"] = turns_view
     if suggestion and isinstance((suggestion.get("detail") or {}).get("per_turn"), list):
-        ctx["turn_suggestions"] = suggestion["detail"]["per_turn"]
+        per_turn = suggestion["detail"]["per_turn"]
+        ctx["turn_suggestions"] = per_turn
+        for row in ctx["rows"]:
+            if row.get("turn") and row["turn"] - 1 < len(per_turn):
+                row["hint"] = per_turn[row["turn"] - 1]
     if queue.dataset.kind == "pair":
         ctx["answer_a"], ctx["answer_b"] = pair_in_shown_order(content, assignment.swapped)
     return ctx
@@ -156,14 +164,14 @@ def _int(v, default=-1) -> int:
 def submit(request, pk: int):
     queue = _labelable_queue(request, pk)
     aid = _int(request.POST.get("assignment"))
-    assignment = Assignment.objects.select_related("item__record").filter(
+    assignment = Assignment.objects.select_related("item__record", "queue__question").filter(
         pk=aid, queue=queue, annotator=services.annotator_key(request.user)).first()
     if assignment is None:
         return _render_work(request, queue, services.assignment_next(queue=queue, user=request.user),
                             error="That item is no longer yours (released by an undo in another tab?).")
     answer = _answer_from_post(queue.question, assignment.item.record.content, request.POST)
     try:
-        outcome = services.label_submit(assignment_id=aid, user=request.user, answer=answer,
+        outcome = services.label_submit(assignment_id=aid, assignment=assignment, user=request.user, answer=answer,
                                         revision=_int(request.POST.get("revision")),
                                         duration_ms=request.POST.get("duration_ms"))
     except services.SubmitConflict as exc:
@@ -235,6 +243,7 @@ def queue_new(request):
     from django.contrib.auth import get_user_model
 
     from curation.models import ScorerRun
+    from curation.studio.models import Selection
     from medstudio.datasets.models import Dataset
 
     error = ""
@@ -244,6 +253,7 @@ def queue_new(request):
             dataset = Dataset.objects.get(pk=_int(p.get("dataset")))
             question = Question.objects.get(pk=_int(p.get("question")))
             run = ScorerRun.objects.get(pk=_int(p.get("suggestion_run"))) if p.get("suggestion_run") else None
+            selection = Selection.objects.get(pk=_int(p.get("selection"))) if p.get("selection") else None
             assignees = get_user_model().objects.filter(pk__in=[_int(x) for x in p.getlist("assignees")])
             n = _int(p.get("n"), 0) or None
             threshold = float(p["threshold"]) if p.get("threshold") else None
@@ -252,9 +262,9 @@ def queue_new(request):
                 annotators_per_item=_int(p.get("annotators_per_item"), 2), assignees=assignees,
                 method=p.get("method", "all"), n=n, seed=_int(p.get("seed"), 0), field=p.get("field", ""),
                 threshold=threshold, suggestion_run=run, show_suggestion=p.get("show_suggestion") == "1",
-                consensus_threshold=float(p.get("consensus_threshold") or 2.0))
-        except (Dataset.DoesNotExist, Question.DoesNotExist, ScorerRun.DoesNotExist):
-            error = "Choose a dataset and a question (and a scorer run that exists)."
+                consensus_threshold=float(p.get("consensus_threshold") or 2.0), selection=selection)
+        except (Dataset.DoesNotExist, Question.DoesNotExist, ScorerRun.DoesNotExist, Selection.DoesNotExist):
+            error = "Choose a dataset and a question (and a scorer run or selection that exists)."
         except ValueError as exc:  # AnnotationError and bad numbers
             error = str(exc)
         else:
@@ -265,6 +275,7 @@ def queue_new(request):
     context = {
         "datasets": Dataset.objects.all(), "questions": Question.objects.order_by("-id"),
         "runs": ScorerRun.objects.select_related("dataset")[:200],
+        "selections": Selection.objects.filter(status="ready")[:200],
         "clinicians": get_user_model().objects.filter(is_active=True, role=R.CLINICIAN).order_by("username"),
         "error": error, "post": request.POST, "selected_question": _int(request.GET.get("question"), 0),
         "methods": services.SAMPLE_METHODS,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .text import content_hash, count_tokens, guess_lang
+from .text import content_hash, text_stats
 
 KINDS = ("document", "qa", "dialogue", "mcq", "pair")
 FORMATS = ("jsonl", "csv", "parquet")
@@ -340,8 +340,8 @@ def flatten_text(kind: str, content: dict) -> str:
     raise ValueError(kind)
 
 
-def normalize_row(row: dict, kind: str) -> NormalizedRecord:
-    """Map one raw row onto the content schema of `kind`; raise RowError with the reason."""
+def normalize_content(row: dict, kind: str) -> tuple[str, dict]:
+    """Validate and map one raw row onto the content schema of `kind` (the cheap part of a row)."""
     if kind == "auto":
         kind = detect_kind(row)
     if kind not in _NORMALIZERS:
@@ -351,22 +351,27 @@ def normalize_row(row: dict, kind: str) -> NormalizedRecord:
     meta.update({k: v for k, v in row.items() if k not in _CONSUMED})
     if meta:
         content["meta"] = meta
-    text = flatten_text(kind, content)
-    lang = row.get("lang")
-    if lang is not None and not isinstance(lang, str):
-        raise RowError(f"field 'lang' must be text, got {type(lang).__name__}")
-    lang = (lang or guess_lang(text)).strip().lower()[:16]
-    source = row.get("source") or ""
-    if not isinstance(source, str):
-        raise RowError(f"field 'source' must be text, got {type(source).__name__}")
-    subset = row.get("department") or row.get("subject") or row.get("domain") or ""
-    chash = content_hash(content)
+    for field in ("lang", "source"):
+        if row.get(field) is not None and not isinstance(row[field], str):
+            raise RowError(f"field {field!r} must be text, got {type(row[field]).__name__}")
     ext = row.get("id")
     if ext is not None and not isinstance(ext, (str, int)):
         raise RowError(f"field 'id' must be text or a number, got {type(ext).__name__}")
+    if ext is not None and len(str(ext)) > 255:
+        raise RowError("field 'id' is longer than 255 characters")
+    return kind, content
+
+
+def normalize_row(row: dict, kind: str) -> NormalizedRecord:
+    """Map one raw row onto the content schema of `kind`; raise RowError with the reason."""
+    kind, content = normalize_content(row, kind)
+    text = flatten_text(kind, content)
+    n_tokens, guessed = text_stats(text)
+    lang = (row.get("lang") or guessed).strip().lower()[:16]
+    subset = row.get("department") or row.get("subject") or row.get("domain") or ""
+    chash = content_hash(content)
+    ext = row.get("id")
     # Without an id, the content hash is the id, so re-importing the same file stays idempotent.
     external_id = str(ext) if ext not in (None, "") else f"sha256:{chash[:32]}"
-    if len(external_id) > 255:
-        raise RowError("field 'id' is longer than 255 characters")
-    return NormalizedRecord(external_id=external_id, lang=lang, source=source[:200], subset=str(subset)[:200],
-                            content=content, text=text, n_tokens=count_tokens(text), text_hash=chash)
+    return NormalizedRecord(external_id=external_id, lang=lang, source=(row.get("source") or "")[:200],
+                            subset=str(subset)[:200], content=content, text=text, n_tokens=n_tokens, text_hash=chash)

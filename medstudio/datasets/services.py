@@ -15,7 +15,7 @@ from medstudio.audit.services import audit_log
 from medstudio.jobs.context import JobContext, JobFailed
 from medstudio.jobs.registry import job_handler
 
-from .formats import KINDS, FileError, NormalizedRecord, RowError, iter_rows, normalize_row
+from .formats import KINDS, FileError, NormalizedRecord, RowError, iter_rows, normalize_content, normalize_row
 from .models import Dataset, Export, Record
 
 
@@ -60,7 +60,7 @@ def import_validate(*, path: str | Path, fmt: str, kind: str) -> ValidationRepor
             report.n_rows += 1
             if not isinstance(row, RowError):
                 try:
-                    normalize_row(row, kind)
+                    normalize_content(row, kind)
                     report.n_ok += 1
                     continue
                 except RowError as exc:

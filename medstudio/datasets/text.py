@@ -5,26 +5,33 @@ import hashlib
 import json
 import re
 
-# CJK ideographs (incl. extensions A and compatibility), kana and hangul: one token per character,
-# which is close to what BPE tokenizers of Chinese-capable models produce on average.
+# CJK ideographs (incl. extension A and compatibility), kana and hangul count one token per
+# character, close to what BPE tokenizers of Chinese-capable models produce on average; every run
+# of other letters/digits is one token. Two single-class regexes (no alternation) keep this fast.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_TOKEN_RE = re.compile(rf"[{_CJK}]|[^\s{_CJK}\W]+|[^\s\w{_CJK}]", re.UNICODE)
-_CJK_RE = re.compile(rf"[{_CJK}]")
-_LETTER_RE = re.compile(r"[^\W\d_]", re.UNICODE)
+_CJK_RE = re.compile(f"[{_CJK}]")
+_WORD_RE = re.compile(rf"[^\s\W{_CJK}]+")
+
+
+def text_stats(text: str) -> tuple[int, str]:
+    """(token count, language guess) in one pass over the text."""
+    text = text or ""
+    cjk = len(_CJK_RE.findall(text))
+    words = _WORD_RE.findall(text)
+    n_tokens = cjk + len(words)
+    latin = sum(map(len, words))  # digits count as letters here: close enough to tell zh from en
+    if not cjk and not latin:
+        return n_tokens, "und"
+    # 'zh' when CJK characters make up at least 20% of the letters.
+    return n_tokens, "zh" if cjk / (cjk + latin) >= 0.2 else "en"
 
 
 def count_tokens(text: str) -> int:
-    """CJK characters count one each; other words and punctuation marks one each."""
-    return len(_TOKEN_RE.findall(text or ""))
+    return text_stats(text)[0]
 
 
 def guess_lang(text: str) -> str:
-    """'zh' when CJK characters make up at least 20% of the letters, else 'en'."""
-    letters = _LETTER_RE.findall(text or "")
-    if not letters:
-        return "und"
-    cjk = sum(1 for ch in letters if _CJK_RE.match(ch))
-    return "zh" if cjk / len(letters) >= 0.2 else "en"
+    return text_stats(text)[1]
 
 
 def content_hash(content: dict) -> str:

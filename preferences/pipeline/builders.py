@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from .judge import Backend, Call, ItemError, Usage, generate_answer, judge_answer
+from .judge import JUDGE_SYSTEM, Backend, Call, ItemError, Usage, generate_answer, judge_answer
 from .voting import best_worst_by_vote
 
 OK = "ok"
@@ -256,7 +256,8 @@ def subjective_pair(
         provenance={
             "builder": "subjective",
             "generator": {"model": gen.model, "messages": gen.messages, "params": gen_params or {}},
-            "judge": {"model": judge_calls[0]["model"], "params": judge_params or {}, "calls": judge_calls},
+            "judge": {"model": judge_calls[0]["model"], "params": judge_params or {}, "system": JUDGE_SYSTEM,
+                      "calls": judge_calls},
             "both_orders": both_orders,
             "round_winners": winners,
             "chosen_is": a,
@@ -303,7 +304,8 @@ def sampled_pair(
     vote = best_worst_by_vote(scores)
     prov = {
         "builder": "sampled",
-        "generator": {"model": answers[0].model, "params": params, "seed": seed},
+        "generator": {"model": answers[0].model, "params": params, "seed": seed, "messages": answers[0].messages},
+        "judge_system": JUDGE_SYSTEM,
         "answers": [a.reply for a in answers],
         "judges": [j["judge"] for j in judge_log[:: len(answers)]],
         "judge_calls": judge_log,

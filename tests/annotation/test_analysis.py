@@ -138,6 +138,8 @@ def test_consensus_excludes_exactly_the_rule_and_adjudication_brings_items_back(
     assert dict(selectors.consensus_labels(queue))[out_item.record_id] == 3.0
     # the threshold is a queue setting
     c.post(reverse("annotation:queue_settings", args=[queue.pk]), {"consensus_threshold": "1"})
+    queue.refresh_from_db()
+    assert queue.consensus_threshold == 1
     strict = dict(selectors.consensus_labels(queue))
     unanimous = {it.record_id for i, it in enumerate(items)
                  if len({D1[i], D2[i]} | ({JUDGE[i]} if JUDGE[i] is not None else set())) == 1}

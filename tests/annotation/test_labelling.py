@@ -219,3 +219,32 @@ def test_turn_rating_on_shared_dialogue(make_dataset, curator, django_user_model
     _submit(c, queue, a, **ans)
     lab = Label.objects.get(assignment=a)
     assert lab.values["turns"][1]["fluency"] == 2 and lab.primary_value == pytest.approx((4 + 3.5) / 2)
+
+
+@pytest.mark.django_db
+def test_curator_builds_a_queue_through_the_form_from_a_selection(make_dataset, curator, django_user_model):
+    from curation.studio.models import Selection, SelectionRecord
+    from medstudio.annotation.models import Queue
+
+    chosen = user(django_user_model, "chosen")
+    ds = make_dataset("qa", "qa", shared_rows("huatuo26m_test_qa.jsonl", 12))
+    sel = Selection.objects.create(name="kept", status="ready")
+    picked = list(ds.records.order_by("id").values_list("id", flat=True)[:5])
+    SelectionRecord.objects.bulk_create([SelectionRecord(selection=sel, record_id=r) for r in picked])
+    q = services.question_create(user=curator, name="quality", kind="rating")
+    c = login(curator)
+    r = c.post(reverse("annotation:queue_new"), {
+        "name": "from selection", "dataset": ds.pk, "question": q.pk, "selection": sel.pk, "method": "random",
+        "n": "3", "seed": "2", "annotators_per_item": "2", "assignees": [chosen.pk], "consensus_threshold": "2"})
+    assert r.status_code == 302, r.content[:500]
+    queue = Queue.objects.get(name="from selection")
+    got = set(queue.items.values_list("record_id", flat=True))
+    assert len(got) == 3 and got <= set(picked)
+    assert list(queue.assignees.all()) == [chosen]
+    # a bad request re-shows the form with the reason and creates nothing
+    r = c.post(reverse("annotation:queue_new"), {"name": "bad", "dataset": ds.pk, "question": q.pk,
+                                                 "method": "random", "n": ""})
+    assert r.status_code == 200 and b"number of items" in r.content
+    assert not Queue.objects.filter(name="bad").exists()
+    assert c.get(reverse("annotation:queue_detail", args=[queue.pk])).status_code == 200
+    assert c.get(reverse("annotation:home")).status_code == 200

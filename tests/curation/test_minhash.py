@@ -140,3 +140,18 @@ def test_config_validation():
 def test_empty_and_short_texts_are_not_duplicates_of_everything():
     res = find_near_duplicates(["", "", "短", "a b", "另一段完全不同而且足够长的文本内容用于测试"])
     assert all(d.index not in (0, 1) for d in res.decisions.values())
+
+
+def test_batch_sketch_equals_per_text_signatures(planted):
+    import numpy as np
+
+    from curation.pipeline.minhash import shingle_sets, signatures, sketch
+
+    texts = planted[0][:200] + ["", "短", "a b", "Ｆｕｌｌ－ｗｉｄｔｈ ＡＢＣ １２３ text", "full-width abc 123 text"]
+    cfg = MinHashConfig()
+    fast, counts = sketch(texts, cfg)
+    grams = shingle_sets(texts, cfg)
+    slow = signatures(grams, cfg)
+    assert np.array_equal(fast, slow)
+    assert np.array_equal(fast[-1], fast[-2]), "NFKC: full-width and ASCII forms sketch the same"
+    assert counts[200] == 0 and counts[201] == 1

@@ -109,3 +109,38 @@ def test_scorer_on_shared_data_gives_plausible_reasons():
     assert len(dropped) < 0.5 * len(res)
     for r in res:
         assert r.value == len(r.detail["failed"]) and (r.reason == (r.detail["failed"] or [""])[0])
+
+
+def _ref_top(toks, n):
+    grams = [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+    if not grams:
+        return 0.0
+    best = max(set(grams), key=lambda g: (grams.count(g), sum(map(len, g))))
+    c = grams.count(best)
+    return 0.0 if c < 2 else c * sum(map(len, best)) / sum(map(len, toks))
+
+
+def _ref_dup(toks, n):
+    seen, covered = set(), [False] * len(toks)
+    for i in range(len(toks) - n + 1):
+        g = tuple(toks[i:i + n])
+        if g in seen:
+            for j in range(i, i + n):
+                covered[j] = True
+        seen.add(g)
+    return sum(len(t) for t, c in zip(toks, covered) if c) / max(sum(map(len, toks)), 1)
+
+
+def test_vectorised_ngram_measures_match_a_plain_python_reference():
+    import random
+
+    from curation.pipeline.rules import _NgramView
+
+    rng = random.Random(5)
+    vocab = ["a", "bb", "ccc", "dddd", "高", "血压", "the", "patient"]
+    for _ in range(200):
+        toks = [rng.choice(vocab[: rng.randint(2, len(vocab))]) for _ in range(rng.randint(0, 60))]
+        view = _NgramView(toks)
+        for n in (2, 3, 5):
+            assert view.dup_ratio(n) == pytest.approx(_ref_dup(toks, n))
+            assert view.top_ratio(n) == pytest.approx(_ref_top(toks, n))

@@ -115,3 +115,14 @@ def test_extraction_on_every_shared_cmmlu_item_never_invents_letters():
         assert extract_choice(f"答案是{ans}", opts).letters == ans
         assert extract_choice(f"{ans}. {opts[ans]}", opts).letters == ans
         assert extract_choice("抱歉，我无法确定。", opts).letters is None
+
+
+def test_duplicate_option_texts_do_not_crash_and_stay_ambiguous():
+    opts = {"A": "以上都对", "B": "以上都对", "C": "阿司匹林", "D": "肝素"}
+    assert extract_choice("我认为以上都对。", opts).letters is None
+    assert extract_choice("应该用肝素。", opts).letters == "D"
+
+
+def test_option_text_with_latex_and_case_sensitive_genotypes():
+    assert extract_choice("根据题意，$\\chi^2$ 检验符合要求。", {"A": "$\\chi^2$ 检验", "B": "Fisher 精确检验", "C": "回归分析", "D": "方差分析"}).letters == "A"
+    assert extract_choice("其基因型为Gg。", {"A": "GG", "B": "gg", "C": "Gg", "D": "无法确定"}).letters == "C"

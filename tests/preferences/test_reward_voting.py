@@ -63,3 +63,33 @@ def test_reward_model_voting_flips_mostly_planted_pairs(tiny_llama_path, tmp_pat
     seen.clear()
     again = train_reward_models(pairs, spec, tmp_path / "resume", done=paths[:2], on_model=lambda i, p: seen.append(i))
     assert seen == [2] and again[:2] == paths[:2]
+
+
+@pytest.mark.slow
+def test_reward_model_vote_job_stores_strengths_and_actions(curator, tiny_llama_path, settings, tmp_path):
+    from medstudio.jobs.models import Job
+    from preferences import services
+    from preferences.models import PreferencePair, RunStatus
+
+    settings.MEDSTUDIO_PREF_DIR = tmp_path / "prefs"
+    s = services.preference_set_create(user=curator, name="rm")
+    pairs, planted = synthetic_pairs(30, noise=0.1)
+    for i, p in enumerate(pairs):
+        PreferencePair.objects.create(pref_set=s, origin="sampled", item_key=i, **p)
+    vote = services.vote_start(user=curator, pref_set=s, method="reward_models",
+                               params={"k": 2, "base_model": tiny_llama_path, "epochs": 4, "learning_rate": 2e-3,
+                                       "max_length": 256})
+    vote.refresh_from_db()
+    assert vote.status == RunStatus.DONE, vote.error
+    assert len(vote.state["paths"]) == 2 and vote.summary["counts"]["flip"] == 3
+    flipped = set(PreferencePair.objects.filter(pref_set=s, action="flip").values_list("item_key", flat=True))
+    assert len(flipped & planted) >= 2
+    p = PreferencePair.objects.filter(pref_set=s).first()
+    assert len(p.vote_detail["chosen"]) == 2 and p.strength == pytest.approx(
+        sum(c - r for c, r in zip(p.vote_detail["chosen"], p.vote_detail["rejected"])) / 2)
+
+    # A base model that is not on the machine: the job says which setting to change, no crash.
+    bad = services.vote_start(user=curator, pref_set=s, method="reward_models", params={"k": 1, "base_model": "/no/such/model"})
+    bad.refresh_from_db()
+    assert bad.status == RunStatus.FAILED and "MEDSTUDIO_PREF_REWARD_BASE" in bad.error
+    assert "MEDSTUDIO_PREF_REWARD_BASE" in Job.objects.get(pk=bad.job_id).error

@@ -90,9 +90,9 @@ def scored(db, shared_data, make_dataset, test_scorers, curator):
     from curation.scoring import scorer_run_start
     from curation.studio.services import matrix_sync
 
-    qa = make_dataset("huatuo", "qa", read_rows(shared_data, "huatuo26m_test_qa.jsonl", 300))
-    docs = make_dataset("general", "document", read_rows(shared_data, "general_en.jsonl", 150)
-                        + read_rows(shared_data, "general_zh.jsonl", 100))
+    qa = make_dataset("huatuo", "qa", read_rows(shared_data, "huatuo26m_test_qa.jsonl", 160))
+    docs = make_dataset("general", "document", read_rows(shared_data, "general_en.jsonl", 80)
+                        + read_rows(shared_data, "general_zh.jsonl", 60))
     for ds in (qa, docs):
         for name in test_scorers:
             run = scorer_run_start(user=curator, dataset=ds, scorer=name)

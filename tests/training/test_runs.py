@@ -88,14 +88,14 @@ def test_ui_chain_leaves_four_linked_checkpoints(client_for, base_model, make_da
     finals = []
     prev_run = None
     for stage in ("cpt-stable", "cpt-boost", "sft", "dpo"):
-        extra = dict(learning_rate="2e-3", max_steps=4, save_steps=2, **TINY)
+        extra = dict(TINY, learning_rate="2e-3", max_steps=3, save_steps=2)
         if stage == "dpo":
             # "next stage" from the SFT checkpoint pre-selects theta_base = the model SFT started from.
             url = re.search(r'href="([^"]*stage=dpo[^"]*)"', viewer_html).group(1).replace("&amp;", "&")
             page = admin.get(url).content.decode()
             merge_base = int(re.search(r'name="merge_base"[^>]*>.*?<option value="(\d+)" selected', page, re.S).group(1))
             assert merge_base == prev_run.base_model_id
-            extra.update(merge_base=merge_base, merging_enabled=True, merging_p="0.5", merging_alpha="0.001")
+            extra.update(merge_base=merge_base, merging_enabled=True, merging_p="0.5", merging_alpha="0.001", max_length=160)
         r = admin.post(reverse("training:run_new"), _form(stage, start, data[stage], **extra))
         assert r.status_code == 302, r.content.decode()[:3000]
         run = TrainingRun.objects.latest("id")
@@ -129,7 +129,7 @@ def test_cancel_from_the_job_kills_the_training_process(base_model, make_dataset
     def record_then_click_cancel(*, run, rows):
         step = real(run=run, rows=rows)
         if any(r.get("event") == "log" for r in rows):  # an admin clicks Cancel while the run streams
-            Job.objects.filter(pk=TrainingRun.objects.get(pk=run.pk).job_id or Job.objects.latest("id").pk).update(cancel_requested=True)
+            Job.objects.filter(kind="training.run", params__run_id=run.pk).update(cancel_requested=True)
         return step
 
     monkeypatch.setattr(services, "run_events_record", record_then_click_cancel)

@@ -94,31 +94,50 @@ def _only_letters(group: str, keys: str) -> str:
     return "".join(sorted({c for c in group if c in keys}))
 
 
-def _option_text_match(text: str, options: dict[str, str]) -> str | None:
-    """The option whose text the reply gives instead of its letter, or None when none or several do."""
-    low = text.lower()
+def _option_norm(opt: str) -> str:
+    # the same normalisation as the reply (NFKC, no LaTeX/markdown decoration), minus final stops
+    return _normalise(str(opt or "")).strip("。. ")
+
+
+def _find_options(text: str, options: dict[str, str], fold: bool) -> dict[str, int]:
     hits: dict[str, int] = {}
+    hay = text.lower() if fold else text
     for key, opt in options.items():
-        opt_n = unicodedata.normalize("NFKC", str(opt or "")).strip().strip("。.").lower()
+        opt_n = _option_norm(opt)
+        if fold:
+            opt_n = opt_n.lower()
         if not opt_n:
             continue
         if opt_n.isascii():
             # word boundaries: "no" must not match inside "not" or "know"
-            m = re.search(rf"(?<![a-z0-9]){re.escape(opt_n)}(?![a-z0-9])", low)
+            m = re.search(rf"(?<![A-Za-z0-9]){re.escape(opt_n)}(?![A-Za-z0-9])", hay)
         else:
-            m = re.search(re.escape(opt_n), low)
-        if m:
-            hits[key] = m.start()
+            m = hay.find(opt_n)
+            m = None if m < 0 else m
+        if m is not None:
+            hits[key] = m if isinstance(m, int) else m.start()
+    return hits
+
+
+def _option_text_match(text: str, options: dict[str, str]) -> str | None:
+    """The option whose text the reply gives instead of its letter, or None when none or several do."""
+    # Case-folded ("Yes" = "yes"), except that a folded-only hit on the very span an exact hit holds is
+    # a different option ("Gg" vs "GG" vs "gg" are different genotypes).
+    exact = _find_options(text, options, fold=False)
+    folded = _find_options(text, options, fold=True)
+    hits = {k: p for k, p in folded.items() if k in exact or p not in exact.values()}
     if not hits:
         return None
     # An option text that is part of a longer hit ("肺" inside "肺胸膜") is not a separate claim.
-    texts = {k: unicodedata.normalize("NFKC", str(options[k])).strip().lower() for k in hits}
-    hits = {k: p for k, p in hits.items() if not any(k != j and texts[k] in texts[j] for j in hits)}
+    texts = {k: _option_norm(options[k]).lower() for k in hits}
+    hits = {k: p for k, p in hits.items() if not any(k != j and texts[k] != texts[j] and texts[k] in texts[j] for j in hits)}
+    if not hits:
+        return None
     if len(hits) == 1:
         return next(iter(hits))
     # Several options named: only trust the one the reply opens with ("Yes. ... no evidence of ...").
     first = min(hits.values())
-    if first <= 2:
+    if first <= 2 and list(hits.values()).count(first) == 1:
         return min(hits, key=hits.get)
     return None
 
@@ -152,7 +171,7 @@ def extract_choice(text: str | None, options: dict[str, str]) -> Extraction:
 
     # "B 棘孔" / "B 棘孔，因为..." (letter + that option's text, no punctuation) is a labelled answer.
     for key, opt in options.items():
-        opt_n = unicodedata.normalize("NFKC", str(opt or "")).strip().strip("。.")
+        opt_n = _option_norm(opt)
         if opt_n and re.match(rf"[\(\[]?{re.escape(key)}[\)\]]?\s*{re.escape(opt_n)}", t):
             return Extraction(key, "leading")
 

@@ -261,6 +261,14 @@ def run(spec: TrainingSpec, run_dir: Path) -> dict[str, Any]:
         trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, eval_dataset=eval_ds,
                              processing_class=tok, callbacks=[callback])
 
+    kept = len(trainer.train_dataset)
+    if kept < len(ds):
+        # TRL's DPO drops pairs whose prompt alone reaches max_length; say so instead of a sampler error.
+        append_jsonl(metrics_path, {"event": "filtered", "kept": kept, "total": len(ds)})
+        print(f"[medstudio] {len(ds) - kept} of {len(ds)} examples dropped (prompt longer than max_length={spec.max_length})", flush=True)
+    if kept == 0:
+        raise SystemExit(f"no training example fits max_length={spec.max_length}; raise max_length")
+
     resume = last_checkpoint(spec.output_dir)
     append_jsonl(metrics_path, {"event": "start", "resume_from": resume, "n_train": len(ds),
                                 "n_eval": len(eval_ds) if eval_ds is not None else 0})
