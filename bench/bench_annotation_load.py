@@ -29,7 +29,6 @@ import random
 import re
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -46,16 +45,32 @@ def timed_app():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "medstudio.settings")
     from django.core.wsgi import get_wsgi_application
 
+    from django.db import connection
+
     app = get_wsgi_application()
 
     def wrapped(environ, start_response):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
+        db = [0.0, 0]
+
+        def timer(execute, sql, params, many, context):
+            q0 = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                db[0] += time.perf_counter() - q0
+                db[1] += 1
 
         def sr(status, headers, exc_info=None):
+            # wall time in the server, this worker's CPU time, and time waiting on PostgreSQL
             headers.append(("X-Server-Ms", f"{(time.perf_counter() - t0) * 1000:.3f}"))
+            headers.append(("X-Cpu-Ms", f"{(time.thread_time() - c0) * 1000:.3f}"))
+            headers.append(("X-Db-Ms", f"{db[0] * 1000:.3f}"))
+            headers.append(("X-Db-Queries", str(db[1])))
             return start_response(status, headers, exc_info)
 
-        return app(environ, sr)
+        with connection.execute_wrapper(timer):
+            return app(environ, sr)
 
     return wrapped
 
@@ -164,6 +179,8 @@ class Clinician(threading.Thread):
                 for k, v in resp.getheaders():
                     if k.lower() == "set-cookie" and v.startswith("csrftoken="):
                         self.csrf = v.split(";", 1)[0].split("=", 1)[1]
+                self.last = {k: float(resp.getheader(h) or "nan") for k, h in
+                             (("cpu", "X-Cpu-Ms"), ("db", "X-Db-Ms"), ("queries", "X-Db-Queries"))}
                 return resp.status, data, float(resp.getheader("X-Server-Ms") or "nan"), rt
             except (ConnectionError, http.client.HTTPException, OSError):
                 self.conn = None
@@ -184,6 +201,9 @@ class Clinician(threading.Thread):
                 st, data, sms, rt = self.request("GET", base)
                 o["next_server"].append(sms)
                 o["next_rt"].append(rt)
+                o["next_cpu"].append(self.last["cpu"])
+                o["next_db"].append(self.last["db"])
+                o["next_q"].append(self.last["queries"])
                 a, r = RE_A.search(data), RE_R.search(data)
                 if st != 200:
                     o["errors"].append(f"next {st}")
@@ -201,6 +221,9 @@ class Clinician(threading.Thread):
                 st, data, sms, rt = self.request("POST", base + "submit/", body)
                 o["submit_server"].append(sms)
                 o["submit_rt"].append(rt)
+                o["submit_cpu"].append(self.last["cpu"])
+                o["submit_db"].append(self.last["db"])
+                o["submit_q"].append(self.last["queries"])
                 if st == 200 and (b"Saved." in data or b"Already saved" in data):
                     o["acked"][aid] = score
                 else:
@@ -291,8 +314,8 @@ def main():
             except OSError:
                 time.sleep(0.2)
         ref = reference_load(port, info["cookies"], args.reference_seconds, args.clinicians)
-        out = {"next_server": [], "next_rt": [], "submit_server": [], "submit_rt": [], "acked": {}, "errors": [],
-               "skips": 0, "resubmits": 0}
+        out = {f"{a}_{b}": [] for a in ("next", "submit") for b in ("server", "rt", "cpu", "db", "q")}
+        out.update({"acked": {}, "errors": [], "skips": 0, "resubmits": 0})
         deadline = time.time() + args.seconds
         t0 = time.time()
         threads = [Clinician(port, info["queue"], sess, deadline, args.think, i, out)
@@ -316,6 +339,9 @@ def main():
         s, r = out[f"{name}_server"], out[f"{name}_rt"]
         print(f"{name:>6}: server p50={pct(s, 50):.1f} ms p95={pct(s, 95):.1f} ms max={max(s or [0]):.1f} ms | "
               f"round trip p50={pct(r, 50):.1f} ms p95={pct(r, 95):.1f} ms (n={len(s)})")
+        print(f"{'':>8}in server: worker CPU p50={pct(out[f'{name}_cpu'], 50):.1f} ms p95={pct(out[f'{name}_cpu'], 95):.1f} ms"
+              f" | waiting on PostgreSQL p50={pct(out[f'{name}_db'], 50):.1f} ms p95={pct(out[f'{name}_db'], 95):.1f} ms"
+              f" | queries p50={pct(out[f'{name}_q'], 50):.0f}")
     print(f"reference (login page, no DB): server p50={pct(ref, 50):.1f} ms p95={pct(ref, 95):.1f} ms (n={len(ref)})")
     if ref:
         print(f"ratio p50 next/reference={pct(out['next_server'], 50) / pct(ref, 50):.2f} "

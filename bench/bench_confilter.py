@@ -57,7 +57,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    from curation.pipeline.confilter import ConFilter, confilter_naive
+    from curation.pipeline.confilter import ConFilter, confilter_naive, parse_dialogue, plan_dialogue
     from medstudio.inference.lm import TransformersLM
 
     path = args.model
@@ -68,8 +68,10 @@ def main() -> None:
                                 hidden_size=args.hidden, num_layers=args.layers)
     lm = TransformersLM(path, setting="--model", device=args.device)
     records = six_turn_dialogues(args.dialogues)
-    n_tokens = sum(len(ConFilter(lm)._plan(0, __import__("curation.pipeline.confilter", fromlist=["x"])
-                                           .parse_dialogue(r)).full_ids) for r in records)
+    n_tokens = 0
+    for r in records:
+        parsed = parse_dialogue(r)
+        n_tokens += len(plan_dialogue(lm.tokenizer, parsed.system, parsed.exchanges, args.max_length)[1])
     scorer = ConFilter(lm, max_length=args.max_length)
     scorer.score_batch(records[:2])  # warm-up
     fast_t, slow_t = [], []

@@ -1,6 +1,6 @@
 """Training throughput: a run launched by MedStudio vs the same trainer script run bare.
 
-    .venv/bin/python bench/bench_launcher.py --repeats 3 --steps 30
+    .venv/bin/python bench/bench_launcher.py --repeats 3 --steps 20
 
 Both sides run training/pipeline/train.py on the same config (a small local Llama, CPT on
 documents from the shared data, fixed max_steps). "launched" goes through the launcher the
@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -64,12 +65,15 @@ def one_run(mode: str, spec, work: Path, k: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--batch", type=int, default=4)
     args = ap.parse_args()
+    # SIGTERM -> SystemExit, so supervise() kills the training process group on the way out
+    # (the runs live in their own sessions and would otherwise outlive the benchmark).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from training.pipeline.specs import default_spec
 
     work = Path(tempfile.mkdtemp(prefix="bench_launcher_"))

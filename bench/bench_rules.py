@@ -93,7 +93,7 @@ def stream(n: int, batch: int = 1000) -> None:
     scorer = RulesScorer()
     kept = 0
     reasons: Counter = Counter()
-    checkpoints = sorted({min(n, c) for c in (10_000, 100_000, 250_000, 500_000, 750_000, n)})
+    checkpoints = sorted({min(n, c) for c in [10_000, 25_000] + list(range(50_000, n + 1, 50_000)) + [n]})
     start_rss = rss_mb()
     print(f"\nstreaming {n} generated documents in batches of {batch}; RSS before: {start_rss:.0f} MB")
     t0 = time.perf_counter()

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from itertools import chain
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from curation.pipeline.textutil import _TOKEN_RE, is_cjk_text
+from curation.pipeline.textutil import _CJK, _CJK_RE, _TOKEN_RE, is_cjk_text
 
 KEEP_POLICIES = ("first", "longest", "score")
 _P = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime: odd, so the polynomial mixes every position
@@ -127,6 +126,77 @@ def token_hashes(texts: Sequence[str]) -> list[list[int]]:
     return RMinHash.hash_token_sets([_norm_tokens(t) for t in texts])
 
 
+_CHAR_CLASS: np.ndarray | None = None  # BMP code point -> 0 separator, 1 word character, 2 CJK
+_WORD_CHAR_RE = re.compile(f"[^\\W{_CJK}]")
+
+
+def _char_classes() -> np.ndarray:
+    global _CHAR_CLASS
+    if _CHAR_CLASS is None:
+        table = np.zeros(0x10000, dtype=np.uint8)
+        for i in range(0x10000):
+            if 0xD800 <= i <= 0xDFFF:
+                continue
+            c = chr(i)
+            table[i] = 2 if _CJK_RE.match(c) else 1 if _WORD_CHAR_RE.match(c) else 0
+        _CHAR_CLASS = table
+    return _CHAR_CLASS
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def batch_tokens(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokenise and hash a batch of texts in numpy: (flat token hashes, tokens per text, is-CJK per text).
+
+    Same tokens as textutil's regex (`_norm_tokens`; a test checks it), but with no Python object
+    per token: the batch is lower-cased and encoded once, every code point is classed through a
+    lookup table, and a token's hash is the sum of its characters' (code point, offset) mixes,
+    reduced per token with `np.add.reduceat`. This is own code because tokenising + hashing in
+    Python was three quarters of the near-duplicate search's run time.
+    """
+    norm = []
+    for t in texts:
+        t = t.replace("\x00", " ")
+        if _NFKC_RELEVANT.search(t) and not unicodedata.is_normalized("NFKC", t):
+            t = unicodedata.normalize("NFKC", t)
+        norm.append(t)
+    n_docs = len(norm)
+    # NUL separates texts; lower() may change lengths, so boundaries are found after it
+    cps = np.frombuffer("\x00".join(norm).lower().encode("utf-32-le"), dtype=np.uint32)
+    bounds = np.concatenate(([0], np.flatnonzero(cps == 0) + 1))
+    cls = np.zeros(cps.size, dtype=np.uint8)
+    bmp = cps < 0x10000
+    cls[bmp] = _char_classes()[cps[bmp]]
+    if not bmp.all():
+        for cp in np.unique(cps[~bmp]):
+            c = chr(int(cp))
+            cls[cps == cp] = 2 if _CJK_RE.match(c) else 1 if _WORD_CHAR_RE.match(c) else 0
+    prev = np.concatenate(([0], cls[:-1]))
+    start = (cls == 2) | ((cls == 1) & (prev != 1))
+    tok_chars = np.flatnonzero(cls != 0)
+    starts = np.flatnonzero(start)
+    token_of = np.cumsum(start)[tok_chars] - 1
+    offset = np.minimum(tok_chars - starts[token_of], (1 << 20) - 1).astype(np.uint64)
+    mixed = _splitmix64((cps[tok_chars].astype(np.uint64) << np.uint64(20)) | offset)
+    if starts.size:
+        first_in_compressed = np.flatnonzero(start[tok_chars])
+        tok_hash = np.add.reduceat(mixed, first_in_compressed)
+    else:
+        tok_hash = np.zeros(0, dtype=np.uint64)
+    doc_of_token = np.searchsorted(bounds, starts, side="right") - 1
+    counts = np.bincount(doc_of_token, minlength=n_docs).astype(np.int64)
+    doc_len = np.diff(np.concatenate((bounds, [cps.size + 1]))) - 1
+    cjk_chars = np.bincount(np.searchsorted(bounds, np.flatnonzero(cls == 2), side="right") - 1, minlength=n_docs)
+    is_cjk = (doc_len > 0) & (cjk_chars >= 0.3 * doc_len)
+    return tok_hash, counts, is_cjk
+
+
 def _gram_hashes(token_hashes: Sequence[int], n: int) -> np.ndarray:
     """Unique 64-bit hashes of the token n-grams (a text shorter than n is one gram)."""
     size = len(token_hashes)
@@ -137,10 +207,9 @@ def _gram_hashes(token_hashes: Sequence[int], n: int) -> np.ndarray:
 
 def shingle_sets(texts: Sequence[str], cfg: MinHashConfig) -> list[np.ndarray]:
     """For each text, the sorted unique n-gram hashes (uint64) its similarity is measured on."""
-    hashed = token_hashes(texts)
-    return [
-        _gram_hashes(h, cfg.ngram_zh if is_cjk_text(t) else cfg.ngram_en) for t, h in zip(texts, hashed)
-    ]
+    grams, offsets, _ = _batch_grams(texts, cfg)
+    return [np.unique(grams[offsets[i] : offsets[i + 1]]) if offsets[i + 1] > offsets[i] else grams[:0]
+            for i in range(len(texts))]
 
 
 def _positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -152,37 +221,46 @@ def _positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.repeat(starts - offsets, counts) + np.arange(total)
 
 
+def _batch_grams(texts: Sequence[str], cfg: MinHashConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flat n-gram hashes of all texts, row offsets (N + 1), token counts); empty texts get no gram."""
+    flat, lens, cjk = batch_tokens(texts)
+    n_docs = len(texts)
+    tok_starts = np.concatenate(([0], np.cumsum(lens)[:-1])).astype(np.int64)
+    want = np.where(cjk, cfg.ngram_zh, cfg.ngram_en)
+    n_eff = np.minimum(want, lens)  # a text shorter than n is one gram of all its tokens
+    counts = np.where(lens > 0, lens - n_eff + 1, 0)
+    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    out = np.zeros(int(offsets[-1]), dtype=np.uint64)
+    for n in np.unique(n_eff[lens > 0]):
+        docs = np.flatnonzero((n_eff == n) & (lens > 0))
+        grams = rolling_gram_hashes(flat, int(n))
+        out[_positions(offsets[docs], counts[docs])] = grams[_positions(tok_starts[docs], counts[docs])]
+    return out, offsets, lens
+
+
 def sketch(texts: Sequence[str], cfg: MinHashConfig) -> tuple[np.ndarray, np.ndarray]:
     """(signatures (N, num_perm) uint32, n-gram counts (N,)) for a batch of texts.
 
-    The fast path: one rensa call hashes every token of the batch, the n-grams of all texts are
-    built in one vectorised pass over the flat token array, and one rensa call sketches them all
-    from the flat buffer. The signature equals `signatures(shingle_sets(texts))` (MinHash ignores
-    repeated grams); tests check that.
+    The fast path: tokens and n-grams of the whole batch are built in numpy (batch_tokens), and
+    one rensa call sketches every text from the flat buffer. Equal to
+    `signatures(shingle_sets(texts))` (MinHash ignores repeated grams); a test checks it.
     """
     from rensa import RMinHash
 
     n_docs = len(texts)
     if n_docs == 0:
         return np.zeros((0, cfg.num_perm), dtype=np.uint32), np.zeros(0, dtype=np.int64)
-    hashed = token_hashes(texts)
-    lens = np.fromiter(map(len, hashed), dtype=np.int64, count=n_docs)
-    flat = np.fromiter(chain.from_iterable(hashed), dtype=np.uint64, count=int(lens.sum()))
-    tok_starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
-    want = np.fromiter((cfg.ngram_zh if is_cjk_text(t) else cfg.ngram_en for t in texts), dtype=np.int64, count=n_docs)
-    n_eff = np.minimum(want, lens)  # a text shorter than n is one gram of all its tokens
-    counts = np.where(lens > 0, lens - n_eff + 1, 1)  # an empty text gets one placeholder gram
-    out_starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    out = np.zeros(int(counts.sum()), dtype=np.uint64)
-    for n in np.unique(n_eff[lens > 0]):
-        docs = np.flatnonzero((n_eff == n) & (lens > 0))
-        grams = rolling_gram_hashes(flat, int(n))
-        out[_positions(out_starts[docs], counts[docs])] = grams[_positions(tok_starts[docs], counts[docs])]
-    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.uint64)
-    mat = RMinHash.digest_matrix_from_flat_token_hashes(out, offsets, num_perm=cfg.num_perm, seed=cfg.seed)
+    grams, offsets, _ = _batch_grams(texts, cfg)
+    counts = np.diff(offsets)
+    empty = counts == 0
+    if empty.any():  # rensa needs a non-empty row; these get an all-max signature below
+        grams = np.insert(grams, offsets[:-1][empty], np.uint64(0))
+        offsets = np.concatenate(([0], np.cumsum(np.where(empty, 1, counts))))
+    mat = RMinHash.digest_matrix_from_flat_token_hashes(grams, offsets.astype(np.uint64), num_perm=cfg.num_perm,
+                                                        seed=cfg.seed)
     sig = np.array(mat.to_rows(), dtype=np.uint32)
-    sig[lens == 0] = np.iinfo(np.uint32).max
-    return sig, np.where(lens > 0, counts, 0)
+    sig[empty] = np.iinfo(np.uint32).max
+    return sig, counts
 
 
 def signatures(grams: Sequence[np.ndarray], cfg: MinHashConfig) -> np.ndarray:

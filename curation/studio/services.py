@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery, Sum
+from django.db.models.lookups import Exact
 
 from curation.models import Score, ScorerRun
 from medstudio.audit.services import audit_log
@@ -91,10 +92,15 @@ def _fill_value(dataset: Dataset, slot: MatrixSlot) -> None:
     slot.save(update_fields=["n_values", "lo", "hi"])
 
 
+def _clear_bit(rows, bit: int) -> None:
+    # touch only the rows that carry the bit: an UPDATE of every row costs a full rewrite of the table
+    rows.filter(~Q(Exact(F("drop_mask").bitand(bit), 0))).update(drop_mask=F("drop_mask").bitand(~bit))
+
+
 def _fill_flag(dataset: Dataset, slot: MatrixSlot) -> None:
     bit = slot.bit
     rows = ScoreMatrix.objects.filter(dataset=dataset)
-    rows.update(drop_mask=F("drop_mask").bitand(~bit))
+    _clear_bit(rows, bit)
     dropped = Score.objects.filter(run_id=slot.run_id, keep=False).values("record_id")
     rows.filter(record_id__in=dropped).update(drop_mask=F("drop_mask").bitor(bit))
     slot.n_values = Score.objects.filter(run_id=slot.run_id, keep=False).count()
@@ -131,9 +137,9 @@ def matrix_sync(*, dataset: Dataset, actor=None) -> dict[str, Any]:
             kept.append(slot)
             continue
         if slot.kind == MatrixSlot.Kind.VALUE:
-            ScoreMatrix.objects.filter(dataset=dataset).update(**{slot.column: None})
+            ScoreMatrix.objects.filter(dataset=dataset, **{f"{slot.column}__isnull": False}).update(**{slot.column: None})
         else:
-            ScoreMatrix.objects.filter(dataset=dataset).update(drop_mask=F("drop_mask").bitand(~slot.bit))
+            _clear_bit(ScoreMatrix.objects.filter(dataset=dataset), slot.bit)
         slot.delete()
     have = {(s.run_id, s.kind) for s in kept}
     added = []

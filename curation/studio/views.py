@@ -33,6 +33,16 @@ def _dataset_ids(request) -> list[int]:
     return sorted(set(ids))
 
 
+def _scope(request) -> selectors.Scope:
+    ids = _dataset_ids(request)
+    if not ids:
+        raise Http404("No dataset given.")
+    try:
+        return selectors.scope_load(ids)
+    except Dataset.DoesNotExist:
+        raise Http404("Unknown dataset.") from None
+
+
 def _spec_from_form(data, scope: selectors.Scope) -> Spec:
     """Form fields min.NAME / max.NAME / unscored.NAME / flag.NAME -> canonical conditions."""
     bounds = []
@@ -108,7 +118,7 @@ def studio(request):
 @role_required(Role.CURATOR)
 @require_POST
 def studio_counts(request):
-    scope = selectors.scope_load(_dataset_ids(request))
+    scope = _scope(request)
     try:
         spec = _spec_from_form(request.POST, scope)
     except SpecError as exc:
@@ -124,7 +134,7 @@ def studio_counts(request):
 @role_required(Role.CURATOR)
 @require_POST
 def studio_samples(request):
-    scope = selectors.scope_load(_dataset_ids(request))
+    scope = _scope(request)
     try:
         spec = _spec_from_form(request.POST, scope)
     except SpecError as exc:
@@ -141,7 +151,7 @@ def studio_samples(request):
 @role_required(Role.CURATOR)
 @require_POST
 def recipe_save(request):
-    scope = selectors.scope_load(_dataset_ids(request))
+    scope = _scope(request)
     try:
         spec = _spec_from_form(request.POST, scope)
         version = services.recipe_version_create(user=request.user, name=request.POST.get("recipe_name", ""),

@@ -38,12 +38,6 @@ def labelling_queue(pk: int, user) -> tuple[Queue | None, bool]:
     return queue, queue.is_open and (queue._is_assignee or not queue._has_assignees)
 
 
-def may_label(queue: Queue, user) -> bool:
-    if not queue.is_open:
-        return False
-    return not queue.assignees.exists() or queue.assignees.filter(pk=user.pk).exists()
-
-
 def queue_progress(queue: Queue, user=None) -> dict:
     """Counts on indexed columns only (this runs on every submit)."""
     total = queue.n_items * queue.annotators_per_item

@@ -222,25 +222,28 @@ def assignment_next(*, queue: Queue, user) -> Assignment | None:
         mine = Assignment.objects.filter(queue=queue, annotator=key).values("item_id")
         free = (Assignment.objects.filter(queue=queue, status=Status.FREE).exclude(item_id__in=mine)
                 .order_by("position", "id"))
-        won = 0
-        with transaction.atomic():
-            if skip_locked:
-                # Rows another clinician is claiming right now are skipped, not waited for.
-                cand = free.select_for_update(skip_locked=True).values_list("id", flat=True).first()
-            else:
-                cand = free.values_list("id", flat=True).first()
-            if cand is not None:
-                try:
-                    with transaction.atomic():
-                        won = Assignment.objects.filter(pk=cand, status=Status.FREE).update(
-                            annotator=key, user=user, status=Status.ACTIVE, started_at=timezone.now(),
-                            revision=F("revision") + 1)
-                except IntegrityError:
-                    # Another tab of the same annotator claimed an item a moment ago (one open item
-                    # per queue, one slot per item and annotator): the next round returns that one.
-                    won = 0
+        won, cand, now = 0, None, timezone.now()
+        try:
+            # One transaction, no savepoint: if the UPDATE breaks a constraint, nothing else was
+            # done in it, so rolling all of it back is exactly right (and saves two round trips).
+            with transaction.atomic():
+                pick = free.select_related("item__record")
+                if skip_locked:
+                    # Rows another clinician is claiming right now are skipped, not waited for;
+                    # only the slot row is locked, not the joined item and record.
+                    pick = pick.select_for_update(skip_locked=True, of=("self",))
+                cand = pick.first()
+                if cand is not None:
+                    won = Assignment.objects.filter(pk=cand.pk, status=Status.FREE).update(
+                        annotator=key, user=user, status=Status.ACTIVE, started_at=now, revision=F("revision") + 1)
+        except IntegrityError:
+            # Another tab of the same annotator claimed an item a moment ago (one open item per
+            # queue, one slot per item and annotator): the next round returns that one.
+            won = 0
         if won:
-            return base.get(pk=cand)
+            cand.annotator, cand.user, cand.status, cand.started_at = key, user, Status.ACTIVE, now
+            cand.revision += 1
+            return cand
         if cand is None and not free.exists():
             # Nothing free (committed) is left; a claim of our own other tab may just have landed.
             return base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()

@@ -122,8 +122,8 @@ def _work_context(request, queue: Queue, assignment: Assignment | None, *, notic
         per_turn = suggestion["detail"]["per_turn"]
         ctx["turn_suggestions"] = per_turn
         for row in ctx["rows"]:
-            if row.get("turn") and row["turn"] - 1 < len(per_turn):
-                row["hint"] = per_turn[row["turn"] - 1]
+            if row.get("turn"):
+                row["hint"] = per_turn[row["turn"] - 1] if row["turn"] - 1 < len(per_turn) else None
     if queue.dataset.kind == "pair":
         ctx["answer_a"], ctx["answer_b"] = pair_in_shown_order(content, assignment.swapped)
     return ctx
@@ -270,13 +270,11 @@ def queue_new(request):
         else:
             messages.success(request, f"Queue {queue.name} created with {queue.n_items} items.")
             return redirect("annotation:queue_detail", pk=queue.pk)
-    from medstudio.accounts.models import Role as R
-
     context = {
         "datasets": Dataset.objects.all(), "questions": Question.objects.order_by("-id"),
         "runs": ScorerRun.objects.select_related("dataset")[:200],
         "selections": Selection.objects.filter(status="ready")[:200],
-        "clinicians": get_user_model().objects.filter(is_active=True, role=R.CLINICIAN).order_by("username"),
+        "clinicians": get_user_model().objects.filter(is_active=True, role=Role.CLINICIAN).order_by("username"),
         "error": error, "post": request.POST, "selected_question": _int(request.GET.get("question"), 0),
         "methods": services.SAMPLE_METHODS,
     }

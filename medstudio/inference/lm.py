@@ -93,9 +93,10 @@ class TransformersLM:
             ids[r, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
             mask[r, : len(seq)] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
+        # use_cache=False: scoring never generates, so building a KV cache is wasted work.
         if self._split_head:
-            return self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state, True
-        return self.model(input_ids=ids, attention_mask=mask).logits, False
+            return self.model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state, True
+        return self.model(input_ids=ids, attention_mask=mask, use_cache=False).logits, False
 
     def _project(self, states, is_hidden: bool):
         import torch

@@ -248,3 +248,72 @@ def test_curator_builds_a_queue_through_the_form_from_a_selection(make_dataset, 
     assert not Queue.objects.filter(name="bad").exists()
     assert c.get(reverse("annotation:queue_detail", args=[queue.pk])).status_code == 200
     assert c.get(reverse("annotation:home")).status_code == 200
+
+
+@pytest.mark.django_db
+def test_confilter_per_turn_values_are_shown_beside_each_turn(make_dataset, curator, django_user_model):
+    from curation.models import Score, ScorerRun
+
+    doc = user(django_user_model, "dr_cf")
+    rows = [r for r in shared_rows("cmtmedqa_multiturn.jsonl", 972)
+            if sum(t["role"] == "assistant" for t in r["turns"]) == 3][:1]
+    ds = make_dataset("cf", "dialogue", rows)
+    run = ScorerRun.objects.create(dataset=ds, scorer="confilter", status="succeeded")
+    rec = ds.records.get()
+    Score.objects.create(run=run, record=rec, value=0.91, detail={
+        "turns": [{"turn": 1, "cf": 1.0, "status": "first"}, {"turn": 2, "cf": 0.8123, "status": "ok"},
+                  {"turn": 3, "cf": 1.0077, "status": "ok"}], "cf_mean": 0.91})
+    q = services.question_create(user=curator, name="turns", kind="turn_rating")
+    queue = services.queue_create(user=curator, name="cf", dataset=ds, question=q, annotators_per_item=1,
+                                  suggestion_run=run, show_suggestion=True)
+    page = _current(login(doc), queue).content.decode()
+    assert "confilter: 0.812" in page and "confilter: 1.008" in page
+    hidden = services.queue_create(user=curator, name="cf hidden", dataset=ds, question=q, annotators_per_item=1,
+                                   suggestion_run=run, show_suggestion=False)
+    assert "turn-hint" not in _current(login(doc), hidden).content.decode()
+
+
+@pytest.mark.django_db
+def test_pairs_are_shown_in_random_order_and_stored_in_record_order(make_dataset, curator, django_user_model):
+    doc = user(django_user_model, "dr_pair")
+    ds = make_dataset("hh", "pair", shared_rows("hh_rlhf_harmless_pairs.jsonl", 12))
+    q = services.question_create(user=curator, name="pref", kind="preference")
+    queue = services.queue_create(user=curator, name="pairs", dataset=ds, question=q, annotators_per_item=1, seed=3)
+    swapped = list(Assignment.objects.filter(queue=queue).values_list("swapped", flat=True))
+    assert 0 < sum(swapped) < len(swapped)  # both orders occur
+    c = login(doc)
+    seen = set()
+    for _ in range(6):
+        page = _current(c, queue).content.decode()
+        a = _open(queue, doc)
+        content = a.item.record.content
+        first, second = (content["rejected"], content["chosen"]) if a.swapped else (content["chosen"], content["rejected"])
+        a_html = page.split('class="card answer-a"')[1].split('class="card answer-b"')[0]
+        from django.utils.html import escape
+
+        assert escape(first.split("\n")[0])[:40] in a_html
+        assert b'data-key="t"' in page.encode()  # T = tie
+        assert _submit(c, queue, a, winner="A", fluency="B", comment="A is safer").status_code == 200
+        lab = Label.objects.get(assignment=a)
+        assert lab.values["winner"] == ("rejected" if a.swapped else "chosen")
+        assert lab.values["aspects"]["fluency"] == ("chosen" if a.swapped else "rejected")
+        assert lab.shown_order == ("BA" if a.swapped else "AB") and lab.values["comment"] == "A is safer"
+        seen.add(a.swapped)
+    assert seen == {True, False}
+
+
+@pytest.mark.django_db
+def test_domain_label_question_on_shared_documents(make_dataset, curator, django_user_model):
+    doc = user(django_user_model, "dr_dom")
+    ds = make_dataset("gen", "document", shared_rows("general_en.jsonl", 3))
+    q = services.question_create(user=curator, name="domain", kind="label", schema={"labels": ["medical", "general"]})
+    queue = services.queue_create(user=curator, name="domains", dataset=ds, question=q, annotators_per_item=1)
+    c = login(doc)
+    page = _current(c, queue).content
+    assert b'value="general" data-key="2"' in page
+    a = _open(queue, doc)
+    _submit(c, queue, a, label="general")
+    assert Label.objects.get(assignment=a).primary_label == "general"
+    r = c.post(reverse("annotation:submit", args=[queue.pk]),
+               {"assignment": _open(queue, doc).pk, "revision": _open(queue, doc).revision, "label": "sports"})
+    assert r.status_code == 400 and b"not one of medical, general" in r.content

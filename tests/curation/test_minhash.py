@@ -155,3 +155,16 @@ def test_batch_sketch_equals_per_text_signatures(planted):
     assert np.array_equal(fast, slow)
     assert np.array_equal(fast[-1], fast[-2]), "NFKC: full-width and ASCII forms sketch the same"
     assert counts[200] == 0 and counts[201] == 1
+
+
+def test_numpy_tokeniser_matches_the_regex_tokeniser(planted):
+    from curation.pipeline.minhash import _norm_tokens, batch_tokens
+    from curation.pipeline.textutil import is_cjk_text
+
+    texts = planted[0][:150] + ["", "İstanbul ǅ ﬁne Ｆｕｌｌ １２３", "a\x00b", "𠀀𠀁 abc 高血压 x_y 3.5mg"]
+    flat, counts, cjk = batch_tokens(texts)
+    assert [int(c) for c in counts] == [len(_norm_tokens(t.replace("\x00", " "))) for t in texts]
+    assert [bool(c) for c in cjk[:150]] == [is_cjk_text(t) for t in texts[:150]]
+    # equal tokens hash equal, different tokens differ (here: within one text)
+    f2, c2, _ = batch_tokens(["abc 高 abc x", "高"])
+    assert f2[0] == f2[2] and f2[1] == f2[4] and len({int(f2[0]), int(f2[1]), int(f2[3])}) == 3

@@ -234,30 +234,30 @@ def test_memorisation_hits_link_records_store_is_built_and_curator_reviews(make_
 
 
 @pytest.mark.slow
-def test_memorisation_on_local_tiny_model_writes_store_beside_the_model(make_dataset, shared_data, admin_user, tmp_path):
-    from tests.evaluation.test_memorization import _train_to_memorise
-    from tests.fakes.tiny_models import build_tiny_encoder, build_tiny_llama
+def test_memorisation_on_local_tiny_model_writes_store_beside_the_model(make_dataset, admin_user, memorised_llama, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from medstudio.datasets.models import Record
+    from tests.fakes.tiny_models import build_tiny_encoder
     from training.pipeline.memorization import HighRiskStore as Store
 
-    rows = _rows(shared_data, "huatuo26m_test_qa.jsonl", 3)
-    rows = [{**r, "question": r["question"][:12], "answer": r["answer"][:16]} for r in rows]
-    ds = make_dataset("sft-tiny", "qa", rows)
-    from medstudio.datasets.models import Record
-    seen = Record.objects.filter(dataset=ds).order_by("id").first()
-    model = build_tiny_llama(tmp_path / "model", seed=0)
-    _train_to_memorise(model, [seen.text], steps=50)
+    trained, _, texts = memorised_llama
+    model = str(tmp_path / "model")
+    shutil.copytree(trained, model)  # the store is written beside the model: keep the shared one clean
+    ds = make_dataset("sft-tiny", "document", [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)])
+    seen = Record.objects.get(dataset=ds, external_id="d0")
+    assert seen.text == texts[0]
     encoder = build_tiny_encoder(tmp_path / "enc")
     run = services.eval_run_start(user=admin_user, kind="memorization", dataset=ds, model_name="tiny",
                                   model_spec={"backend": "transformers", "path": model},
-                                  params={"embedding_model": encoder, "max_new_tokens": 40})
+                                  params={"embedding_model": encoder, "max_new_tokens": 60})
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     assert list(run.hits.values_list("record_id", flat=True)) == [seen.pk]
-    assert run.items.get(record=seen).prompt_text == run.items.get(record=seen).prompt  # raw continuation
+    item = run.items.get(record=seen)
+    assert item.prompt_text == item.prompt and item.output  # raw continuation, stored as generated
     store_dir = Path(model) / "high_risk_store"
     assert HighRiskStore.objects.get(run=run).path == str(store_dir)
     store = Store.load(store_dir)
-    from sentence_transformers import SentenceTransformer
     enc = SentenceTransformer(encoder, device="cpu")
-    hit_prefix = run.items.get(record=seen).prompt
-    assert store.check(enc.encode([hit_prefix], normalize_embeddings=True)[0]).high_risk
+    assert store.check(enc.encode([item.prompt], normalize_embeddings=True)[0]).high_risk

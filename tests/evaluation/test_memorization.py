@@ -2,13 +2,11 @@
 and the high-risk embedding store."""
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 
 from tests.fakes.openai_server import Status, fake_openai_server
-from tests.fakes.tiny_models import build_tiny_llama
 from training.pipeline.evaluation import EndpointGenerator, GenParams, GeneratorUnavailable, TransformersGenerator, make_generator
 from training.pipeline.memorization import (
     HighRiskStore, Probe, judge_memorised, make_probes, memorisation_rate, split_prefix_suffix,
@@ -111,38 +109,9 @@ def test_missing_model_says_which_setting_to_change(tmp_path):
         make_generator({"backend": "openai"})
 
 
-def _train_to_memorise(path, texts, steps=50):
-    """A few dozen Adam steps on the exact text: enough for a 2-layer model to recite it."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    enc = [tok(t, return_tensors="pt", add_special_tokens=False)["input_ids"] for t in texts]
-    torch.manual_seed(0)
-    for step in range(steps):
-        ids = enc[step % len(enc)]
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    model.save_pretrained(path)
-    return float(loss.detach())
-
-
 @pytest.mark.slow
-def test_model_trained_on_a_record_verbatim_is_flagged_and_untrained_is_not(tmp_path):
-    answers = _answers(4, length=40)
-    seen = answers[0]
-    base = build_tiny_llama(tmp_path / "base", seed=0)
-    trained = str(tmp_path / "trained")
-    shutil.copytree(base, trained)
-    final_loss = _train_to_memorise(trained, [seen])
-    assert final_loss < 0.1, final_loss
-
+def test_model_trained_on_a_record_verbatim_is_flagged_and_untrained_is_not(memorised_llama):
+    trained, base, answers = memorised_llama
     probes = make_probes(list(enumerate(answers)), prefix_ratio=0.5)
     params = GenParams(max_new_tokens=60, temperature=0.0)
 
@@ -158,8 +127,8 @@ def test_model_trained_on_a_record_verbatim_is_flagged_and_untrained_is_not(tmp_
     assert base_out[0].prompt_text == probes[0].prefix and base_out[0].n_output_tokens > 0
 
 
-def test_chat_prompts_go_through_the_models_chat_template(tmp_path):
-    path = build_tiny_llama(tmp_path / "m", seed=1)
+def test_chat_prompts_go_through_the_models_chat_template(memorised_llama):
+    path = memorised_llama[1]
     gen = TransformersGenerator(path, batch_size=2)
     outs = gen.generate([[{"role": "user", "content": "头痛怎么办？"}], [{"role": "user", "content": "hi"}], "raw text"],
                         GenParams(max_new_tokens=5, temperature=0.7, seed=3))
@@ -169,3 +138,13 @@ def test_chat_prompts_go_through_the_models_chat_template(tmp_path):
     again = gen.generate([[{"role": "user", "content": "头痛怎么办？"}], [{"role": "user", "content": "hi"}], "raw text"],
                          GenParams(max_new_tokens=5, temperature=0.7, seed=3))
     assert [o.text for o in again] == [o.text for o in outs]  # same seed, same samples: repeatable
+
+
+def test_vllm_backend_is_lazy_and_says_what_to_do_without_it():
+    import importlib.util
+
+    gen = make_generator({"backend": "vllm", "path": "/models/x"})  # constructing it imports nothing
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM installed here (GPU worker)")
+    with pytest.raises(GeneratorUnavailable, match="GPU worker"):
+        gen.generate(["x"], GenParams())

@@ -180,3 +180,29 @@ def test_web_process_imports_no_heavy_library():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_domain_classifier_trained_from_two_clinicians_labels(make_dataset, shared_data, curator, django_user_model):
+    """Labels from the annotation engine: items the two clinicians label differently are dropped."""
+    from medstudio.annotation import services as ann
+
+    rows = _documents(shared_data, 12)
+    ds = make_dataset("to_label", "document", rows)
+    question = ann.question_create(user=curator, name="domain", kind="label")
+    queue = ann.queue_create(user=curator, name="domain queue", dataset=ds, question=question, annotators_per_item=2)
+    truth = {r["id"]: r["domain"] for r in rows}
+    for n, name in enumerate(["doc_a", "doc_b"]):
+        clinician = django_user_model.objects.create_user(username=name, password="pw", role="clinician")
+        while (a := ann.assignment_next(queue=queue, user=clinician)) is not None:
+            label = truth[a.item.record.external_id]
+            # the second clinician disagrees on the first three medical documents
+            if n == 1 and label == "medical" and a.item.record.external_id in {r["id"] for r in rows[:3]}:
+                label = "other"
+            ann.label_submit(assignment_id=a.pk, user=clinician, answer={"label": label}, revision=a.revision)
+    model = services.trained_model_create(user=curator, kind="domain", source={"queue_id": queue.pk},
+                                          val_fraction=0.25)
+    assert model.status == "ready", model.error
+    assert model.n_labelled == 24 and model.n_agreed == 21
+    assert model.classes == ["general", "medical"]
+    with pytest.raises(ValueError, match="'label' questions"):
+        services.trained_model_create(user=curator, kind="datarater", source={"queue_id": queue.pk})

@@ -133,6 +133,13 @@ def test_a_new_scorer_run_replaces_the_old_column(scored, curator):
     assert scope.value["t_rater"].runs[qa.pk]["run"] == ScorerRun.objects.filter(scorer="t_rater", dataset=qa).order_by("-id").first().pk
     after = as_kept(kept_counts(scope, parse_spec(data), allow_delta=False))
     assert after == direct([qa], data) == before  # same deterministic scorer: same answer through the new column
+    # a filter re-run moves to a new bit; the old bit is cleared, so counts stay exact
+    flagged = {"bounds": [{"scorer": "t_rater", "min": 2.5}], "flags": ["t_rules", "t_dedup"]}
+    scorer_run_start(user=curator, dataset=qa, scorer="t_rules")
+    matrix_sync(dataset=qa, actor=curator)
+    scope = scope_load([qa.pk])
+    assert scope.flag["t_rules"].runs[qa.pk]["run"] == ScorerRun.objects.filter(scorer="t_rules", dataset=qa).order_by("-id").first().pk
+    assert as_kept(kept_counts(scope, parse_spec(flagged), allow_delta=False)) == direct([qa], flagged)
 
 
 def test_filters_get_bits_and_informative_values_get_columns(scored):

@@ -80,6 +80,13 @@ def test_live_counts_partial_matches_direct_recount(scored, client_for):
     assert f'<strong id="kept-records">{n:,}</strong>' in html
     assert 'hx-swap-oob="true"' in html and 'class="threshold"' in html
     assert "<html" not in html  # a partial, not a page
+    assert "(full)" in html
+    # the page sends back the key of the counts it shows; the next slider step is answered incrementally
+    base = html.split('name="base" value="')[1].split('"')[0]
+    step = {**V2, "min.t_rater": "2.6", "base": base}
+    html2 = c.post("/studio/counts/", {"ds": f"{qa.pk},{docs.pk}", **step}, HTTP_HX_REQUEST="true").content.decode()
+    n2 = len(kept_ids([qa, docs], {**V2_SPEC, "bounds": [{"scorer": "t_rater", "min": 2.6}, {"scorer": "t_deita", "max": 30}]}))
+    assert "(delta)" in html2 and f'<strong id="kept-records">{n2:,}</strong>' in html2
 
 
 def test_bad_threshold_is_reported_not_crashing(scored, client_for):

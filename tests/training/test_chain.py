@@ -1,81 +1,82 @@
-"""CI on CPU: CPT-stable -> CPT-boost -> SFT -> DPO (with online merging) on a tiny local Llama,
-each stage launched through `accelerate launch` and loading the previous stage's final model."""
+"""CI on CPU, from the command line: CPT-stable -> CPT-boost -> SFT -> DPO (with online merging) on
+a tiny local Llama via `manage.py train`, each stage launched through `accelerate launch` and
+loading the previous stage's final model; loss falls on a memorisable toy set."""
 import json
+import re
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from tests.fakes.fixtures import tiny_llama_path  # noqa: F401
 from tests.training import toydata
-from training.pipeline import launcher
+from training.models import ModelRef, RunMetric, TrainingRun
 from training.pipeline.callbacks import SPEC_FILENAME
-from training.pipeline.specs import MergingSpec, default_spec
 
 pytestmark = pytest.mark.slow
 
-# Tiny-model settings: paper defaults for everything else (scheduler, warmup, decay, beta...),
-# but a learning rate a 2-layer random model can move with in a handful of steps.
-TINY = dict(max_length=96, per_device_batch_size=4, global_batch_size=4, logging_steps=1, save_total_limit=1)
+# Paper defaults for everything else (scheduler, warmup, decay, beta...), but a learning rate a
+# 2-layer random model can move with in a handful of steps, and short sequences.
+TINY = ["max_length=96", "per_device_batch_size=4", "global_batch_size=4", "logging_steps=1", "save_total_limit=1"]
 
 
-def _launch(spec, run_dir):
-    spec = launcher.prepare_run_dir(spec, run_dir)
-    rows: list[dict] = []
-    proc = launcher.start(launcher.build_command(spec, run_dir), run_dir)
-    outcome = launcher.supervise(proc, run_dir, on_rows=rows.extend, poll=0.5)
-    assert outcome.status == "succeeded", outcome.log_tail
-    logs = [r for r in rows if r.get("event") == "log"]
-    return spec, logs, outcome
+@pytest.fixture(autouse=True)
+def _runs_dir(settings, tmp_path):
+    settings.MEDSTUDIO_TRAINING_DIR = tmp_path / "runs"
 
 
-def _losses(logs, key="loss"):
-    return [r["metrics"][key] for r in logs if key in r["metrics"]]
+def _raw(records, kind):
+    out = []
+    for i, r in enumerate(records):
+        c = r["content"]
+        out.append({"id": f"{kind}{i}", **c})
+    return out
 
 
-def test_full_chain_with_merging(tiny_llama_path, tmp_path):  # noqa: F811
-    base = tiny_llama_path
-    stages = []
+def _train(stage, base, dataset, *sets, merge_base=""):
+    out = StringIO()
+    args = ["train", "--stage", stage, "--base", str(base), "--dataset", dataset]
+    if merge_base:
+        args += ["--merge-base", str(merge_base)]
+    for s in (*TINY, *sets):
+        args += ["--set", s]
+    call_command(*args, stdout=out)
+    final_id = int(re.search(r"final model id (\d+)", out.getvalue()).group(1))
+    run = TrainingRun.objects.latest("id")
+    return ModelRef.objects.get(pk=final_id), run
 
-    data = toydata.write(tmp_path / "cpt.jsonl", toydata.cpt_docs(), repeat=4)
-    spec, logs, _ = _launch(default_spec("cpt-stable", base, data_path=data, learning_rate=5e-3, max_steps=8, **TINY),
-                            tmp_path / "cpt-stable")
-    stages.append(spec)
-    cpt_loss = _losses(logs)
-    assert cpt_loss[-1] < 0.7 * cpt_loss[0]
 
-    data = toydata.write(tmp_path / "boost.jsonl", toydata.cpt_docs(2) + toydata.sft_qa(2), repeat=4)
-    spec, logs, _ = _launch(default_spec("cpt-boost", stages[-1].output_dir + "/final", data_path=data,
-                                         learning_rate=2e-3, max_steps=6, **TINY), tmp_path / "cpt-boost")
-    stages.append(spec)
-    assert _losses(logs)[-1] < _losses(logs)[0]
+def _loss(run, name="loss"):
+    return list(RunMetric.objects.filter(run=run, name=name).order_by("step").values_list("value", flat=True))
 
-    data = toydata.write(tmp_path / "sft.jsonl", toydata.sft_qa(), repeat=5)
-    spec, logs, outcome = _launch(default_spec("sft", stages[-1].output_dir + "/final", data_path=data,
-                                               learning_rate=5e-3, max_steps=10, save_steps=5, **TINY), tmp_path / "sft")
-    stages.append(spec)
-    sft_loss = _losses(logs)
-    assert sft_loss[-1] < 0.7 * sft_loss[0]
-    assert _losses(logs, "eval_loss"), "SFT holds out 10% and evaluates it"
-    # Every checkpoint carries its spec, step and best metric.
-    ckpt = next(Path(spec.output_dir).glob("checkpoint-*"))
+
+def test_cli_chain_with_merging(tiny_llama_path, make_dataset):  # noqa: F811
+    make_dataset("cpt", "document", _raw(toydata.cpt_docs() * 4, "d"))
+    make_dataset("boost", "document", _raw(toydata.cpt_docs(2) * 4, "b"))
+    make_dataset("sft", "qa", _raw(toydata.sft_qa() * 5, "q"))
+    make_dataset("dpo", "pair", _raw(toydata.objective_pairs() * 3, "p"))
+
+    cpt, run = _train("cpt-stable", tiny_llama_path, "cpt", "learning_rate=5e-3", "max_steps=8")
+    assert _loss(run)[-1] < 0.7 * _loss(run)[0]
+    boost, run = _train("cpt-boost", cpt.pk, "boost", "learning_rate=2e-3", "max_steps=6")
+    assert _loss(run)[-1] < _loss(run)[0]
+    sft, run = _train("sft", boost.pk, "sft", "learning_rate=5e-3", "max_steps=10", "save_steps=5")
+    assert _loss(run)[-1] < 0.7 * _loss(run)[0]
+    assert _loss(run, "eval_loss"), "SFT holds out 10% and evaluates it"
+    ckpt = next(Path(run.run_dir, "out").glob("checkpoint-*"))
     saved = json.loads((ckpt / SPEC_FILENAME).read_text())
     assert saved["spec"]["stage"] == "sft" and saved["step"] > 0 and saved["best_metric"] is not None
 
-    data = toydata.write(tmp_path / "dpo.jsonl", toydata.objective_pairs(), repeat=3)
-    merging = MergingSpec(enabled=True, p=0.5, alpha=1e-3, base_model=stages[1].output_dir + "/final")
-    spec, logs, outcome = _launch(default_spec("dpo", stages[-1].output_dir + "/final", data_path=data, learning_rate=5e-3,
-                                         max_steps=6, merging=merging, **TINY), tmp_path / "dpo")
-    stages.append(spec)
-    merge_events = [e for e in outcome.events if e.get("event") == "merging"]
-    assert merge_events and merge_events[0]["tau_tensors"] > 0, "DPO ran with the online merging optimizer"
-    dpo_loss = _losses(logs)
-    assert dpo_loss[-1] < dpo_loss[0]
-    assert _losses(logs, "rewards_margins") and _losses(logs, "rewards_accuracy")
-    assert _losses(logs, "rewards_margins")[-1] > 0
+    dpo, run = _train("dpo", sft.pk, "dpo", "learning_rate=5e-3", "max_steps=6", "max_length=160",
+                      "merging.enabled=true", "merging.p=0.5", "merging.alpha=0.001", merge_base=boost.pk)
+    assert _loss(run)[-1] < _loss(run)[0]
+    assert _loss(run, "rewards_margins")[-1] > 0 and _loss(run, "rewards_accuracy")
+    events = [json.loads(line) for line in Path(run.run_dir, "metrics.jsonl").read_text().splitlines()]
+    merge = [e for e in events if e.get("event") == "merging"]
+    assert merge and merge[0]["tau_tensors"] > 0 and merge[0]["base_model"] == boost.path
 
-    # Four linked checkpoints: each stage started from the previous stage's final model.
-    finals = [json.loads((Path(s.output_dir) / "final" / SPEC_FILENAME).read_text()) for s in stages]
-    assert [f["spec"]["stage"] for f in finals] == ["cpt-stable", "cpt-boost", "sft", "dpo"]
-    for prev, cur in zip(stages, stages[1:]):
-        assert cur.base_model == prev.output_dir + "/final"
-    assert finals[-1]["spec"]["merging"]["enabled"] is True
+    # Four linked checkpoints, each loading the previous one.
+    assert [m.stage for m in dpo.lineage()] == ["dpo", "sft", "cpt-boost", "cpt-stable", ""]
+    assert dpo.run.spec["base_model"] == sft.path and dpo.run.spec["merging"]["base_model"] == boost.path
+    assert dpo.data_ref["name"] == "dpo" and len(dpo.data_ref["sha256"]) == 64

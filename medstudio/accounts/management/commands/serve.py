@@ -25,6 +25,8 @@ class Command(BaseCommand):
             # Its own session, so stopping the server stops the worker and its children.
             worker = subprocess.Popen(cmd, start_new_session=True, env=os.environ.copy())
             self.stdout.write(f"Worker started (pid {worker.pid}) on queues {', '.join(settings.JOB_QUEUES)}.")
+        # SIGTERM (e.g. `kill`) unwinds like Ctrl-C, so the worker below is stopped too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             call_command("runserver", opts["addrport"], use_reloader=False)
         finally:
