@@ -83,11 +83,20 @@ def main() -> None:
     scorer.score_batch(records[:64])  # warm-up
     bare.encode(texts[:64], batch_size=args.batch_size)
 
-    results = {}
-    _, results["bare encode"] = timed(lambda: bare.encode(texts, batch_size=args.batch_size, convert_to_numpy=True,
-                                                          normalize_embeddings=True, show_progress_bar=False), args.repeats)
-    out, results["datarater (embedding)"] = timed(lambda: scorer.score_batch(records), args.repeats)
-    _, results["datarater (hashed)"] = timed(lambda: hashed.score_batch(records), args.repeats)
+    # Interleaved repeats, so a change in machine load hits every method alike.
+    methods = {
+        "bare encode": lambda: bare.encode(texts, batch_size=args.batch_size, convert_to_numpy=True,
+                                           normalize_embeddings=True, show_progress_bar=False),
+        "datarater (embedding)": lambda: scorer.score_batch(records),
+        "datarater (hashed)": lambda: hashed.score_batch(records),
+    }
+    results: dict[str, list[float]] = {k: [] for k in methods}
+    outputs = {}
+    for _ in range(args.repeats):
+        for name, fn in methods.items():
+            outputs[name], times = timed(fn, 1)
+            results[name] += times
+    out = outputs["datarater (embedding)"]
     assert all(r.value is not None for r in out)
     n_chars = sum(len(t) for t in texts)
     print(f"encoder: {path} ({sum(p.numel() for p in bare.parameters()) / 1e6:.1f}M params, "

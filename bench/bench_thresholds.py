@@ -132,7 +132,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--full", type=int, default=30)
     ap.add_argument("--reference", type=int, default=5)
-    ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--rebuild", action="store_true", help="reload records and scores")
+    ap.add_argument("--rebuild-matrix", action="store_true", help="drop and rebuild the score matrix (timed)")
     args = ap.parse_args()
 
     ensure_database()
@@ -162,13 +163,20 @@ def main() -> None:
         ds = None
     if ds is None:
         ds = Dataset.objects.get(pk=load(args.records))
+    if args.rebuild_matrix:
+        with connection.cursor() as cur:
+            cur.execute("DELETE FROM studio_scorematrix WHERE dataset_id = %s", [ds.pk])
+            cur.execute("DELETE FROM studio_matrixslot WHERE dataset_id = %s", [ds.pk])
+            cur.execute("VACUUM FULL studio_scorematrix")
     if not MatrixSlot.objects.filter(dataset=ds).exists():
         t0 = time.perf_counter()
         summary = matrix_sync(dataset=ds)
+        print(f"matrix build (one INSERT ... SELECT, a LEFT JOIN per scorer run): {time.perf_counter() - t0:.1f} s {summary['slots']}")
         with connection.cursor() as cur:
-            cur.execute("VACUUM ANALYZE studio_scorematrix") if connection.connection.autocommit else cur.execute("ANALYZE studio_scorematrix")
-        print(f"matrix build (INSERT ... SELECT + UPDATE ... FROM per run): {time.perf_counter() - t0:.1f} s {summary['slots']}")
-
+            cur.execute("VACUUM ANALYZE studio_scorematrix")
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_size_pretty(pg_relation_size('studio_scorematrix'))")
+        print(f"matrix table size: {cur.fetchone()[0]}")
     with connection.cursor() as cur:
         cur.execute("SELECT version(), current_setting('max_parallel_workers_per_gather'), current_setting('shared_buffers')")
         ver, par, sb = cur.fetchone()

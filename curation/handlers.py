@@ -9,6 +9,7 @@ from django.db import transaction
 
 import curation.scoring  # noqa: F401  (registers the curation.score job handler)
 from curation.scoring import register_scorer, scores_write
+from curation.services import duplicate_clusters_write, scorer_run_summary_set
 from medstudio.jobs.context import JobContext, JobFailed
 from medstudio.jobs.registry import job_handler
 
@@ -133,19 +134,15 @@ def _minhash_corpus(ctx: JobContext, run, records_qs) -> dict:
     cursor = ctx.cursor if isinstance(ctx.cursor, dict) else {}
     if not cursor.get("clusters_written"):
         with transaction.atomic():
-            objs = []
             best: dict[int, float] = {}
             for (a, _b), sim in result.pairs.items():
                 cid = result.decisions[a].cluster
                 best[cid] = max(best.get(cid, 0.0), sim)
-            for cid, members in clusters.items():
-                keeper = cid
-                member_sources = {sources[m] for m in members}
-                objs.append(DuplicateCluster(run=run, keeper_id=ids[keeper], size=len(members),
-                                             member_ids=[ids[keeper]] + [ids[m] for m in members if m != keeper],
-                                             stage="source" if len(member_sources) == 1 else "merged",
-                                             max_similarity=round(best.get(cid, 0.0), 4)))
-            DuplicateCluster.objects.bulk_create(objs, batch_size=500)
+            duplicate_clusters_write(run=run, clusters=[
+                {"keeper_id": ids[cid], "member_ids": [ids[cid]] + [ids[m] for m in members if m != cid],
+                 "stage": "source" if len({sources[m] for m in members}) == 1 else "merged",
+                 "max_similarity": round(best.get(cid, 0.0), 4)}
+                for cid, members in clusters.items()])
             cursor = {"clusters_written": True, "after": 0}
             ctx.progress(cursor=cursor)
     cluster_pk = dict(DuplicateCluster.objects.filter(run=run).values_list("keeper_id", "pk"))
@@ -169,7 +166,7 @@ def _minhash_corpus(ctx: JobContext, run, records_qs) -> dict:
                "datasets": list(ds_name.values()), "policy": policy, "per_source": per_source,
                "config": {"num_perm": cfg.num_perm, "bands": cfg.bands, "rows": cfg.rows, "threshold": cfg.threshold,
                           "ngram_zh": cfg.ngram_zh, "ngram_en": cfg.ngram_en, "verify": cfg.verify}}
-    type(run).objects.filter(pk=run.pk).update(summary=summary)
+    scorer_run_summary_set(run=run, summary=summary)
     return summary
 
 
@@ -229,7 +226,7 @@ def _decontam_corpus(ctx: JobContext, run, records_qs) -> dict:
     summary = {"benchmarks": [b.name for b in benches], "benchmark_items": index.n_items,
                "contaminated": run.scores.filter(keep=False).count(), "records": total,
                "config": {"ngram_en": cfg.ngram_en, "ngram_zh": cfg.ngram_zh, "min_item_tokens": cfg.min_item_tokens}}
-    type(run).objects.filter(pk=run.pk).update(summary=summary)
+    scorer_run_summary_set(run=run, summary=summary)
     return summary
 
 

@@ -59,3 +59,21 @@ def scorer_run_summarize(*, run) -> dict:
     ScorerRun.objects.filter(pk=run.pk).update(summary=summary)
     run.summary = summary
     return summary
+
+
+def duplicate_clusters_write(*, run, clusters: list[dict]) -> int:
+    """Store a MinHash run's clusters: [{keeper_id, member_ids (keeper first), stage, max_similarity}]."""
+    from curation.models import DuplicateCluster
+
+    objs = [DuplicateCluster(run=run, keeper_id=c["keeper_id"], size=len(c["member_ids"]), member_ids=c["member_ids"],
+                             stage=c["stage"], max_similarity=c["max_similarity"]) for c in clusters]
+    DuplicateCluster.objects.bulk_create(objs, batch_size=500)
+    return len(objs)
+
+
+def scorer_run_summary_set(*, run, summary: dict) -> None:
+    """Record what a corpus-level run found (shown on its page); merged into any existing summary."""
+    from curation.models import ScorerRun
+
+    run.summary = {**(run.summary or {}), **summary}
+    ScorerRun.objects.filter(pk=run.pk).update(summary=run.summary)

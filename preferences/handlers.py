@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 from django.db import transaction
 
-from medstudio.jobs.context import JobContext, JobFailed
+from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
 from medstudio.jobs.registry import job_handler
 
 from . import conf, services
@@ -84,6 +84,18 @@ def _record_batches(run: BuildRun, after: int, size: int) -> Iterator[list[tuple
         last = rows[-1].id
 
 
+def _guard_bad_lines(build):
+    """File sources yield RowError for unreadable lines: those lines fail with the reader's reason."""
+    from medstudio.datasets.formats import RowError
+
+    def guarded(rec):
+        if isinstance(rec, RowError):
+            raise ItemError(f"bad line: {rec}")
+        return build(rec)
+
+    return guarded
+
+
 def _count(run: BuildRun) -> int | None:
     from medstudio.datasets.models import Record
 
@@ -113,7 +125,7 @@ def build_job(ctx: JobContext) -> dict:
     try:
         for batch in _record_batches(run, run.after, size):
             usage = Usage()
-            build = make_build(usage)
+            build = _guard_bad_lines(make_build(usage))
             results = builders.run_items([rec for _, _, rec in batch], build, max_workers=conf.max_workers() if chat else 1,
                                          outage_retry_wait=conf.outage_retry_wait())
             done, outage = builders.settle_batch(results)
@@ -133,6 +145,9 @@ def build_job(ctx: JobContext) -> dict:
                 services.build_status_set(run=run, status=RunStatus.PAUSED, error=msg)
                 raise JobFailed(msg)
     except JobFailed:
+        raise
+    except JobCancelled:
+        services.build_status_set(run=run, status=RunStatus.PAUSED, error="Cancelled; resume to continue.")
         raise
     except Exception as exc:
         services.build_status_set(run=run, status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
@@ -166,6 +181,9 @@ def vote_job(ctx: JobContext) -> dict:
             _vote_judges(ctx, vote, pairs_qs)
     except JobFailed:
         raise
+    except JobCancelled:
+        services.vote_status_set(vote=vote, status=RunStatus.PAUSED, error="Cancelled; resume to continue.")
+        raise
     except Exception as exc:
         services.vote_status_set(vote=vote, status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -191,6 +209,13 @@ def _vote_reward_models(ctx: JobContext, vote: VoteRun, pairs: list) -> None:
                       max_length=int(p.get("max_length", 1024)), seed=int(p.get("seed", 0)))
     out_dir = conf.work_dir() / f"vote_{vote.pk}"
     state = dict(vote.state or {})
+    # Voters trained before a crash are reused, as long as they are on this worker's disk.
+    kept = []
+    for path in state.get("paths", []):
+        if not Path(path).is_dir():
+            break
+        kept.append(path)
+    state["paths"] = kept
     data = _pair_dicts(pairs)
     ctx.progress(done=len(state.get("paths", [])), total=spec.k + 1)
 
@@ -201,7 +226,7 @@ def _vote_reward_models(ctx: JobContext, vote: VoteRun, pairs: list) -> None:
             ctx.progress(done=i + 1, total=spec.k + 1, cursor={"models": i + 1})
         ctx.log(f"Reward model {i + 1}/{spec.k} trained.")
 
-    paths = train_reward_models(data, spec, out_dir, done=state.get("paths", []), on_model=saved)
+    paths = train_reward_models(data, spec, out_dir, done=list(kept), on_model=saved)
     chosen, rejected = [], []
     for path in paths:
         c, r = score_pairs(path, data, max_length=spec.max_length)
@@ -307,9 +332,13 @@ def diversify_job(ctx: JobContext) -> dict:
             msg = f"Stopped at round {state['round']}: the chat backend is unavailable ({exc.reason}). Resume to continue."
             services.diversify_status_set(run=run, status=RunStatus.PAUSED, error=msg)
             raise JobFailed(msg) from None
-        with transaction.atomic():
-            services.diversify_state_store(run=run, state=state, usage=usage, prices=prices)
-            ctx.progress(done=state["round"], total=cfg.rounds, cursor={"round": state["round"]})
+        try:
+            with transaction.atomic():
+                services.diversify_state_store(run=run, state=state, usage=usage, prices=prices)
+                ctx.progress(done=state["round"], total=cfg.rounds, cursor={"round": state["round"]})
+        except JobCancelled:
+            services.diversify_status_set(run=run, status=RunStatus.PAUSED, error="Cancelled; resume to continue.")
+            raise
         if entry.get("error"):
             ctx.log(f"round {entry['round']}: {entry['error']}", "warning")
     accepted = state["accepted"]

@@ -108,4 +108,5 @@ URL_ROLES: dict[str, str] = {
     "evaluation:compare": "curator",
     "evaluation:hits": "curator",
     "evaluation:hit_review": "curator",
+    "evaluation:store_check": "curator",
 }

@@ -42,10 +42,12 @@ def run_new(request):
     else:
         stage = request.GET.get("stage") if request.GET.get("stage") in STAGES else "cpt-stable"
         initial = RunForm.initial_for(stage)
-        for key in ("base", "merge_base"):
-            ref = ModelRef.objects.filter(pk=request.GET.get(key) or 0).first()
+        # "base" from the next-stage links; "base_model" when the stage select reloads the form.
+        for key, field in (("base", "base_model"), ("base_model", "base_model"), ("merge_base", "merge_base")):
+            value = request.GET.get(key, "")
+            ref = ModelRef.objects.filter(pk=value).first() if value.isdigit() else None
             if ref:
-                initial["base_model" if key == "base" else "merge_base"] = ref.pk
+                initial[field] = ref.pk
         form = RunForm(initial=initial)
     template = "training/run_new.html#run-form" if request.htmx else "training/run_new.html"
     return render(request, template, {"form": form})

@@ -14,7 +14,7 @@ def judge_queue(ctx) -> dict:
     from medstudio.inference.chat import ChatBackend, ChatError
 
     from . import judges
-    from .models import Queue, QueueItem
+    from .models import Assignment, Queue, QueueItem, Status
     from .questions import AnswerError
     from .services import JudgeResult, judge_labels_store
 
@@ -40,14 +40,20 @@ def judge_queue(ctx) -> dict:
         batch = list(QueueItem.objects.filter(queue=queue, pk__gt=after).select_related("record").order_by("pk")[:BATCH])
         if not batch:
             break
+        # A re-run of the same pass (or a resumed job) only asks about items not labelled yet.
+        labelled = set(Assignment.objects.filter(item__in=batch, annotator=annotator, status=Status.DONE)
+                       .values_list("item_id", flat=True))
         convs, meta = [], []
         for it in batch:
+            if it.pk in labelled:
+                continue
             swapped = question.kind == "preference" and random.Random(f"{rng_seed}:{it.pk}").random() < 0.5
             msgs = judges.build_messages(question.kind, question.schema, queue.dataset.kind, it.record.content,
                                          swapped=swapped)
             convs.append(msgs)
             meta.append((it, swapped, msgs))
-        replies = backend.complete_many(convs, max_workers=4, temperature=float(p.get("temperature", 0.7)))
+        replies = (backend.complete_many(convs, max_workers=4, temperature=float(p.get("temperature", 0.7)))
+                   if convs else [])
         results = []
         for (it, swapped, msgs), reply in zip(meta, replies):
             if isinstance(reply, ChatError):

@@ -21,7 +21,7 @@ def _color(v: float | None) -> str:
 def heatmap(names: list[str], matrix: list[list[float | None]], *, title: str = "") -> SafeString:
     n = len(names)
     cell, left, top = 46, 150, 20
-    w, h = left + cell * n + 10, top + cell * n + 110
+    w, h = left + cell * n + 10, top + cell * n + 80
     out = [f'<svg class="chart heatmap" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" '
            f'aria-label="{escape(title)}">']
     for i, row in enumerate(matrix):

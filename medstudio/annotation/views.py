@@ -56,7 +56,7 @@ def _answer_rows(question: Question, content: dict, pre: dict, swapped: bool, *,
         for i in range(1, qs.n_assistant_turns(content) + 1):
             prev = turns[i - 1] if i - 1 < len(turns) else {}
             for a in s["aspects"]:
-                rows.append({"name": f"t{i}_{a}", "title": f"Turn {i} · {a}", "turn": i, "required": True,
+                rows.append({"name": f"t{i}_{a}", "title": a, "turn": i, "required": True,
                              "options": [_opt(v, str(v), str(v), prev.get(a)) for v in range(lo, hi + 1)]})
     elif kind == qs.PREFERENCE:
         shown = lambda v: (v if pre_is_shown else qs.canonical_to_shown(v, swapped)) if v else None  # noqa: E731

@@ -354,6 +354,9 @@ def run_items(
                 if not exc.transient or attempt == 1:
                     return exc
                 time.sleep(outage_retry_wait)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # A record whose content does not have the shape its kind promises: that item fails.
+                return ItemError(f"bad record: {type(exc).__name__}: {exc}")
         raise AssertionError("unreachable")
 
     if max_workers <= 1 or len(records) <= 1:

@@ -193,3 +193,27 @@ def test_scorer_suggestion_shown_or_hidden_and_compared(make_dataset, curator, d
     pair = rep.pair(f"user:{doc.pk}", "scorer:datarater")
     assert pair.n == 4 and pair.mean_abs_diff == pytest.approx(
         sum(abs(round(1.2 + i) + 1 - (1.2 + i)) for i in range(4)) / 4)
+
+
+@pytest.mark.django_db
+def test_rerunning_a_judge_pass_asks_only_about_unlabelled_items(make_dataset, curator):
+    from medstudio.jobs.services import job_create
+
+    queue = rating_queue(make_dataset, curator, n_docs=3, per_item=1, name="rerun")
+    calls = []
+
+    def judge(req):
+        calls.append(req)
+        return "not json" if len(calls) == 2 else json.dumps({"score": 3})
+
+    with fake_openai_server(chat=judge) as url:
+        params = {"queue_id": queue.pk, "base_url": url, "model": "m", "pass": 1, "temperature": 0}
+        job_create(kind="annotation.judge", params=params, user=curator)
+        assert Label.objects.filter(queue=queue).count() == 2
+        assert Assignment.objects.filter(queue=queue, status=Status.FAILED).count() == 1
+        job = job_create(kind="annotation.judge", params=params, user=curator)
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.result["labelled"] == 1
+    assert len(calls) == 4  # 3 in the first run, only the failed item again
+    assert Label.objects.filter(queue=queue, annotator="model:m#1").count() == 3
+    assert not Assignment.objects.filter(queue=queue, status=Status.FAILED).exists()

@@ -200,3 +200,22 @@ def test_minhash_job_resumes_from_its_cursor_without_redoing_work(make_dataset, 
     assert DuplicateCluster.objects.filter(run=run).count() == n_clusters == summary["clusters"]
     dropped = set(run.scores.filter(keep=False).values_list("record__external_id", flat=True))
     assert {f"dup{i}" for i in range(5)} <= dropped
+
+
+def test_minhash_per_source_inside_one_dataset_and_cluster_partial(make_dataset, client_for):
+    docs = _rows("general_en.jsonl", 12)
+    rows = [{"id": d["id"], "lang": "en", "title": d["title"], "text": d["text"], "source": "wiki"} for d in docs[:10]]
+    rows.append({"id": "same-src", "lang": "en", "title": "a", "text": docs[1]["text"] + " Again.", "source": "wiki"})
+    rows.append({"id": "other-src", "lang": "en", "title": "b", "text": docs[2]["text"], "source": "forum"})
+    ds = make_dataset("mixed-sources", "document", rows)
+    curator = client_for("curator")
+    run = _start(curator, ds, "minhash", {"per_source": True})
+    assert run.status == "succeeded", run.job.error
+    s = {sc.record.external_id: sc for sc in run.scores.select_related("record")}
+    assert (s["same-src"].keep, s["same-src"].detail["stage"]) == (False, "source")
+    assert (s["other-src"].keep, s["other-src"].detail["stage"]) == (False, "merged")
+    stages = set(DuplicateCluster.objects.filter(run=run).values_list("stage", flat=True))
+    assert stages == {"source", "merged"}
+    part = curator.get(reverse("curation:run_detail", args=[run.pk]), {"part": "clusters"}, HTTP_HX_REQUEST="true")
+    html = part.content.decode()
+    assert html.lstrip().startswith('<section id="clusters">') and html.count('class="side-by-side"') == 2

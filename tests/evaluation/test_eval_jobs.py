@@ -261,3 +261,88 @@ def test_memorisation_on_local_tiny_model_writes_store_beside_the_model(make_dat
     store = Store.load(store_dir)
     enc = SentenceTransformer(encoder, device="cpu")
     assert store.check(enc.encode([item.prompt], normalize_embeddings=True)[0]).high_risk
+
+
+class _WorkerDied(BaseException):
+    """Stands in for a killed worker: not an Exception, so no handler code gets to clean up."""
+
+
+def test_mcq_job_resumes_from_its_cursor_without_redoing_or_losing_items(make_dataset, shared_data, admin_user, settings, monkeypatch):
+    from medstudio.jobs.context import JobContext
+    from medstudio.jobs.models import Job
+    from medstudio.jobs.services import job_execute
+    from training.evaluation import handlers
+
+    rows = _cmmlu(shared_data, per_subject=3)  # 9 records
+    ds = make_dataset("cmmlu-resume", "mcq", rows)
+    settings.JOBS_EAGER = False  # leave the job queued; we play the worker
+    with fake_openai_server(chat=mcq_replier(rows, lambda i, s: True)) as url:
+        run = services.eval_run_start(user=admin_user, kind="mcq", dataset=ds, model_name="m",
+                                      model_spec={"backend": "openai", "base_url": url, "model": "m"},
+                                      params={"seeds": [0, 1], "batch_size": 4})
+        real = handlers._generate
+        calls = {"n": 0}
+
+        def dying(gen, prompts, params):
+            calls["n"] += 1
+            if calls["n"] == 4:  # seed 0 done (batches of 4, 4, 1), dies in seed 1's first batch
+                raise _WorkerDied()
+            return real(gen, prompts, params)
+
+        monkeypatch.setattr(handlers, "_generate", dying)
+        with pytest.raises(_WorkerDied):
+            handlers.mcq_job(JobContext(Job.objects.get(pk=run.job_id)))
+        assert run.items.count() == 9
+        assert Job.objects.get(pk=run.job_id).cursor == {"seed_idx": 0, "after_id": run.items.order_by("-record_id").first().record_id, "done": 9}
+
+        monkeypatch.setattr(handlers, "_generate", real)
+        before = len(url.chat_requests())
+        job_execute(job_id=run.job_id)
+        resumed = len(url.chat_requests()) - before
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert resumed == 9  # only seed 1 was generated again
+    assert run.items.count() == 18 and run.items.filter(seed=1).count() == 9
+    assert run.summary["overall"]["runs"] == pytest.approx([expected_acc(rows, lambda i, s: True, s) for s in (0, 1)])
+
+
+def test_run_from_registry_model_ref_copies_its_path_and_name(make_dataset, shared_data, client_for, tmp_path):
+    from training.models import ModelRef
+
+    ds = make_dataset("cmmlu-ref", "mcq", _cmmlu(shared_data, per_subject=1))
+    ref = ModelRef.objects.create(name="sft-v1", path=str(tmp_path / "not-there"))
+    resp = client_for("admin").post(reverse("evaluation:run_new"), {"kind": "mcq", "dataset": ds.pk, "backend": "transformers",
+                                                                    "model_ref": ref.pk, "seeds": "0"})
+    assert resp.status_code == 302
+    run = EvalRun.objects.get()
+    assert run.model_ref == ref and run.model_name == "sft-v1" and run.model_spec["path"] == ref.path
+    assert run.status == "failed" and ref.path in run.error  # the missing directory is named, nothing crashed
+
+
+def test_store_check_from_the_run_page_says_whether_a_prompt_is_high_risk(make_dataset, shared_data, admin_user, client_for):
+    from medstudio.jobs.models import Job
+    from tests.fakes.openai_server import default_embedding
+    from training.pipeline.memorization import split_prefix_suffix
+
+    rows = _rows(shared_data, "huatuo26m_test_qa.jsonl", 3)
+    ds = make_dataset("sft-check", "qa", rows)
+    from medstudio.datasets.models import Record
+    target = Record.objects.filter(dataset=ds).order_by("id").first()
+    prefix, suffix = split_prefix_suffix(target.text, prefix_ratio=0.5, max_prefix_units=256, max_suffix_units=96)
+    embed = lambda texts: [default_embedding(t, 16) for t in texts]  # deterministic, unrelated texts far apart
+    with fake_openai_server(chat=lambda req: suffix if req["messages"][-1]["content"] == prefix else "不清楚。", embeddings=embed) as url:
+        run = services.eval_run_start(user=admin_user, kind="memorization", dataset=ds, model_name="sft",
+                                      model_spec={"backend": "openai", "base_url": url, "model": "sft"},
+                                      params={"embedding_model": "fake-embed", "embedding_url": url})
+        store = HighRiskStore.objects.get(run=run)
+        page = client_for("curator").get(reverse("evaluation:run", args=[run.pk])).content.decode()
+        assert 'id="risk-check"' in page
+        check = lambda prompt, **kw: Job.objects.get(pk=int(client_for("curator").post(
+            reverse("evaluation:store_check", args=[store.pk]), {"prompt": prompt, **kw})["Location"].rstrip("/").split("/")[-1]))
+        same = check(prefix)
+        other = check("孩子发烧三十八度五，需要吃抗生素吗？")
+        strict = check(prefix, threshold="1")
+    assert same.status == "succeeded" and same.result["high_risk"] is True and same.result["nearest_record_id"] == target.pk
+    assert other.result["high_risk"] is False and other.result["max_cosine"] < 0.8
+    assert strict.result["high_risk"] is False  # cosine 1.0 is not above an edited threshold of 1
+    assert client_for("clinician").post(reverse("evaluation:store_check", args=[store.pk]), {"prompt": "x"}).status_code == 403

@@ -111,9 +111,10 @@ def test_confilter_and_deita_runs_with_a_local_model(make_dataset, shared_data, 
     rows = [r for r in _jsonl(shared_data / "cmtmedqa_multiturn.jsonl", 40)
             if sum(t["role"] == "assistant" for t in r["turns"]) >= 2][:4]
     ds = make_dataset("dialogues", "dialogue", rows)
-    run = scorer_run_start(user=curator, dataset=ds, scorer="confilter",
-                           params={"model": tiny_llama_path, "max_length": 1024, "backend": "transformers"})
-    run.refresh_from_db()
+    call_command("score", dataset="dialogues", scorer="confilter",
+                 param=[f"model={tiny_llama_path}", "max_length=1024", "backend=transformers"])
+    run = ScorerRun.objects.get(scorer="confilter", dataset=ds)
+    assert run.params["model"] == tiny_llama_path and run.params["max_length"] == 1024
     assert run.status == "succeeded"
     scores = list(Score.objects.filter(run=run))
     assert len(scores) == 4 and all(s.value is not None and s.value > 0 for s in scores)
@@ -204,5 +205,5 @@ def test_domain_classifier_trained_from_two_clinicians_labels(make_dataset, shar
     assert model.status == "ready", model.error
     assert model.n_labelled == 24 and model.n_agreed == 21
     assert model.classes == ["general", "medical"]
-    with pytest.raises(ValueError, match="'label' questions"):
+    with pytest.raises(ValueError, match="trains on 'rating' questions"):
         services.trained_model_create(user=curator, kind="datarater", source={"queue_id": queue.pk})

@@ -143,7 +143,7 @@ def test_subjective_job_judge_outage_keeps_finished_pairs_and_resumes(curator, m
         assert p.provenance["judge"]["calls"][0]["reply"] and p.provenance["generator"]["messages"]
 
 
-def test_judge_voting_job_and_editable_fractions(curator, make_dataset, pref_settings):
+def test_judge_voting_job_and_editable_fractions(curator, client_for, pref_settings):
     s = services.preference_set_create(user=curator, name="vote")
     from preferences.models import PreferencePair as PP
 
@@ -168,8 +168,14 @@ def test_judge_voting_job_and_editable_fractions(curator, make_dataset, pref_set
     p = PP.objects.get(pref_set=s, item_key=0)
     assert p.strength == pytest.approx((4 + 4 + 0) / 3) and p.vote_detail["chosen"] == [5.0, 5.0, 3.0]
     assert v.usage["calls"] == 20 * 3 * 2
-    v = services.vote_apply(user=curator, vote=v, flip_frac=0.0, drop_frac=0.25)
+    page = client_for("curator").get(f"/preferences/{s.pk}/").content.decode()
+    assert '<svg id="strength-plot"' in page and page.count("<rect") == len(v.summary["histogram"]["counts"])
+    # Editing the fractions through the page re-applies them without re-voting.
+    r = client_for("curator").post(f"/preferences/votes/{v.pk}/apply/", {"flip_frac": "0", "drop_frac": "0.25"})
+    assert r.status_code == 302
+    v.refresh_from_db()
     assert v.summary["counts"] == {"keep": 15, "flip": 0, "drop": 5, "unscored": 0}
+    assert not PP.objects.filter(pref_set=s, action="flip").exists()
     with pytest.raises(services.PreferenceError):
         services.vote_apply(user=curator, vote=v, flip_frac=0.8, drop_frac=0.5)
 
@@ -283,3 +289,33 @@ def test_sampled_job_n_answers_k_judges(curator, make_dataset, pref_settings):
         assert len(p.provenance["answers"]) == 3 and p.provenance["vote"]["best_votes"][
             p.provenance["answers"].index(p.chosen)] == 2
     assert run.usage["calls"] == 3 * (3 + 3 * 2)
+
+
+def test_objective_job_over_a_curation_selection(curator, make_dataset, pref_settings):
+    from curation.studio.models import Selection, SelectionRecord
+    from medstudio.datasets.models import Record
+
+    rows = [{"id": f"m{i}", "lang": "en", "question": f"Q{i}?", "options": {"A": "x", "B": "y", "C": "z"}, "answer": "C"}
+            for i in range(6)]
+    ds = make_dataset("mcq-sel", "mcq", rows)
+    sel = Selection.objects.create(name="half", status="ready")
+    picked = list(Record.objects.filter(dataset=ds).order_by("id").values_list("id", flat=True))[::2]
+    SelectionRecord.objects.bulk_create([SelectionRecord(selection=sel, record_id=i) for i in picked])
+    s = services.preference_set_create(user=curator, name="sel")
+    run = services.build_start(user=curator, pref_set=s, builder="objective", selection_id=sel.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.DONE and run.n_pairs == 3
+    assert sorted(PreferencePair.objects.filter(run=run).values_list("record_id", flat=True)) == picked
+    assert all(p.chosen == "Answer: C. z" for p in PreferencePair.objects.filter(run=run))
+
+
+def test_from_scores_file_with_a_bad_line_fails_that_line_only(curator, shared_data, pref_settings, tmp_path):
+    lines = (shared_data / "disc_eval_scored_dialogues.jsonl").read_text(encoding="utf-8").splitlines()[:3]
+    path = tmp_path / "scored.jsonl"
+    path.write_text(lines[0] + "\n{not json\n" + lines[1] + "\n", encoding="utf-8")
+    s = services.preference_set_create(user=curator, name="badline")
+    run = services.build_start(user=curator, pref_set=s, builder="from_scores", path=str(path), params={"min_gap": 0})
+    run.refresh_from_db()
+    assert run.status == RunStatus.DONE and run.n_pairs == 2 and run.n_failed == 1
+    f = BuildFailure.objects.get(run=run)
+    assert f.item_key == 2 and f.reason.startswith("bad line")

@@ -173,7 +173,7 @@ def test_parse_judge_reply_variants():
 
 def test_subjective_against_the_fake_openai_server_with_failures():
     from medstudio.inference.chat import ChatBackend
-    from tests.fakes.openai_server import Malformed, Status, fake_openai_server
+    from tests.fakes.openai_server import Malformed, Slow, Status, fake_openai_server
 
     def script(req):
         system = req["messages"][0]["content"]
@@ -189,6 +189,15 @@ def test_subjective_against_the_fake_openai_server_with_failures():
         with pytest.raises(ItemError) as err:
             subjective_pair(QA, ChatBackend(url, "gen", max_retries=1), ChatBackend(url, "judge", max_retries=1), Usage())
         assert err.value.transient and "429" in err.value.reason
+    # A generator that times out is an outage too; one that refuses is this item's failure.
+    with fake_openai_server(chat=[Slow(1.0, "late")]) as url:
+        with pytest.raises(ItemError) as err:
+            subjective_pair(QA, ChatBackend(url, "gen", timeout=0.2, max_retries=0), ChatBackend(url, "j"), Usage())
+        assert err.value.transient and "timed out" in err.value.reason
+    with fake_openai_server(chat=[{"content": None, "refusal": "I cannot help with that."}]) as url:
+        with pytest.raises(ItemError, match="refused") as err:
+            subjective_pair(QA, ChatBackend(url, "gen", max_retries=0), ChatBackend(url, "j", max_retries=0), Usage())
+        assert not err.value.transient
     with fake_openai_server(chat=[Malformed()]) as url:
         with pytest.raises(ItemError, match="malformed") as err:
             subjective_pair(QA, ChatBackend(url, "gen", max_retries=0), ChatBackend(url, "j", max_retries=0), Usage())
@@ -248,3 +257,13 @@ def test_run_items_keeps_order_retries_transient_once_and_settle_splits_at_outag
     done, outage = settle_batch(results)
     assert [r["id"] for r, _ in done] == list(range(7)) and outage.reason == "cannot reach judge"
     assert isinstance(done[3][1], ItemError) and isinstance(done[5][1], list)
+
+
+def test_a_malformed_record_fails_alone():
+    from preferences.pipeline.builders import run_items
+
+    recs = [{"id": 1, "responses": [{"model": "a", "turns": "not a list", "gpt4_scores": {"x": 1}}] * 2},
+            {"id": 2, "lang": "en", "question": "q", "options": {"A": "x", "B": "y"}, "answer": "A"}]
+    out = run_items(recs, lambda r: from_scores_pairs(r) if "responses" in r else objective_pair(r), max_workers=1)
+    assert isinstance(out[0][1], ItemError) and out[0][1].reason.startswith("bad record")
+    assert isinstance(out[1][1], list)

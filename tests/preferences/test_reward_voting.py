@@ -23,6 +23,17 @@ BAD = [
 PROMPTS = ["医生您好，我最近总是头痛，这是怎么回事？", "The patient reports a headache and fever.", "孩子发烧三十八度五，需要吃抗生素吗？"]
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # The dev box has 2 shared cores; torch's thread pool under contention spins far more than it computes.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def synthetic_pairs(n: int, noise: float, seed: int = 0):
     rng = random.Random(seed)
     pairs, planted = [], set()
@@ -43,8 +54,8 @@ def test_trl_rows_are_conversational():
 
 @pytest.mark.slow
 def test_reward_model_voting_flips_mostly_planted_pairs(tiny_llama_path, tmp_path):
-    pairs, planted = synthetic_pairs(50, noise=0.1)
-    spec = RewardSpec(base_model=tiny_llama_path, k=3, epochs=4, learning_rate=2e-3, batch_size=8, max_length=256, use_cpu=True)
+    pairs, planted = synthetic_pairs(40, noise=0.1)
+    spec = RewardSpec(base_model=tiny_llama_path, k=3, epochs=3, learning_rate=2e-3, batch_size=8, max_length=256, use_cpu=True)
     seen = []
     paths = train_reward_models(pairs, spec, tmp_path, on_model=lambda i, p: seen.append(i))
     assert seen == [0, 1, 2] and len(set(paths)) == 3
@@ -57,8 +68,8 @@ def test_reward_model_voting_flips_mostly_planted_pairs(tiny_llama_path, tmp_pat
     assert chosen[0] != chosen[1]
     strengths = preference_strengths(chosen, rejected)
     flipped = {i for i, a in enumerate(select_by_strength(strengths, flip_frac=0.1, drop_frac=0.1)) if a == FLIP}
-    assert len(flipped) == 5
-    assert len(flipped & planted) >= 4, (sorted(flipped), sorted(planted))
+    assert len(flipped) == 4
+    assert len(flipped & planted) >= 3, (sorted(flipped), sorted(planted))
     # Resuming with the first two models done trains only the third.
     seen.clear()
     again = train_reward_models(pairs, spec, tmp_path / "resume", done=paths[:2], on_model=lambda i, p: seen.append(i))

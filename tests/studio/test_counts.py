@@ -128,7 +128,7 @@ def test_a_new_scorer_run_replaces_the_old_column(scored, curator):
     before = as_kept(kept_counts(scope_load([qa.pk]), parse_spec(data), allow_delta=False))
     scorer_run_start(user=curator, dataset=qa, scorer="t_rater", params={"version": "2"})
     summary = matrix_sync(dataset=qa, actor=curator)
-    assert any(s.startswith("t_rater") for s in summary["filled"])
+    assert summary["rebuilt"] and any(s.startswith("t_rater") for s in summary["slots"])
     scope = scope_load([qa.pk])
     assert scope.value["t_rater"].runs[qa.pk]["run"] == ScorerRun.objects.filter(scorer="t_rater", dataset=qa).order_by("-id").first().pk
     after = as_kept(kept_counts(scope, parse_spec(data), allow_delta=False))

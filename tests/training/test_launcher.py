@@ -99,3 +99,20 @@ def test_crash_is_reported_with_the_log_tail(tiny_llama_path, tmp_path):  # noqa
     out = launcher.supervise(launcher.start(launcher.build_command(spec, run_dir), run_dir), run_dir, poll=0.2)
     assert out.status == "failed" and out.returncode != 0
     assert "line 2: not JSON" in out.log_tail
+
+
+def test_kill_stale_stops_a_group_left_by_a_dead_worker(tmp_path):
+    # A worker that died leaves its launcher running in its own session; the retry must stop it.
+    import sys
+
+    proc = launcher.start([sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)"], tmp_path)
+    time.sleep(0.5)
+    pgid = os.getpgid(proc.pid)
+    assert launcher.group_alive(pgid)
+    assert launcher.kill_stale(tmp_path, grace=2.0) is True
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while launcher.group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not launcher.group_alive(pgid)
+    assert launcher.kill_stale(tmp_path) is False

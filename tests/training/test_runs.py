@@ -64,6 +64,11 @@ def test_roles_view_vs_launch(client_for, base_model, make_dataset):
     for name, value in (("learning_rate", "2e-06"), ("max_length", "2048"), ("global_batch_size", "128"),
                         ("weight_decay", "0.1"), ("val_fraction", "0.1")):
         assert re.search(rf'name="{name}" value="{re.escape(value)}"', html), name
+    # Changing the stage reloads the form partial (HTMX) with that stage's defaults, keeping the model.
+    part = client_for("admin").get(reverse("training:run_new") + f"?stage=dpo&base_model={base_model.pk}",
+                                   HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in part and 'name="beta" value="0.03"' in part and 'name="learning_rate" value="1e-07"' in part
+    assert re.search(rf'<option value="{base_model.pk}" selected>', part)
 
 
 def test_invalid_spec_and_wrong_data_kind_are_refused(client_for, base_model, make_dataset):

@@ -9,6 +9,8 @@ class EvalRunForm(forms.Form):
     kind = forms.ChoiceField(choices=EvalKind.choices)
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"),
                                      help_text="mcq for benchmarks; qa or dialogue for consultation; training data for memorisation.")
+    model_ref = forms.ModelChoiceField(queryset=None, required=False, label="Registered model",
+                                       help_text="From the training registry; fills the local path (or give a path / endpoint below).")
     model_name = forms.CharField(max_length=200, required=False, help_text="Label on the leaderboard (default: the path or model).")
     backend = forms.ChoiceField(choices=[("transformers", "transformers (local path)"), ("vllm", "vLLM (GPU worker, local path)"),
                                          ("openai", "OpenAI-compatible endpoint")])
@@ -26,6 +28,12 @@ class EvalRunForm(forms.Form):
     prefix_ratio = forms.FloatField(required=False, min_value=0.05, max_value=0.95)
     embedding_model = forms.CharField(required=False, help_text="High-risk store encoder (default MEDSTUDIO_EMBEDDING_MODEL).")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from training.models import ModelRef
+
+        self.fields["model_ref"].queryset = ModelRef.objects.order_by("name")
+
     def clean_seeds(self):
         raw = (self.cleaned_data.get("seeds") or "").strip()
         if not raw:
@@ -37,7 +45,8 @@ class EvalRunForm(forms.Form):
 
     def spec_and_params(self) -> tuple[dict, dict]:
         d = self.cleaned_data
-        spec = {"backend": d["backend"], "path": d.get("path"), "base_url": d.get("base_url"), "model": d.get("remote_model")}
+        spec = {"backend": d["backend"], "path": d.get("path") or (d["model_ref"].path if d.get("model_ref") else None),
+                "base_url": d.get("base_url"), "model": d.get("remote_model")}
         params = {k: d.get(k) for k in ("seeds", "temperature", "max_new_tokens", "limit", "rouge_threshold",
                                          "cosine_threshold", "prefix_ratio", "embedding_model")}
         if d.get("judge_base_url") or d.get("judge_model"):
@@ -51,3 +60,4 @@ class HitReviewForm(forms.Form):
 
 class RiskCheckForm(forms.Form):
     prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+    threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text="Cosine threshold (default: the store's).")

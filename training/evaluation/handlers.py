@@ -266,3 +266,33 @@ def _build_store(run: EvalRun, ctx: JobContext) -> dict:
     services.high_risk_store_record(run=run, path=str(out), embedding_model=ref, threshold=threshold, n_entries=len(store))
     ctx.log(f"high-risk store with {len(store)} entries written to {out}")
     return {"built": True, "path": str(out), "n_entries": len(store)}
+
+
+# ------------------------------------------------------------------------------------------------
+@job_handler("evaluation.risk_check", queue="gpu", description="Is a prompt within the high-risk store's cosine threshold?")
+def risk_check_job(ctx: JobContext) -> dict:
+    """Embed one prompt with the store's encoder and check it, as a serving stack would."""
+    from medstudio.inference.embeddings import EmbeddingError, load_embedder
+    from medstudio.inference.errors import ModelNotAvailable
+
+    from .models import HighRiskStore
+
+    row = HighRiskStore.objects.select_related("run").filter(pk=ctx.params["store_id"]).first()
+    if row is None:
+        raise JobFailed("the high-risk store was deleted")
+    try:
+        store = mem.HighRiskStore.load(row.path, threshold=ctx.params.get("threshold"))
+    except FileNotFoundError:
+        raise JobFailed(f"the store files are gone from {row.path}; run the memorisation audit again") from None
+    p = row.run.params
+    try:
+        embedder = load_embedder(row.embedding_model, base_url=p.get("embedding_url") or settings.MEDSTUDIO_EMBEDDING_URL or None,
+                                 api_key=settings.MEDSTUDIO_CHAT_API_KEY)
+        vec = embedder.encode([ctx.params["prompt"]])[0]
+    except (ModelNotAvailable, EmbeddingError) as exc:
+        raise JobFailed(str(exc)) from None
+    check = store.check(vec)
+    ctx.progress(done=1, total=1)
+    ctx.log(f"high risk: {check.high_risk} (max cosine {check.max_cosine}, threshold {store.threshold})")
+    return {"high_risk": check.high_risk, "max_cosine": check.max_cosine, "nearest_record_id": check.nearest,
+            "threshold": store.threshold, "store_id": row.pk}

@@ -27,7 +27,9 @@ class EvalRun(models.Model):
     model_spec = models.JSONField(
         help_text='Generation backend: {"backend": "transformers"|"vllm", "path"} or {"backend": "openai", "base_url", '
                   '"model"}. API keys are never stored: they come from settings (MEDSTUDIO_CHAT_API_KEY). '
-                  "Once training.models.ModelRef exists, a run made from a ModelRef copies its path here.")
+                  "A run made from a registry ModelRef copies its path here, so the run stays repeatable.")
+    model_ref = models.ForeignKey("training.ModelRef", null=True, blank=True, on_delete=models.SET_NULL, related_name="eval_runs",
+                                  help_text="The registry entry evaluated, when the model came from the registry.")
     params = models.JSONField(default=dict, blank=True, help_text="Seeds, generation settings, thresholds, judge.")
     status = models.CharField(max_length=16, choices=EvalStatus.choices, default=EvalStatus.QUEUED)
     job = models.OneToOneField("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="eval_run")

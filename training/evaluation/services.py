@@ -48,8 +48,9 @@ def _check_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 @transaction.atomic
 def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_spec: dict[str, Any],
-                   params: dict[str, Any] | None = None, repeat_of: EvalRun | None = None) -> EvalRun:
-    """Create an evaluation run and its job (enqueued on commit)."""
+                   params: dict[str, Any] | None = None, repeat_of: EvalRun | None = None, model_ref=None) -> EvalRun:
+    """Create an evaluation run and its job (enqueued on commit). A registry `model_ref` fills the
+    local path (and the leaderboard name) when they are not given."""
     from medstudio.jobs.services import job_create
 
     if kind not in KINDS_FOR:
@@ -57,6 +58,10 @@ def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_
     if dataset.kind not in KINDS_FOR[kind]:
         raise EvalConfigError(f"a {kind} evaluation needs a dataset of kind {' or '.join(sorted(KINDS_FOR[kind]))}, "
                               f"not {dataset.kind}")
+    if model_ref is not None:
+        model_spec = {"backend": "transformers", **{k: v for k, v in model_spec.items() if v}}
+        model_spec.setdefault("path", model_ref.path)
+        model_name = model_name or model_ref.name
     spec = _check_spec(model_spec)
     merged = {**DEFAULT_PARAMS[kind], **{k: v for k, v in (params or {}).items() if v is not None}}
     seeds = merged.get("seeds") or [0]
@@ -66,7 +71,8 @@ def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_
         if key in merged and not 0 <= float(merged[key]) <= 1:
             raise EvalConfigError(f"{key} must lie between 0 and 1")
     run = EvalRun.objects.create(kind=kind, dataset=dataset, model_name=model_name.strip() or spec.get("path") or spec.get("model", "model"),
-                                 model_spec=spec, params=merged, created_by=user, repeat_of=repeat_of)
+                                 model_spec=spec, params=merged, created_by=user, repeat_of=repeat_of,
+                                 model_ref=model_ref)
     job = job_create(kind=f"evaluation.{kind}", params={"run_id": run.pk, "dataset_id": dataset.pk}, user=user)
     EvalRun.objects.filter(pk=run.pk).update(job=job)
     run.job = job
@@ -78,7 +84,7 @@ def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_
 def eval_run_repeat(*, user, run: EvalRun) -> EvalRun:
     """Run again with exactly the same model, data and settings (repeatability)."""
     return eval_run_start(user=user, kind=run.kind, dataset=run.dataset, model_name=run.model_name,
-                          model_spec=run.model_spec, params=run.params, repeat_of=run)
+                          model_spec=run.model_spec, params=run.params, repeat_of=run, model_ref=run.model_ref)
 
 
 def eval_run_set_status(*, run: EvalRun, status: str, summary: dict | None = None, error: str = "") -> None:
@@ -115,3 +121,17 @@ def high_risk_store_record(*, run: EvalRun, path: str, embedding_model: str, thr
     audit_log(actor=run.created_by, action="evaluation.high_risk_store_save", target=store,
               data={"path": path, "n_entries": n_entries, "threshold": threshold})
     return store
+
+
+def high_risk_check_start(*, user, store: HighRiskStore, prompt: str, threshold: float | None = None):
+    """Check a prompt against a high-risk store in a job (embedding needs the encoder, a worker's job)."""
+    from medstudio.jobs.services import job_create
+
+    if not prompt.strip():
+        raise EvalConfigError("the prompt to check is empty")
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise EvalConfigError("the cosine threshold must lie between 0 and 1")
+    params = {"store_id": store.pk, "prompt": prompt, "run_id": store.run_id}
+    if threshold is not None:
+        params["threshold"] = threshold
+    return job_create(kind="evaluation.risk_check", params=params, user=user)

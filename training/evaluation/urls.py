@@ -13,4 +13,5 @@ urlpatterns = [
     path("compare/", views.compare, name="compare"),
     path("hits/", views.hit_list, name="hits"),
     path("hits/<int:pk>/review/", views.hit_review, name="hit_review"),
+    path("stores/<int:pk>/check/", views.store_check, name="store_check"),
 ]

@@ -13,8 +13,8 @@ from medstudio.accounts.permissions import Role, role_required
 from medstudio.datasets.models import Dataset
 
 from . import selectors, services
-from .forms import EvalRunForm, HitReviewForm
-from .models import EvalKind, EvalRun, HitStatus, MemorizationHit
+from .forms import EvalRunForm, HitReviewForm, RiskCheckForm
+from .models import EvalKind, EvalRun, HighRiskStore, HitStatus, MemorizationHit
 
 
 @role_required(Role.CURATOR)
@@ -35,7 +35,8 @@ def run_new(request):
         spec, params = form.spec_and_params()
         try:
             run = services.eval_run_start(user=request.user, kind=form.cleaned_data["kind"], dataset=form.cleaned_data["dataset"],
-                                          model_name=form.cleaned_data.get("model_name") or "", model_spec=spec, params=params)
+                                          model_name=form.cleaned_data.get("model_name") or "", model_spec=spec, params=params,
+                                          model_ref=form.cleaned_data.get("model_ref"))
         except services.EvalConfigError as exc:
             form.add_error(None, str(exc))
         else:
@@ -109,3 +110,20 @@ def hit_review(request, pk: int):
     if url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}):
         return redirect(nxt)
     return redirect("evaluation:hits")
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def store_check(request, pk: int):
+    store = get_object_or_404(HighRiskStore, pk=pk)
+    form = RiskCheckForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a prompt to check.")
+        return redirect("evaluation:run", pk=store.run_id)
+    try:
+        job = services.high_risk_check_start(user=request.user, store=store, prompt=form.cleaned_data["prompt"],
+                                             threshold=form.cleaned_data.get("threshold"))
+    except services.EvalConfigError as exc:
+        messages.error(request, str(exc))
+        return redirect("evaluation:run", pk=store.run_id)
+    return redirect("jobs:detail", pk=job.pk)

@@ -438,9 +438,9 @@ class VLLMGenerator:
             self._llm = LLM(model=self.path, **self.engine_kwargs)
 
     def generate(self, prompts: Sequence[Prompt], params: GenParams) -> list[Generation]:
+        self._load()  # first: it turns a missing vLLM into GeneratorUnavailable
         from vllm import SamplingParams
 
-        self._load()
         sp = SamplingParams(
             max_tokens=params.max_new_tokens, temperature=params.temperature,
             top_p=params.top_p if params.temperature > 0 else 1.0, seed=params.seed,

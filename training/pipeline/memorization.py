@@ -167,7 +167,8 @@ class HighRiskStore:
                              f"embed with the store's model ({self.embedding_model or 'unknown'})")
         qn = np.linalg.norm(q, axis=1, keepdims=True)
         qn[qn == 0] = 1.0
-        sims = (q / qn) @ self.vectors.T
+        # float32 rounding can push an identical vector's cosine just past 1.0
+        sims = np.clip((q / qn) @ self.vectors.T, -1.0, 1.0)
         best = sims.argmax(axis=1)
         return [RiskCheck(bool(sims[i, j] > self.threshold), float(sims[i, j]), self.keys[j]) for i, j in enumerate(best)]
 
