@@ -313,6 +313,12 @@ def main():
                 break
             except OSError:
                 time.sleep(0.2)
+        # Warm every worker (imports, URL resolver, template cache) before measuring anything.
+        for _ in range(4 * args.workers):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/accounts/login/")
+            conn.getresponse().read()
+            conn.close()
         ref = reference_load(port, info["cookies"], args.reference_seconds, args.clinicians)
         out = {f"{a}_{b}": [] for a in ("next", "submit") for b in ("server", "rt", "cpu", "db", "q")}
         out.update({"acked": {}, "errors": [], "skips": 0, "resubmits": 0})

@@ -181,6 +181,14 @@ def main() -> None:
         cur.execute("SELECT version(), current_setting('max_parallel_workers_per_gather'), current_setting('shared_buffers')")
         ver, par, sb = cur.fetchone()
     print(f"{ver.split(',')[0]} · parallel workers/gather {par} · shared_buffers {sb} · {os.cpu_count()} CPU(s)")
+    # Yardstick for the machine's state: the cheapest possible full pass over the matrix.
+    yard = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM studio_scorematrix WHERE dataset_id = %s", [ds.pk])
+        yard.append((time.perf_counter() - t0) * 1000)
+    print(f"load average {os.getloadavg()[0]:.1f} · yardstick SELECT count(*) over the matrix: p50 {statistics.median(yard):.0f} ms")
     scope = scope_load([ds.pk])
     n_rows = sum(v[0] for v in __import__("curation.studio.selectors", fromlist=["scope_totals"]).scope_totals(scope).values())
     print(f"dataset {ds.name}: {n_rows:,} records · value scorers {list(scope.value)} · filters {list(scope.flag)}")
@@ -261,7 +269,7 @@ def main() -> None:
 
     base = kept_counts(scope_load([ds.pk]), spec_of(state)).spec_key
     view_times = []
-    for _ in range(max(20, args.steps // 4)):
+    for _ in range(max(10, args.steps // 4)):
         step(state)
         t0 = time.perf_counter()
         r = client.post("/studio/counts/", form(state, base), HTTP_HX_REQUEST="true")
@@ -284,6 +292,7 @@ def main() -> None:
         assert (mine["kept"], mine["kept_tokens"]) == (n, tok), (mine, n, tok)
     ref_p50 = statistics.median(ref_times)
     print(f"reference (Score table, EXISTS per condition) n={len(ref_times)}  p50 {ref_p50:7.1f} ms  (same counts as the matrix)")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     print(f"ratios: reference / slider step = {ref_p50 / slider_p50:.1f}x · reference / full recount = "
           f"{ref_p50 / statistics.median(full_times):.1f}x · target p50 < 150 ms: "
           f"{'met' if slider_p50 < 150 else 'NOT met'} for slider steps, "

@@ -140,7 +140,8 @@ def _minhash_corpus(ctx: JobContext, run, records_qs) -> dict:
                 best[cid] = max(best.get(cid, 0.0), sim)
             duplicate_clusters_write(run=run, clusters=[
                 {"keeper_id": ids[cid], "member_ids": [ids[cid]] + [ids[m] for m in members if m != cid],
-                 "stage": "source" if len({sources[m] for m in members}) == 1 else "merged",
+                 "stage": ("dataset" if not multi_source
+                           else "source" if len({sources[m] for m in members}) == 1 else "merged"),
                  "max_similarity": round(best.get(cid, 0.0), 4)}
                 for cid, members in clusters.items()])
             cursor = {"clusters_written": True, "after": 0}
@@ -154,7 +155,8 @@ def _minhash_corpus(ctx: JobContext, run, records_qs) -> dict:
             if d is None:
                 rows.append((ids[i], ScoreResult(value=0.0, keep=True, detail={})))
                 continue
-            detail = {"cluster": cluster_pk.get(ids[d.cluster]), "stage": d.stage,
+            # "dataset": one source only, so there are no per-source and merged stages
+            detail = {"cluster": cluster_pk.get(ids[d.cluster]), "stage": d.stage if multi_source else "dataset",
                       "duplicate_of": ids[d.duplicate_of] if d.duplicate_of is not None else None}
             rows.append((ids[i], ScoreResult(value=round(d.similarity, 4), keep=d.keep,
                                              reason="" if d.keep else "near_duplicate", detail=detail)))

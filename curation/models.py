@@ -54,7 +54,8 @@ class DuplicateCluster(models.Model):
     size = models.IntegerField(help_text="Number of members, keeper included.")
     member_ids = models.JSONField(default=list, help_text="Record ids of all members, keeper first.")
     stage = models.CharField(max_length=16, default="merged",
-                             help_text="'source' when all members share a source, else 'merged' (SF-Med order).")
+                             help_text="'source' when all members share a source, 'merged' when found after "
+                                       "merging sources (SF-Med order), 'dataset' when the run had one source.")
     max_similarity = models.FloatField(default=0.0, help_text="Highest verified Jaccard inside the cluster.")
 
     class Meta:

@@ -47,7 +47,8 @@ def scorer_run_summarize(*, run) -> dict:
     per_rule: dict[str, int] = {}
     pii: dict[str, int] = {}
     pii_records = 0
-    for detail in run.scores.filter(keep=False).values_list("detail", flat=True).iterator(chunk_size=2000):
+    # value > 0: rules = number of failed rules, pii = number of spans (kept ones too, when max_hits > 0)
+    for detail in run.scores.filter(value__gt=0).values_list("detail", flat=True).iterator(chunk_size=2000):
         for rule in detail.get("failed", []):
             per_rule[rule] = per_rule.get(rule, 0) + 1
         counts = detail.get("counts") or (detail.get("measures") or {}).get("pii") or {}

@@ -4,6 +4,8 @@ Admins launch and cancel; curators and clinicians view (issue 8, point 8).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
@@ -15,6 +17,7 @@ from . import selectors, services
 from .charts import line_chart
 from .forms import ModelRefForm, RunForm
 from .models import ModelRef, TrainingRun
+from .pipeline import launcher
 from .pipeline.specs import NEXT_STAGE, STAGES, SpecError
 
 
@@ -68,6 +71,8 @@ def run_detail(request, pk: int):
         "latest": {n: pts[-1][1] for n, pts in series.items() if pts},
         "next_stage": NEXT_STAGE.get(run.stage), "final": final,
         "logs": run.job.logs.order_by("-at", "-id")[:30] if run.job else [],
+        # The training process's own output (read from the run directory when this host can see it).
+        "train_log": launcher.log_tail(Path(run.run_dir) / "train.log", 25) if run.run_dir else "",
     }
     template = "training/run_detail.html#live" if request.htmx else "training/run_detail.html"
     return render(request, template, context)

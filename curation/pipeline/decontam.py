@@ -2,12 +2,13 @@
 (PIPELINE.md 1.4: training text must not contain benchmark test items).
 
 Method after GPT-3 (Brown et al. 2020, appendix C): a training document is contaminated when it
-shares a 13-gram of words with a benchmark item. For Chinese the unit is the character (textutil);
-a Chinese word averages about 1.5 characters, so the default is 20 characters (ours: 13 x 1.5).
-Benchmark parts shorter than n (most MCQ stems are) are matched whole, as GPT-3 did for short
-items, if they have at least `min_item_tokens` tokens: shorter ones ("yes", "以上都是") would match
-everything. Tokens are normalised (NFKC, lower case, punctuation dropped), so re-punctuated or
-full-width copies still match.
+shares a word n-gram with a benchmark item; GPT-3 used N = 13 for most benchmarks (down to 8 for
+sets of short items), so the default here is 13 words. For Chinese the unit is the character
+(textutil); a Chinese word averages about 1.5 characters, so the default is 20 characters (ours:
+13 x 1.5). Benchmark parts shorter than n (most MCQ stems are) are matched whole (ours), if they
+have at least `min_item_tokens` tokens: shorter ones ("yes", "以上都是") would match everything.
+Tokens are normalised (NFKC, lower case, punctuation dropped), so re-punctuated or full-width
+copies still match.
 
 The index keeps n-gram hashes in a sorted numpy array; a document's n-grams are looked up with one
 vectorised `searchsorted`, so scanning costs O(tokens log index) with no Python loop per n-gram.
@@ -28,7 +29,7 @@ from curation.pipeline.textutil import is_cjk_text, record_text_fields
 class DecontamConfig:
     """Settings of the overlap test; every field is a curator-facing setting."""
 
-    ngram_en: int = 13  # words (GPT-3)
+    ngram_en: int = 13  # words (GPT-3's usual N)
     ngram_zh: int = 20  # characters (ours: 13 words x ~1.5 characters per Chinese word)
     min_item_tokens: int = 8  # shorter benchmark parts are not indexed at all
     max_hits: int = 0  # records matching more benchmark items than this are dropped

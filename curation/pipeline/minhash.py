@@ -2,10 +2,10 @@
 then across all sources after merging).
 
 Pipeline, per text:
-1. shingles: CJK-aware tokens (textutil), n-grams of `ngram_zh` characters for Chinese text and
-   `ngram_en` words otherwise; each n-gram is a 64-bit hash (rensa hashes the tokens in Rust, the
-   n-gram combination is one vectorised numpy expression per text, far cheaper than building
-   n-gram strings in Python);
+1. shingles: CJK-aware tokens (the same tokens as textutil), n-grams of `ngram_zh` characters for
+   Chinese text and `ngram_en` words otherwise; each n-gram is a 64-bit hash. A whole batch is
+   tokenised, hashed and cut into n-grams in numpy (`batch_tokens`), with no Python object per
+   token: building n-gram strings in Python cost more than all the MinHash work;
 2. signatures: `rensa` R-MinHash digest matrix, `num_perm` 32-bit slots per text;
 3. LSH candidates: `bands` bands of `num_perm // bands` rows. Own code here, on purpose: rensa's
    own LSH needs one Python RMinHash object per text to *query* candidates (its matrix API only
@@ -32,7 +32,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from curation.pipeline.textutil import _CJK, _CJK_RE, _TOKEN_RE, is_cjk_text
+from curation.pipeline.textutil import _CJK, _CJK_RE, _TOKEN_RE
 
 KEEP_POLICIES = ("first", "longest", "score")
 _P = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime: odd, so the polynomial mixes every position
@@ -120,7 +120,10 @@ def rolling_gram_hashes(token_hashes: Sequence[int] | np.ndarray, n: int) -> np.
 
 
 def token_hashes(texts: Sequence[str]) -> list[list[int]]:
-    """Normalised CJK-aware tokens of each text, hashed to u64 by rensa (Rust, one call)."""
+    """Normalised CJK-aware tokens of each text, hashed to u64 by rensa (Rust, one call).
+
+    Used by decontamination, which needs token positions to quote the matching span; the
+    near-duplicate search uses the batch numpy path (`batch_tokens`)."""
     from rensa import RMinHash
 
     return RMinHash.hash_token_sets([_norm_tokens(t) for t in texts])
@@ -195,14 +198,6 @@ def batch_tokens(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     cjk_chars = np.bincount(np.searchsorted(bounds, np.flatnonzero(cls == 2), side="right") - 1, minlength=n_docs)
     is_cjk = (doc_len > 0) & (cjk_chars >= 0.3 * doc_len)
     return tok_hash, counts, is_cjk
-
-
-def _gram_hashes(token_hashes: Sequence[int], n: int) -> np.ndarray:
-    """Unique 64-bit hashes of the token n-grams (a text shorter than n is one gram)."""
-    size = len(token_hashes)
-    if size == 0:
-        return np.zeros(0, dtype=np.uint64)
-    return np.unique(rolling_gram_hashes(token_hashes, min(n, size)))
 
 
 def shingle_sets(texts: Sequence[str], cfg: MinHashConfig) -> list[np.ndarray]:

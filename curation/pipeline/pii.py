@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from curation.pipeline.textutil import is_cjk_text
+
 PII_TYPES = ("email", "phone", "cn_id", "bank_card", "ip", "personal_url")
 
 # Placeholders written by `redact`; the bracket form never re-matches any detector.
@@ -65,6 +67,7 @@ _PERSONAL_PATH_RE = re.compile(
 _PHONE_GATE_RE = re.compile(r"\d[\d \-()]{5,}\d")
 
 
+_NANP_RE = re.compile(r"(?:\+?1[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]\d{4}")
 _DATE_LIKE_RE = re.compile(r"(?:18|19|20)\d{2}[-/.年]\d{1,2}[-/.月]\d{1,2}")
 
 
@@ -183,6 +186,11 @@ def detect(text: str, types: tuple[str, ...] | list[str] = PII_TYPES, phone_regi
         for match in PhoneNumberMatcher(text, phone_region, leniency=Leniency.VALID):
             if phonenumbers.is_valid_number(match.number) and _plausible_phone(match.raw_string):
                 add("phone", match.start, match.end)
+        # English text also writes North American numbers without "+1": "(202) 225-2815"
+        if phone_region != "US" and not is_cjk_text(text):
+            for match in PhoneNumberMatcher(text, "US", leniency=Leniency.VALID):
+                if _NANP_RE.fullmatch(match.raw_string.strip()) and phonenumbers.is_valid_number(match.number):
+                    add("phone", match.start, match.end)
     spans.sort(key=lambda s: s.start)
     return spans
 

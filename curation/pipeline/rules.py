@@ -4,7 +4,7 @@ Each rule is a small function over a precomputed `TextStats`, returning None (pa
 Every threshold is a field of `RuleConfig` (a curator-facing setting) with its source:
 
 - Gopher = Rae et al. 2021, "Scaling Language Models: Methods, Analysis & Insights from Training
-  Gopher", appendix A.1.1 (quality filter and repetition removal, table A1).
+  Gopher", appendix A (MassiveWeb quality filter and repetition removal, table A1).
 - C4 = Raffel et al. 2020 (T5), section 2.2 "Colossal Clean Crawled Corpus".
 - FineWeb = Penedo et al. 2024, "The FineWeb Datasets", section 3 (custom filters).
 - "ours" = no published number fits (e.g. short SFT records, CJK adaptations); the reason is given.

@@ -5,7 +5,7 @@ import hashlib
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Max, Min, Q, Sum
 
 from curation.models import Score, ScorerRun
 from medstudio.audit.services import audit_log

@@ -220,13 +220,21 @@ def assignment_next(*, queue: Queue, user) -> Assignment | None:
         if active is not None:
             return active
         mine = Assignment.objects.filter(queue=queue, annotator=key).values("item_id")
+        # Order by position alone: the (queue, status, position) index then yields the first free
+        # slot directly; adding a tie-breaker (id) made PostgreSQL sort every free slot of the
+        # queue on each claim (46 ms vs 0.2 ms for 2,300 slots, EXPLAIN ANALYZE).
         free = (Assignment.objects.filter(queue=queue, status=Status.FREE).exclude(item_id__in=mine)
-                .order_by("position", "id"))
+                .order_by("position"))
         won, cand, now = 0, None, timezone.now()
         try:
             # One transaction, no savepoint: if the UPDATE breaks a constraint, nothing else was
             # done in it, so rolling all of it back is exactly right (and saves two round trips).
             with transaction.atomic():
+                if skip_locked:
+                    # A claim lost in a crash only leaves its slot free again, so this transaction
+                    # need not wait for the WAL flush (labels, in label_submit, always do).
+                    with connection.cursor() as cur:
+                        cur.execute("SET LOCAL synchronous_commit TO OFF")
                 pick = free.select_related("item__record")
                 if skip_locked:
                     # Rows another clinician is claiming right now are skipped, not waited for;

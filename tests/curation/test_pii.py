@@ -111,3 +111,10 @@ def test_shared_medical_qa_has_few_detections():
             texts.append(r["question"] + "\n" + r["answer"])
     flagged = [t for t in texts if pii.detect(t)]
     assert len(flagged) <= 0.01 * len(texts), flagged[:5]
+
+
+def test_north_american_numbers_in_english_text():
+    spans = pii.detect("That would be (202) 225-2815. Or call 650-253-0000 ext. The year 1600-1800 is not a phone.")
+    assert [(s.type, s.text) for s in spans] == [("phone", "(202) 225-2815"), ("phone", "650-253-0000")]
+    # Chinese text keeps the mainland rules only
+    assert pii.detect("请在1600-1800之间来电") == []

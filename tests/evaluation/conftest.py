@@ -9,6 +9,21 @@ import pytest
 DATA = os.environ.get("MEDSTUDIO_SHARED_DATA", "/work/shared/data")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models on a shared, oversubscribed 2-core box run ~10x faster on one intra-op thread
+    (measured: 60-token generation 0.8 s vs 8.9 s); restored when the session ends."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def train_to_memorise(path, texts, steps=50):
     """A few dozen Adam steps on the exact text: enough for a 2-layer model to recite it."""
     import torch

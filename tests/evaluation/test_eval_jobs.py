@@ -13,8 +13,7 @@ from django.urls import reverse
 from medstudio.audit.models import AuditEvent
 from tests.fakes.openai_server import Status, fake_openai_server
 from training.evaluation import selectors, services
-from training.evaluation.models import EvalItem, EvalRun, HighRiskStore, MemorizationHit
-from training.pipeline.extraction import extract_choice
+from training.evaluation.models import EvalRun, HighRiskStore, MemorizationHit
 
 pytestmark = pytest.mark.django_db
 
@@ -219,6 +218,7 @@ def test_memorisation_hits_link_records_store_is_built_and_curator_reviews(make_
     assert resp.status_code == 302
     hit.refresh_from_db()
     assert hit.status == "exclude" and hit.reviewed_by is not None
+    assert list(selectors.memorised_record_ids(dataset_id=ds.pk)) == [target.pk]
     assert AuditEvent.objects.filter(action="evaluation.hit_review").exists()
     assert client_for("clinician").post(reverse("evaluation:hit_review", args=[hit.pk]), {"status": "open"}).status_code == 403
 

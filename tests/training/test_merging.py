@@ -133,3 +133,40 @@ def test_rejects_bad_keep_probability_and_unnamed_groups():
     with pytest.raises(ValueError):
         OnlineMergingAdamW([{"params": [prm]}], {})
     assert math.isfinite(OnlineMergingAdamW([("w", prm)], {}).p)
+
+
+def test_fsdp2_dtensor_parameters_use_their_local_shard(tmp_path):
+    """Under FSDP2 parameters are DTensors: tau is sharded like them and the update is unchanged.
+
+    One gloo rank here (the shard is the whole tensor), enough to run the DTensor code path;
+    multi-rank FSDP needs GPUs and was not run.
+    """
+    dist = pytest.importorskip("torch.distributed")
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor, Shard, distribute_tensor
+
+    from training.pipeline.merging import sharded_task_vector
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        w0 = torch.tensor([[1.0, -2.0], [3.0, 0.5]])
+        base = {"w": torch.tensor([[0.5, -2.5], [3.0, 1.0]])}
+        g = torch.tensor([[0.5, 1.0], [-2.0, 4.0]])
+        mask = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+
+        def run(param):
+            tau = sharded_task_vector([("w", param)], base, p=1.0, clip=10.0)
+            opt = OnlineMergingAdamW([("w", param)], tau, lr=0.1, weight_decay=0.1, p=0.5, alpha=0.2,
+                                     rescale=False, mask_fn=lambda *a: mask)
+            param.grad = distribute_tensor(g, mesh, [Shard(0)]) if isinstance(param, DTensor) else g.clone()
+            opt.step()
+            return tau["w"], param.full_tensor() if isinstance(param, DTensor) else param.detach()
+
+        tau_d, out_d = run(torch.nn.Parameter(distribute_tensor(w0.clone(), mesh, [Shard(0)])))
+        tau_p, out_p = run(torch.nn.Parameter(w0.clone()))
+        assert torch.equal(tau_d, w0 - base["w"]) and torch.equal(tau_p, tau_d)
+        assert torch.allclose(out_d, out_p, atol=1e-7)
+        assert not torch.allclose(out_d, w0)
+    finally:
+        dist.destroy_process_group()

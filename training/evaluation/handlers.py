@@ -7,7 +7,6 @@ generator and embedder objects, not here.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Callable

@@ -134,3 +134,12 @@ def compare(*, a: EvalRun, b: EvalRun) -> dict[str, Any]:
         tk = [k for k in keys if k[1] == turn]
         per_turn[turn] = ev.pairwise_from_scores({k: da[k][0] for k in tk}, {k: db[k][0] for k in tk})["mean"]
     return {"n_shared": len(keys), "judged": judged, "rouge": rouge, "per_turn": per_turn}
+
+
+def memorised_record_ids(*, dataset_id: int | None = None, status: str = "exclude") -> QuerySet:
+    """Ids of records curators marked for exclusion after a memorisation audit: the hook a selection
+    or recipe uses to leave them out of the next training set."""
+    qs = MemorizationHit.objects.filter(status=status)
+    if dataset_id is not None:
+        qs = qs.filter(record__dataset_id=dataset_id)
+    return qs.values_list("record_id", flat=True).distinct()

@@ -5,15 +5,14 @@ Plain Python: no Django. torch / transformers / vllm are imported inside the gen
 """
 from __future__ import annotations
 
-import math
 import re
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Protocol, Sequence
 
 from training.pipeline.extraction import Extraction, extract_choice, is_correct
-from training.pipeline.rouge import WinTieLoss, rouge_l, win_tie_loss
+from training.pipeline.rouge import rouge_l, win_tie_loss
 
 Message = dict[str, Any]
 
@@ -484,6 +483,3 @@ def make_generator(spec: dict[str, Any]) -> Generator:
         )
     raise GeneratorUnavailable(f"unknown generation backend {backend!r}: use transformers, vllm or openai")
 
-
-def finite(x: float | None) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x

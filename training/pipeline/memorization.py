@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from training.pipeline.rouge import _TOKEN_RE, rouge_l
-import unicodedata
 
 # SF-Med appendix B: ROUGE-L above 0.8 = memorised; cosine above 0.8 = high-risk. Both editable.
 DEFAULT_ROUGE_THRESHOLD = 0.8

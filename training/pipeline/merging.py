@@ -18,8 +18,9 @@ reference code is not a package; this is a plain AdamW with the merge inserted, 
 merge can be unit-tested with an injected mask.
 
 Parameter names are required (tau is looked up by name), so this runs under a single process,
-DDP, or FSDP with ``use_orig_params=True``; DeepSpeed ZeRO partitions flatten parameters and hide
-names, so a DPO run with merging must not use zero3 (specs.py rejects that combination).
+DDP, or FSDP2 (transformers 5's default FSDP; parameters stay named DTensors and every tensor
+here is the rank's local shard, see sharded_task_vector); DeepSpeed ZeRO partitions flatten
+parameters and hide names, so a DPO run with merging must not use zero3 (specs.py rejects it).
 """
 from __future__ import annotations
 
@@ -64,6 +65,49 @@ def task_vector(
         diff = dare(diff, p, generator=generator) if method == "ondare" else topk_magnitude(diff, p)
         out[name] = diff.clamp_(-clip, clip).to(w.dtype)
     return out
+
+
+def _dtensor_cls():
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # torch built without distributed
+        return None
+    return DTensor
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """The shard this rank holds (FSDP2 parameters are DTensors); plain tensors unchanged."""
+    cls = _dtensor_cls()
+    return t.to_local() if cls is not None and isinstance(t, cls) else t
+
+
+def sharded_task_vector(
+    named_params, base: dict[str, torch.Tensor], *, p: float, clip: float, method: str = "ondare",
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """tau for the parameters this rank holds, shaped like its local shards.
+
+    Under FSDP2 each parameter is a DTensor; theta_base is sharded the same way
+    (distribute_tensor, a collective: every rank must call this with the same parameter order),
+    so tau, the mask and the update all live on the local shard. OnTIES' top-p is then taken per
+    shard, an approximation of the global top-p.
+    """
+    cls = _dtensor_cls()
+    sft_local: dict[str, torch.Tensor] = {}
+    base_local: dict[str, torch.Tensor] = {}
+    for name, prm in named_params:
+        b = base.get(name)
+        if b is None:
+            continue
+        if cls is not None and isinstance(prm, cls):
+            from torch.distributed.tensor import distribute_tensor
+
+            if tuple(b.shape) != tuple(prm.shape):
+                continue
+            b = distribute_tensor(b.to(prm.dtype).to(prm.to_local().device), prm.device_mesh, prm.placements).to_local()
+        sft_local[name] = local(prm.detach())
+        base_local[name] = b
+    return task_vector(sft_local, base_local, p=p, clip=clip, method=method, generator=generator)
 
 
 class OnlineMergingAdamW(torch.optim.Optimizer):
@@ -136,12 +180,12 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
             for name, param in zip(group["names"], group["params"]):
                 if param.grad is None:
                     continue
-                grad = param.grad.float()
+                grad = local(param.grad).float()
                 state = self.state[param]
                 if not state:
                     state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(param, dtype=torch.float32)
-                    state["exp_avg_sq"] = torch.zeros_like(param, dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(local(param), dtype=torch.float32)
+                    state["exp_avg_sq"] = torch.zeros_like(local(param), dtype=torch.float32)
                 state["step"] += 1
                 t = state["step"]
                 m, v = state["exp_avg"], state["exp_avg_sq"]
@@ -162,9 +206,10 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
                         tv = torch.where(torch.sign(tv) == elected, tv, torch.zeros_like(tv))
                     delta = self.alpha * tv + (1 - self.alpha) * d
                 # Decoupled weight decay on theta before this update, as torch.optim.AdamW does.
-                work = param.data.float()
+                shard = local(param)
+                work = shard.float()
                 work.mul_(1 - lr * wd).add_(delta)
-                param.data.copy_(work.to(param.dtype))
+                shard.copy_(work.to(shard.dtype))
         return loss
 
 

@@ -168,9 +168,10 @@ def _common_args(spec: TrainingSpec, has_eval: bool, run_dir: Path) -> dict[str,
     if spec.resources.distributed == "zero3":
         args["deepspeed"] = str(run_dir / "ds_zero3.json")
     elif spec.resources.distributed == "fsdp":
-        # use_orig_params keeps parameter names, which the merging optimizer needs.
+        # FSDP2 (transformers 5's default) keeps named DTensor parameters, which the merging
+        # optimizer needs (it works on each rank's local shard).
         args["fsdp"] = "full_shard auto_wrap"
-        args["fsdp_config"] = {"use_orig_params": True}
+        args["fsdp_config"] = {"version": 2}
     return args
 
 
@@ -178,7 +179,7 @@ def _merging_trainer_cls(base_cls, spec: TrainingSpec, metrics_path: str):
     """A DPOTrainer whose optimizer is OnlineMergingAdamW, built from named parameters."""
     import torch
 
-    from training.pipeline.merging import OnlineMergingAdamW, clean_name, named_param_groups, task_vector
+    from training.pipeline.merging import OnlineMergingAdamW, clean_name, named_param_groups, sharded_task_vector
 
     class MergingTrainer(base_cls):
         def create_optimizer(self, model=None):
@@ -189,10 +190,13 @@ def _merging_trainer_cls(base_cls, spec: TrainingSpec, metrics_path: str):
                 opt_model = self.model if model is None else model
                 base = AutoModelForCausalLM.from_pretrained(m.base_model)
                 base_state = {clean_name(k): v for k, v in base.state_dict().items()}
-                sft_state = {clean_name(n): p.detach() for n, p in opt_model.named_parameters()}
+                named = [(clean_name(n), p) for n, p in opt_model.named_parameters() if p.requires_grad]
                 gen = torch.Generator().manual_seed(spec.seed)
-                tau = task_vector(sft_state, base_state, p=m.p, clip=m.clip, method=m.method, generator=gen)
+                tau = sharded_task_vector(named, base_state, p=m.p, clip=m.clip, method=m.method, generator=gen)
                 del base, base_state
+                missing = [n for n, _ in named if n not in tau]
+                if not tau:
+                    raise RuntimeError(f"online merging: no parameter of the DPO model matches theta_base {m.base_model}")
                 self.optimizer = OnlineMergingAdamW(
                     named_param_groups(opt_model, self.args.weight_decay), tau,
                     lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2),
@@ -201,7 +205,7 @@ def _merging_trainer_cls(base_cls, spec: TrainingSpec, metrics_path: str):
                     generator=torch.Generator().manual_seed(spec.seed + 1),
                 )
                 append_jsonl(metrics_path, {"event": "merging", "method": m.method, "p": m.p, "alpha": m.alpha,
-                                            "tau_tensors": len(tau), "base_model": m.base_model})
+                                            "tau_tensors": len(tau), "without_tau": missing[:20], "base_model": m.base_model})
             return self.optimizer
 
     return MergingTrainer
