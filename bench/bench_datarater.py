@@ -82,7 +82,7 @@ def main() -> None:
     scorer.score_batch(records[:64])  # warm-up
     bare.encode(texts[:64], batch_size=args.batch_size)
 
-    # Interleaved repeats, so a change in machine load hits every method alike.
+    # Interleaved, rotated repeats, so a change in machine load hits every method alike.
     methods = {
         "bare encode": lambda: bare.encode(texts, batch_size=args.batch_size, convert_to_numpy=True,
                                            normalize_embeddings=True, show_progress_bar=False),
@@ -92,9 +92,11 @@ def main() -> None:
     results: dict[str, list[float]] = {k: [] for k in methods}
     cpu: dict[str, list[float]] = {k: [] for k in methods}
     outputs = {}
-    for _ in range(args.repeats):
-        for name, fn in methods.items():
-            outputs[name], wall, used = timed(fn)
+    names = list(methods)
+    for r in range(args.repeats):
+        # Rotate the order each repeat so no method always runs first (or right after another).
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            outputs[name], wall, used = timed(methods[name])
             results[name].append(wall)
             cpu[name].append(used)
     out = outputs["datarater (embedding)"]

@@ -8,7 +8,7 @@ from django.conf import settings
 
 from curation.scoring import record_view
 from medstudio.datasets.models import Record
-from medstudio.jobs.context import JobContext, JobFailed
+from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
 from medstudio.jobs.registry import job_handler
 
 from . import scorers, services
@@ -30,6 +30,9 @@ def train_job(ctx: JobContext) -> dict:
         return _train(ctx, model)
     except JobFailed:
         raise
+    except JobCancelled:
+        services.trained_model_finish(model=model, status="cancelled", error="cancelled")
+        raise
     except Exception as exc:
         # Anything unexpected still leaves the version visibly failed, not "training" forever.
         services.trained_model_finish(model=model, status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -43,7 +46,10 @@ def _train(ctx: JobContext, model: TrainedModel) -> dict:
     ctx.progress(done=0, total=3)
     labels, n_labelled = training_labels(model)
     ctx.log(f"{n_labelled} labelled items, {len(labels)} kept by the consensus rule")
-    by_id = {r.pk: r for r in Record.objects.filter(pk__in=[rid for rid, _ in labels]).select_related("dataset")}
+    ids = [rid for rid, _ in labels]
+    by_id = {}
+    for start in range(0, len(ids), 1000):  # bounded IN lists (SQLite caps query parameters)
+        by_id.update((r.pk, r) for r in Record.objects.filter(pk__in=ids[start:start + 1000]).select_related("dataset"))
     texts, values = [], []
     for rid, value in labels:
         rec = by_id.get(rid)

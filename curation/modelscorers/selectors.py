@@ -40,15 +40,16 @@ def training_labels(model: TrainedModel) -> tuple[list[tuple[int, Any]], int]:
     threshold = float(model.params.get("threshold", ag.DEFAULT_CONSENSUS_THRESHOLD))
     level = "nominal" if model.kind == RaterKind.DOMAIN else "ordinal"
     if src.get("queue_id"):
-        from medstudio.annotation.models import QueueItem
+        from medstudio.annotation.models import Queue, QueueItem
         from medstudio.annotation.selectors import consensus_outcomes
-
-        from medstudio.annotation.models import Queue
 
         queue = Queue.objects.select_related("question").get(pk=src["queue_id"])
         outcomes = consensus_outcomes(queue, threshold=threshold)
         agreed = {i: o.value for i, o in outcomes.items() if o.status in (ag.AGREED, ag.ADJUDICATED)}
-        rec = dict(QueueItem.objects.filter(pk__in=agreed).values_list("id", "record_id"))
+        rec: dict[int, int] = {}
+        item_ids = list(agreed)
+        for start in range(0, len(item_ids), 1000):  # bounded IN lists (SQLite caps query parameters)
+            rec.update(QueueItem.objects.filter(pk__in=item_ids[start:start + 1000]).values_list("id", "record_id"))
         labelled = sum(1 for o in outcomes.values() if o.values)
         return sorted((rec[i], v) for i, v in agreed.items()), labelled
     fields = list(src.get("fields") or [])

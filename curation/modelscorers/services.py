@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -56,9 +56,20 @@ def trained_model_create(*, user, kind: str, source: dict[str, Any], encoder: st
         raise ValueError("The validation fraction must lie between 0 and 0.9.")
     params = {"source": _validate_source(kind, source), "val_fraction": float(val_fraction), "seed": int(seed),
               "threshold": float(threshold)}
-    last = TrainedModel.objects.select_for_update().filter(kind=kind).aggregate(v=Max("version"))["v"] or 0
-    model = TrainedModel.objects.create(kind=kind, version=last + 1, encoder=encoder, encoder_model=encoder_model,
-                                        params=params, created_by=user if getattr(user, "is_authenticated", False) else None)
+    creator = user if getattr(user, "is_authenticated", False) else None
+    # Next version number: two curators training at once may pick the same one; the unique
+    # (kind, version) constraint rejects the loser, who takes the next number (savepoint per try;
+    # PostgreSQL allows no FOR UPDATE with an aggregate, so no lock is taken here).
+    for attempt in range(5):
+        last = TrainedModel.objects.filter(kind=kind).aggregate(v=Max("version"))["v"] or 0
+        try:
+            with transaction.atomic():
+                model = TrainedModel.objects.create(kind=kind, version=last + 1, encoder=encoder,
+                                                    encoder_model=encoder_model, params=params, created_by=creator)
+            break
+        except IntegrityError:
+            if attempt == 4:
+                raise
     audit_log(actor=user, action="modelscorers.trained_model_create", target=model,
               data={"kind": kind, "version": model.version, "encoder": encoder, "params": params})
     # Embedding encoders want the GPU workers; the hashed path is CPU work.

@@ -9,10 +9,12 @@ the new threshold are read, through the Score table's (run, value) index. See do
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.cache import cache
+from django.db import connection, transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Floor, Substr
 from django.db.models.lookups import Exact
@@ -24,8 +26,9 @@ from .models import MatrixSlot, Mixture, Recipe, RecipeVersion, ScoreMatrix, Sel
 from .spec import Bound, BoundMove, Spec, diff_specs, single_bound_move
 
 CACHE_SECONDS = 3600
-# Above this share of a scorer's value range, a band read costs more than a full scan.
-DELTA_MAX_SHARE = 0.2
+# Above about this many records in the band, reading them one by one (a primary-key lookup each)
+# costs more than one sequential scan of the matrix (measured at 1M records, docs/BENCHMARKS.md).
+DELTA_MAX_ROWS = 20_000
 
 
 @dataclass
@@ -132,6 +135,21 @@ def kept_q(scope: Scope, spec: Spec, only: list[int] | None = None) -> Q:
     return out
 
 
+def _band_rows(scope: Scope, sc: "ScopeScorer", lo_v: float, hi_v: float) -> float:
+    """Records with a value in [lo_v, hi_v]: from the page's cached histogram, else assuming uniform values."""
+    hist = cache.get(f"studio:hist:{scope.version}:{sc.name}:30:None")
+    if hist and hist.get("lo") is not None and hist["hi"] > hist["lo"]:
+        width = (hist["hi"] - hist["lo"]) / hist["bins"]
+        counts = [sum(col) for col in zip(*hist["series"].values())]
+        total = 0.0
+        for i, n in enumerate(counts):
+            a, b = hist["lo"] + i * width, hist["lo"] + (i + 1) * width
+            overlap = max(0.0, min(b, hi_v) - max(a, lo_v))
+            total += n * overlap / width
+        return total
+    return sc.n_values * (hi_v - lo_v) / (sc.hi - sc.lo)
+
+
 def _band_q(scope: Scope, spec: Spec, move: BoundMove) -> tuple[Q, int] | None:
     """Records whose verdict flips when one threshold moves, and the sign (+1 gained, -1 lost)."""
     sc = scope.value.get(move.scorer)
@@ -147,7 +165,7 @@ def _band_q(scope: Scope, spec: Spec, move: BoundMove) -> tuple[Q, int] | None:
     if sc.lo is not None and sc.hi is not None and sc.hi > sc.lo:
         lo_v = max(min(vals) if len(vals) == 2 else (sc.lo if move.side == "min" else vals[0]), sc.lo)
         hi_v = min(max(vals) if len(vals) == 2 else (vals[0] if move.side == "min" else sc.hi), sc.hi)
-        if (hi_v - lo_v) / (sc.hi - sc.lo) > DELTA_MAX_SHARE:
+        if _band_rows(scope, sc, lo_v, hi_v) > DELTA_MAX_ROWS:
             return None
     others = kept_q(scope, spec.without(move.scorer))
     band = Q()
@@ -177,9 +195,28 @@ def _band_q(scope: Scope, spec: Spec, move: BoundMove) -> tuple[Q, int] | None:
     return (band & others), (-1 if lost else 1)
 
 
+@contextmanager
+def _hash_aggregation():
+    """On PostgreSQL, make grouped counts hash-aggregate.
+
+    The planner multiplies the selectivities of the conditions and expects a few hundred kept rows,
+    so it sorts them for a GroupAggregate; with a third of a million rows the sort spills to disk.
+    Measured at 1M records: 596-717 ms with the sort, 278-335 ms hashed (docs/BENCHMARKS.md).
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL enable_sort = off")
+            cur.execute("SET LOCAL jit = off")  # compiling costs more than the scan it would speed up
+        yield
+
+
 def _groups(qs) -> dict[tuple[str, str], list[int]]:
-    return {(r["lang"], r["source"]): [r["n"], r["t"] or 0]
-            for r in qs.values("lang", "source").annotate(n=Count("pk"), t=Sum("n_tokens")).order_by()}
+    with _hash_aggregation():
+        return {(r["lang"], r["source"]): [r["n"], r["t"] or 0]
+                for r in qs.values("lang", "source").annotate(n=Count("pk"), t=Sum("n_tokens")).order_by()}
 
 
 def scope_totals(scope: Scope) -> dict[tuple[str, str], list[int]]:

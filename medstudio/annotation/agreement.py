@@ -147,6 +147,16 @@ class PairAgreement:
     alpha: float | None  # Krippendorff's alpha on the two annotators alone
     exact: float | None  # share of shared units with identical values
     mean_abs_diff: float | None = None  # ordinal only
+    spearman: float | None = None  # ordinal only: scale-free, the fair view of a scorer vs clinicians
+
+
+def _spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Spearman's rho via SciPy; None below three pairs or when either side is constant."""
+    if len(xs) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return None
+    from scipy.stats import spearmanr
+
+    return _clean(float(spearmanr(xs, ys).statistic))
 
 
 @dataclass
@@ -199,7 +209,7 @@ def agreement_report(ratings: Ratings, *, level: str, weights: str = "quadratic"
         n = len(xs)
         if level == "nominal":
             kappa = cohen_kappa(xs, ys)
-            mad = None
+            mad = rho = None
         else:
             fx, fy = [_to_number(x) for x in xs], [_to_number(y) for y in ys]
             keep = [(x, y) for x, y in zip(fx, fy) if x is not None and y is not None]
@@ -210,10 +220,12 @@ def agreement_report(ratings: Ratings, *, level: str, weights: str = "quadratic"
             else:
                 kappa = cohen_kappa(fx, fy, weights=weights)
             mad = sum(abs(x - y) for x, y in zip(fx, fy)) / n if n else None
+            rho = _spearman(fx, fy)
         two = {u: {a: per[a], b: per[b]} for u, per in ratings.items() if per.get(a) is not None and per.get(b) is not None}
         alpha = krippendorff_alpha(two, level=level, annotators=[a, b]) if n >= 2 else None
         exact = (sum(1 for x, y in zip(xs, ys) if x == y) / len(xs)) if xs else None
-        rep.pairs.append(PairAgreement(a=a, b=b, n=n, kappa=kappa, alpha=alpha, exact=exact, mean_abs_diff=mad))
+        rep.pairs.append(PairAgreement(a=a, b=b, n=n, kappa=kappa, alpha=alpha, exact=exact, mean_abs_diff=mad,
+                                       spearman=rho))
     if level == "nominal":
         rep.fleiss, rep.fleiss_units, _ = fleiss_kappa(ratings)
     rep.alpha = krippendorff_alpha(ratings, level=level, annotators=annotators)

@@ -73,11 +73,13 @@ def _label_rows(queue: Queue, sources=("human", "model")):
             .values_list("item_id", "annotator", "values").order_by("item_id", "annotator"))
 
 
-def ratings_by_measure(queue: Queue, *, sources=("human", "model"), with_scorer: bool = True) -> dict[str, dict]:
+def ratings_by_measure(queue: Queue, *, sources=("human", "model"), with_scorer: bool = True,
+                       scorer_runs=()) -> dict[str, dict]:
     """{field: {unit: {annotator: value}}} for every measure of the queue's question.
 
     With a suggestion scorer run, the scorer joins as annotator "scorer:<name>" on the primary
-    field, so clinicians-vs-scorer agreement comes out of the same report.
+    field, so clinicians-vs-scorer agreement comes out of the same report. Other scorer runs on
+    the queue's dataset join the same way as "scorer:<name>#<run id>".
     """
     kind = queue.question.kind
     out: dict[str, dict] = {m.field: {} for m in qs.measures(kind, queue.question.schema)}
@@ -92,11 +94,32 @@ def ratings_by_measure(queue: Queue, *, sources=("human", "model"), with_scorer:
             v = (sugg or {}).get("value")
             if v is not None and item_id in out[primary.field]:
                 out[primary.field][item_id][key] = v
+    if scorer_runs and primary and primary.level == "ordinal":
+        from curation.models import Score
+
+        item_of = dict(QueueItem.objects.filter(queue=queue).values_list("record_id", "id"))
+        for run in scorer_runs:
+            key = f"scorer:{run.scorer}#{run.pk}"
+            rows = Score.objects.filter(run=run, record_id__in=list(item_of), value__isnull=False)
+            for record_id, v in rows.values_list("record_id", "value"):
+                unit = out[primary.field].get(item_of[record_id])
+                if unit is not None:
+                    unit[key] = v
     return out
 
 
-def queue_agreement(queue: Queue) -> list[tuple[qs.Measure, ag.AgreementReport]]:
-    data = ratings_by_measure(queue)
+def comparable_runs(queue: Queue):
+    """Scorer runs on the queue's dataset that can be compared with the labels (ordinal questions)."""
+    from curation.models import ScorerRun
+
+    primary = qs.primary_measure(queue.question.kind)
+    if primary is None or primary.level != "ordinal":
+        return ScorerRun.objects.none()
+    return ScorerRun.objects.filter(dataset_id=queue.dataset_id).exclude(pk=queue.suggestion_run_id)
+
+
+def queue_agreement(queue: Queue, *, scorer_runs=()) -> list[tuple[qs.Measure, ag.AgreementReport]]:
+    data = ratings_by_measure(queue, scorer_runs=scorer_runs)
     reports = []
     for m in qs.measures(queue.question.kind, queue.question.schema):
         ratings = data.get(m.field) or {}

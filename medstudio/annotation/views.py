@@ -330,7 +330,10 @@ def judge(request, pk: int):
 @role_required(Role.CURATOR)
 def agreement(request, pk: int):
     queue = get_object_or_404(Queue.objects.select_related("question", "suggestion_run"), pk=pk)
-    reports = selectors.queue_agreement(queue)
+    runs = list(selectors.comparable_runs(queue)[:50])
+    wanted = {_int(x) for x in request.GET.getlist("run")}
+    chosen = [r for r in runs if r.pk in wanted]
+    reports = selectors.queue_agreement(queue, scorer_runs=chosen)
     keys = sorted({a for _, r in reports for a in r.annotators})
     names = selectors.annotator_names(keys)
     sections = []
@@ -350,7 +353,8 @@ def agreement(request, pk: int):
             k = f"{o.spread:g}"
             spreads[k] = spreads.get(k, 0) + 1
     spread_svg = plots.histogram(sorted(spreads.items(), key=lambda kv: float(kv[0])), title="spread per item")
-    return render(request, "annotation/agreement.html", {"queue": queue, "sections": sections, "spread_svg": spread_svg})
+    return render(request, "annotation/agreement.html", {"queue": queue, "sections": sections, "spread_svg": spread_svg,
+                                                          "runs": runs, "chosen": {r.pk for r in chosen}})
 
 
 @role_required(Role.CURATOR)

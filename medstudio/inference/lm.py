@@ -230,7 +230,8 @@ def vllm_available() -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=2)
+# Three: Deita holds two scorer models and ConFilter one, on the same worker.
+@functools.lru_cache(maxsize=3)
 def load_causal_lm(model_ref: str, *, setting: str, backend: str = "auto", device: str | None = None,
                    dtype: str | None = None, max_length: int | None = None, token_budget: int = 16384) -> CausalLM:
     """The scoring LM for a configuration, cached per process. backend: auto | transformers | vllm."""

@@ -217,3 +217,24 @@ def test_rerunning_a_judge_pass_asks_only_about_unlabelled_items(make_dataset, c
     assert len(calls) == 4  # 3 in the first run, only the failed item again
     assert Label.objects.filter(queue=queue, annotator="model:m#1").count() == 3
     assert not Assignment.objects.filter(queue=queue, status=Status.FAILED).exists()
+
+
+@pytest.mark.django_db
+def test_any_scorer_run_on_the_dataset_can_be_compared_with_clinicians(make_dataset, curator, django_user_model):
+    from curation.models import Score, ScorerRun
+
+    doc = user(django_user_model, "dr_s")
+    queue = rating_queue(make_dataset, curator, n_docs=5, per_item=1, name="cmp")
+    recs = list(queue.items.order_by("record_id").values_list("record_id", flat=True))
+    clin = dict(zip(recs, [0, 2, 3, 5, 4]))
+    deita_vals = dict(zip(recs, [3.0, 7.5, 6.0, 30.0, 12.0]))  # another scale entirely
+    run = ScorerRun.objects.create(dataset=queue.dataset, scorer="deita", status="succeeded")
+    Score.objects.bulk_create([Score(run=run, record_id=r, value=v) for r, v in deita_vals.items()])
+    while (a := services.assignment_next(queue=queue, user=doc)) is not None:
+        services.label_submit(assignment_id=a.pk, user=doc, answer={"score": clin[a.item.record_id]}, revision=a.revision)
+    rep = dict((m.field, r) for m, r in selectors.queue_agreement(queue, scorer_runs=[run]))["score"]
+    pair = rep.pair(f"user:{doc.pk}", f"scorer:deita#{run.pk}")
+    # ranks: clinician 1,2,3,5,4; deita 1,3,2,5,4 -> d = 0,-1,1,0,0 -> rho = 1 - 6*2/(5*24) = 0.9
+    assert pair.n == 5 and pair.spearman == pytest.approx(0.9)
+    page = login(curator).get(reverse("annotation:agreement", args=[queue.pk]), {"run": run.pk})
+    assert f"deita#{run.pk}".encode() in page.content and b"0.900" in page.content

@@ -219,3 +219,16 @@ def test_minhash_per_source_inside_one_dataset_and_cluster_partial(make_dataset,
     part = curator.get(reverse("curation:run_detail", args=[run.pk]), {"part": "clusters"}, HTTP_HX_REQUEST="true")
     html = part.content.decode()
     assert html.lstrip().startswith('<section id="clusters">') and html.count('class="side-by-side"') == 2
+
+
+def test_minhash_keep_policy_uses_a_chosen_scorer_run(make_dataset, client_for):
+    docs = _rows("general_en.jsonl", 6)
+    rows = [{"id": d["id"], "lang": "en", "title": d["title"], "text": d["text"]} for d in docs[:5]]
+    rows.append({"id": "copy", "lang": "en", "title": "c", "text": docs[0]["text"] + " Contact me at a.b@example.com"})
+    ds = make_dataset("policy-score", "document", rows)
+    curator = client_for("curator")
+    pii_run = _start(curator, ds, "pii")  # value = number of PII spans: the copy scores 1, the original 0
+    run = _start(curator, ds, "minhash", {"policy": "score", "keep_scorer_run": pii_run.pk})
+    assert run.status == "succeeded", run.job.error
+    dropped = list(run.scores.filter(keep=False).values_list("record__external_id", flat=True))
+    assert dropped == [docs[0]["id"]], "the member with the highest score of the chosen run is kept"

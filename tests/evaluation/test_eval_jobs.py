@@ -179,6 +179,11 @@ def test_consultation_judged_per_turn_and_compared_from_individual_scores(make_d
     assert cmp["rouge"]["win"] == n_items
     html = client_for("curator").get(reverse("evaluation:compare") + f"?a={good.pk}&b={bad.pk}").content.decode()
     assert 'id="judge-wtl"' in html and 'id="turn-wtl"' in html
+    page = client_for("curator").get(reverse("evaluation:run", args=[good.pk])).content.decode()
+    table = page.split('id="per-turn"')[1].split("</table>")[0]
+    n_turns = max(sum(t["role"] == "assistant" for t in r["turns"]) for r in rows)
+    assert table.count("<tr>") == 1 + n_turns + 1  # header, one row per turn, "all"
+    assert client_for("curator").get(reverse("evaluation:run", args=[bad.pk]) + "?only=failed").status_code == 200
 
 
 def test_memorisation_hits_link_records_store_is_built_and_curator_reviews(make_dataset, shared_data, admin_user, client_for, settings):
@@ -219,6 +224,11 @@ def test_memorisation_hits_link_records_store_is_built_and_curator_reviews(make_
     hit.refresh_from_db()
     assert hit.status == "exclude" and hit.reviewed_by is not None
     assert list(selectors.memorised_record_ids(dataset_id=ds.pk)) == [target.pk]
+    # from the hits page, HTMX swaps just the row
+    row = client_for("curator").post(reverse("evaluation:hit_review", args=[hit.pk]), {"status": "accepted"}, HTTP_HX_REQUEST="true")
+    assert row.status_code == 200 and row.content.decode().lstrip().startswith(f'<tr id="hit-{hit.pk}"')
+    hit.refresh_from_db()
+    assert hit.status == "accepted" and not selectors.memorised_record_ids(dataset_id=ds.pk).exists()
     assert AuditEvent.objects.filter(action="evaluation.hit_review").exists()
     assert client_for("clinician").post(reverse("evaluation:hit_review", args=[hit.pk]), {"status": "open"}).status_code == 403
 
@@ -346,3 +356,19 @@ def test_store_check_from_the_run_page_says_whether_a_prompt_is_high_risk(make_d
     assert other.result["high_risk"] is False and other.result["max_cosine"] < 0.8
     assert strict.result["high_risk"] is False  # cosine 1.0 is not above an edited threshold of 1
     assert client_for("clinician").post(reverse("evaluation:store_check", args=[store.pk]), {"prompt": "x"}).status_code == 403
+
+
+def test_evaluate_command_runs_in_process_and_prints_the_summary(make_dataset, shared_data, settings, capsys):
+    from django.core.management import CommandError, call_command
+
+    rows = _cmmlu(shared_data, per_subject=2)
+    make_dataset("cmmlu-cli", "mcq", rows)
+    settings.JOBS_EAGER = False  # the command itself runs the job
+    with fake_openai_server(chat=mcq_replier(rows, lambda i, s: True)) as url:
+        call_command("evaluate", "--kind", "mcq", "--dataset", "cmmlu-cli", "--backend", "openai", "--base-url", url,
+                     "--model", "m", "--name", "cli", "--param", "seeds=[0]")
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "succeeded"
+    assert out["summary"]["overall"]["mean"] == pytest.approx(expected_acc(rows, lambda i, s: True, 0))
+    with pytest.raises(CommandError, match="no dataset"):
+        call_command("evaluate", "--kind", "mcq", "--dataset", "nope", "--backend", "openai")

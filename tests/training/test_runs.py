@@ -168,3 +168,42 @@ def test_management_command_validates(base_model, make_dataset):
     with pytest.raises(CommandError, match="does not exist|no dataset"):
         call_command("train", "--stage", "sft", "--base", "tiny-llama", "--dataset", "nope")
     assert ModelRef.objects.count() == 1
+
+
+class _WorkerDied(BaseException):
+    """Stands in for a worker killed mid-run (not an Exception: the job framework must not catch it)."""
+
+
+@pytest.mark.slow
+def test_job_resumes_after_worker_loss_from_last_checkpoint(base_model, make_dataset, admin_user, monkeypatch, settings):
+    from medstudio.jobs.services import job_execute, jobs_recover
+
+    ds = make_dataset("docs", "document", _raw_docs())
+    real = services.run_events_record
+    state = {"die": True}
+
+    def record_then_die(*, run, rows):
+        step = real(run=run, rows=rows)
+        if state["die"] and any(r.get("event") == "checkpoint" for r in rows):
+            state["die"] = False
+            raise _WorkerDied()
+        return step
+
+    monkeypatch.setattr(services, "run_events_record", record_then_die)
+    spec = default_spec("cpt-stable", base_model.path, max_steps=8, save_steps=3, learning_rate=1e-3, **TINY)
+    run = services.training_run_start(actor=admin_user, spec=spec, base_model=base_model,
+                                      data_ref={"type": "dataset", "id": ds.pk}, enqueue=False)
+    with pytest.raises(_WorkerDied):
+        job_execute(job_id=run.job_id)
+    job = Job.objects.get(pk=run.job_id)
+    assert job.status == "running" and job.cursor["metrics_offset"] > 0 and job.cursor["data"]["n_records"] == 3
+
+    settings.JOB_STALE_SECONDS = 0
+    assert jobs_recover() == [job.pk]  # eager: the re-queued job runs again right here
+    run.refresh_from_db()
+    job.refresh_from_db()
+    assert run.status == "succeeded" and job.status == "succeeded" and job.attempts == 2
+    assert any("Resuming from" in m for m in job.logs.values_list("message", flat=True))
+    assert run.step == 8
+    steps = list(RunMetric.objects.filter(run=run, name="loss").order_by("step").values_list("step", flat=True))
+    assert steps == sorted(set(steps)) and steps[-1] == 8

@@ -48,7 +48,8 @@ def _check_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 @transaction.atomic
 def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_spec: dict[str, Any],
-                   params: dict[str, Any] | None = None, repeat_of: EvalRun | None = None, model_ref=None) -> EvalRun:
+                   params: dict[str, Any] | None = None, repeat_of: EvalRun | None = None, model_ref=None,
+                   enqueue: bool = True) -> EvalRun:
     """Create an evaluation run and its job (enqueued on commit). A registry `model_ref` fills the
     local path (and the leaderboard name) when they are not given."""
     from medstudio.jobs.services import job_create
@@ -73,7 +74,7 @@ def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_
     run = EvalRun.objects.create(kind=kind, dataset=dataset, model_name=model_name.strip() or spec.get("path") or spec.get("model", "model"),
                                  model_spec=spec, params=merged, created_by=user, repeat_of=repeat_of,
                                  model_ref=model_ref)
-    job = job_create(kind=f"evaluation.{kind}", params={"run_id": run.pk, "dataset_id": dataset.pk}, user=user)
+    job = job_create(kind=f"evaluation.{kind}", params={"run_id": run.pk, "dataset_id": dataset.pk}, user=user, enqueue=enqueue)
     EvalRun.objects.filter(pk=run.pk).update(job=job)
     run.job = job
     audit_log(actor=user, action="evaluation.run_start", target=run,
