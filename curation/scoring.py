@@ -121,6 +121,13 @@ def _finish_run_if_complete(run: ScorerRun, current_job_id: int | None = None, c
     statuses = set(jobs.values_list("status", flat=True)) | {current_status}
     if statuses <= {JobStatus.SUCCEEDED}:
         ScorerRun.objects.filter(pk=run.pk).update(status="succeeded", finished_at=timezone.now())
+        from medstudio.jobs.registry import handlers
+
+        if "studio.matrix_sync" in handlers():
+            # Keep the threshold studio's score matrix current, without importing the studio here.
+            from medstudio.jobs.services import job_create
+
+            job_create(kind="studio.matrix_sync", params={"dataset_id": run.dataset_id}, user=run.created_by)
     elif JobStatus.FAILED in statuses and not statuses & {JobStatus.QUEUED, JobStatus.RUNNING}:
         ScorerRun.objects.filter(pk=run.pk).update(status="failed", finished_at=timezone.now())
 

@@ -227,7 +227,10 @@ def build_mixture_job(ctx: JobContext) -> dict:
 
     files, done = [], 0
     for i, part in enumerate(shard(draws, mix.shard_tokens)):
-        texts = dict(Record.objects.filter(pk__in={d.record_id for d in part}).values_list("id", "text"))
+        wanted = sorted({d.record_id for d in part})
+        texts = {}
+        for i0 in range(0, len(wanted), 5000):  # bounded IN lists (SQLite caps bound variables)
+            texts.update(Record.objects.filter(pk__in=wanted[i0:i0 + 5000]).values_list("id", "text"))
         name = f"shard-{i:05d}.jsonl"
         tmp = folder / (name + ".part")
         with tmp.open("w", encoding="utf-8") as fh:

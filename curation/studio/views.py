@@ -78,7 +78,11 @@ def _sync_if_needed(request, datasets) -> list:
             except services.StudioError as exc:
                 messages.error(request, str(exc))
         else:
-            jobs.append(job_create(kind="studio.matrix_sync", params={"dataset_id": ds.pk}, user=request.user))
+            from medstudio.jobs.models import Job, JobStatus
+
+            running = Job.objects.filter(kind="studio.matrix_sync", params__dataset_id=ds.pk,
+                                         status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).first()
+            jobs.append(running or job_create(kind="studio.matrix_sync", params={"dataset_id": ds.pk}, user=request.user))
     return jobs
 
 

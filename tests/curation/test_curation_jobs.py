@@ -232,3 +232,10 @@ def test_minhash_keep_policy_uses_a_chosen_scorer_run(make_dataset, client_for):
     assert run.status == "succeeded", run.job.error
     dropped = list(run.scores.filter(keep=False).values_list("record__external_id", flat=True))
     assert dropped == [docs[0]["id"]], "the member with the highest score of the chosen run is kept"
+
+
+def test_sharded_rules_run_finishes_once_every_shard_is_done(make_dataset, client_for):
+    ds = make_dataset("sharded", "document", _rows("general_en.jsonl", 12))
+    client_for("curator").post(reverse("curation:run_start", args=[ds.pk]), {"scorer": "rules", "params": "{}", "shards": 3})
+    run = ScorerRun.objects.get(dataset=ds)
+    assert run.status == "succeeded" and run.scores.count() == 12

@@ -254,3 +254,19 @@ def test_api_counts_recipe_apply_export(scored, client_for):
     r = c.post(f"/studio/api/selections/{sel_id}/exports/", {"format": "messages"}, content_type="application/json")
     assert r.status_code == 202 and r.json()[0]["status"] == "succeeded"
     assert client_for("clinician").get("/studio/api/selections/").status_code == 403
+
+
+def test_large_dataset_matrix_is_refreshed_by_one_job(scored, client_for, curator, settings, monkeypatch):
+    from curation.scoring import scorer_run_start
+    from curation.studio import views
+    from medstudio.jobs.models import Job
+
+    qa, _ = scored
+    scorer_run_start(user=curator, dataset=qa, scorer="t_cf")  # a newer run: the matrix is stale
+    monkeypatch.setattr(views, "INLINE_SYNC_MAX_RECORDS", 10)
+    settings.JOBS_EAGER = False  # leave the job queued, as a busy worker would
+    monkeypatch.setattr("medstudio.jobs.services._enqueue", lambda job: None)
+    c = client_for("curator")
+    assert "being refreshed" in c.get(f"/studio/open/?ds={qa.pk}").content.decode()
+    c.get(f"/studio/open/?ds={qa.pk}")
+    assert Job.objects.filter(kind="studio.matrix_sync").count() == 1
