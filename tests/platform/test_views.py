@@ -94,3 +94,13 @@ def test_inactive_user_is_denied(client, django_user_model):
     user = django_user_model.objects.create_user(username="gone", password="x", role="admin", is_active=False)
     client.force_login(user)
     assert client.get("/datasets/").status_code in (302, 403)
+
+
+def test_curator_dataset_page_offers_scorers_export_and_studio(client_for, make_dataset):
+    ds = make_dataset("cur", "document", [{"id": "1", "text": "头痛三天"}])
+    html = client_for("curator").get(f"/datasets/{ds.pk}/").content.decode()
+    assert 'name="scorer"' in html and "<code>rules</code>" in html
+    assert f"/studio/open/?ds={ds.pk}" in html
+    assert "Export" in html
+    clinician_html = client_for("clinician").get(f"/datasets/{ds.pk}/").content.decode()
+    assert 'name="scorer"' not in clinician_html
