@@ -15,6 +15,7 @@ def pii_redaction_start(*, user, dataset, target_name: str = "", types: list[str
     """
     from curation.pipeline.pii import PII_TYPES
     from medstudio.datasets.models import Dataset
+    from medstudio.datasets.services import dataset_create
     from medstudio.jobs.services import job_create
 
     target_name = (target_name or f"{dataset.name}-redacted").strip()
@@ -24,9 +25,8 @@ def pii_redaction_start(*, user, dataset, target_name: str = "", types: list[str
     unknown = set(types) - set(PII_TYPES)
     if unknown:
         raise ValueError(f"Unknown PII types {sorted(unknown)}; known: {', '.join(PII_TYPES)}.")
-    target = Dataset.objects.create(name=target_name, kind=dataset.kind, parent=dataset, licence=dataset.licence,
-                                    description=f"PII-redacted copy of {dataset.name} ({', '.join(types)}).",
-                                    created_by=user if getattr(user, "is_authenticated", False) else None)
+    target = dataset_create(actor=user, name=target_name, kind=dataset.kind, parent=dataset, licence=dataset.licence,
+                            description=f"PII-redacted copy of {dataset.name} ({', '.join(types)}).")
     job = job_create(kind="curation.pii_redact", params={"dataset_id": dataset.pk, "target_id": target.pk,
                                                          "types": types}, user=user)
     audit_log(actor=user, action="curation.pii_redaction_start", target=target,

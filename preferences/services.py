@@ -322,7 +322,7 @@ def review_send(*, user, pref_set: PreferenceSet, n: int | None = None, seed: in
     from medstudio.annotation import services as ann
     from medstudio.datasets.formats import RowError, normalize_row
     from medstudio.datasets.models import Dataset, Kind
-    from medstudio.datasets.services import dataset_refresh_stats, records_insert
+    from medstudio.datasets.services import dataset_create, dataset_refresh_stats, records_insert
 
     qs = PreferencePair.objects.filter(pref_set=pref_set)
     if origin:
@@ -338,9 +338,9 @@ def review_send(*, user, pref_set: PreferenceSet, n: int | None = None, seed: in
     name = f"{pref_set.name} · review {k}"
     if Dataset.objects.filter(name=name).exists():
         raise PreferenceError(f"A dataset named {name!r} already exists.")
-    dataset = Dataset.objects.create(name=name, kind=Kind.PAIR, parent=None, created_by=_user(user),
-                                     description=f"Pairs of preference set {pref_set.name} sent to clinician review.")
-    audit_log(actor=user, action="datasets.create", target=dataset, data={"kind": "pair", "from_preference_set": pref_set.pk})
+    dataset = dataset_create(actor=user, name=name, kind=Kind.PAIR,
+                             description=f"Pairs of preference set {pref_set.name} sent to clinician review.",
+                             data={"from_preference_set": pref_set.pk})
     rows = []
     for p in PreferencePair.objects.filter(pk__in=ids).select_related("record").order_by("id"):
         raw = {"id": f"pair-{p.pk}", "prompt_turns": p.prompt_turns, "chosen": p.chosen, "rejected": p.rejected,

@@ -73,14 +73,22 @@ def import_validate(*, path: str | Path, fmt: str, kind: str) -> ValidationRepor
     return report
 
 
+def dataset_create(*, actor, name: str, kind: str, description: str = "", parent: Dataset | None = None,
+                   licence: str = "", data: dict | None = None) -> Dataset:
+    """The one way a dataset comes into being (imports, redacted copies, review sets...): audited."""
+    dataset = Dataset.objects.create(name=name, kind=kind, description=description, parent=parent, licence=licence,
+                                     created_by=actor if getattr(actor, "is_authenticated", False) else None)
+    audit_log(actor=actor, action="datasets.create", target=dataset,
+              data={"kind": kind, **({"parent": parent.pk} if parent else {}), **(data or {})})
+    return dataset
+
+
 def _dataset_for_import(*, name: str, kind: str, user, description: str = "") -> Dataset:
     dataset = Dataset.objects.filter(name=name).first()
     if dataset is None:
         if kind == "auto":
             raise JobFailed("A new dataset needs a kind (document, qa, dialogue, mcq or pair), not auto.")
-        dataset = Dataset.objects.create(name=name, kind=kind, description=description,
-                                         created_by=user if getattr(user, "is_authenticated", False) else None)
-        audit_log(actor=user, action="datasets.create", target=dataset, data={"kind": kind})
+        dataset = dataset_create(actor=user, name=name, kind=kind, description=description)
     elif kind not in ("auto", dataset.kind):
         raise JobFailed(f"Dataset {name!r} holds {dataset.kind} records, not {kind}.")
     return dataset
