@@ -354,22 +354,19 @@ def diversify_job(ctx: JobContext) -> dict:
 
 def _attach(run: DiversifyRun, instructions: list[str], seed: int):
     """New dataset: the source's SFT records with a generated instruction as system prompt."""
-    from medstudio.audit.services import audit_log
     from medstudio.datasets.formats import RowError, normalize_row
     from medstudio.datasets.models import Dataset, Record
-    from medstudio.datasets.services import dataset_refresh_stats, records_insert
+    from medstudio.datasets.services import dataset_create, dataset_refresh_stats, records_insert
 
     from .pipeline.diversify import attach_instructions
 
     source = run.source
     with transaction.atomic():
-        output, created = Dataset.objects.get_or_create(
-            name=run.output_name,
-            defaults={"kind": source.kind, "parent": source, "created_by": run.created_by,
-                      "description": f"{source.name} with diversified system instructions (run #{run.pk})."})
-        if created:
-            audit_log(actor=run.created_by, action="datasets.create", target=output,
-                      data={"kind": source.kind, "from_diversify": run.pk})
+        # A resumed run finds the dataset its first attempt created.
+        output = Dataset.objects.filter(name=run.output_name).first() or dataset_create(
+            actor=run.created_by, name=run.output_name, kind=source.kind, parent=source,
+            description=f"{source.name} with diversified system instructions (run #{run.pk}).",
+            data={"from_diversify": run.pk})
     last = 0
     while True:
         recs = list(Record.objects.filter(dataset=source, id__gt=last).order_by("id")[:1000])
