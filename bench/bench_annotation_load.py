@@ -37,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+TRACE = float(os.environ.get("BENCH_TRACE_MS", "0"))  # log requests slower than this
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/medstudio_bench_annot"
 
 
@@ -52,14 +53,18 @@ def timed_app():
     def wrapped(environ, start_response):
         t0, c0 = time.perf_counter(), time.thread_time()
         db = [0.0, 0]
+        trace = []
 
         def timer(execute, sql, params, many, context):
             q0 = time.perf_counter()
             try:
                 return execute(sql, params, many, context)
             finally:
-                db[0] += time.perf_counter() - q0
+                dt = time.perf_counter() - q0
+                db[0] += dt
                 db[1] += 1
+                if TRACE:
+                    trace.append((round(dt * 1000, 1), round((q0 - t0) * 1000, 1), sql[:70]))
 
         def sr(status, headers, exc_info=None):
             # wall time in the server, this worker's CPU time, and time waiting on PostgreSQL
@@ -67,6 +72,10 @@ def timed_app():
             headers.append(("X-Cpu-Ms", f"{(time.thread_time() - c0) * 1000:.3f}"))
             headers.append(("X-Db-Ms", f"{db[0] * 1000:.3f}"))
             headers.append(("X-Db-Queries", str(db[1])))
+            if TRACE and (time.perf_counter() - t0) * 1000 > TRACE:
+                with open(f"/tmp/bench_trace.{os.getpid()}", "a") as fh:
+                    fh.write(json.dumps({"t": time.time(), "hx": environ.get("HTTP_HX_REQUEST"), "path": environ.get("PATH_INFO"), "ms": (time.perf_counter() - t0) * 1000,
+                                         "cpu": (time.thread_time() - c0) * 1000, "q": trace}) + "\n")
             return start_response(status, headers, exc_info)
 
         with connection.execute_wrapper(timer):
@@ -153,8 +162,9 @@ RE_CSRF = re.compile(rb'"X-CSRFToken": "([^"]+)"')
 
 
 class Clinician(threading.Thread):
-    def __init__(self, port, queue_id, session, deadline, think, seed, out):
+    def __init__(self, port, queue_id, session, deadline, think, seed, out, delay=0.0):
         super().__init__(daemon=True)
+        self.delay = delay
         self.port, self.queue_id, self.session = port, queue_id, session
         self.deadline, self.think, self.rng, self.out = deadline, think, random.Random(seed), out
         self.csrf = ""
@@ -193,6 +203,7 @@ class Clinician(threading.Thread):
 
         base = f"/annotate/q/{self.queue_id}/"
         o = self.out
+        time.sleep(self.delay)  # ramp-up: clinicians arrive over --ramp seconds, as a shift starts
         try:
             st, data, _, _ = self.request("GET", base, hx=False)  # full page once: CSRF token
             m = RE_CSRF.search(data)
@@ -290,9 +301,15 @@ def main():
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--threads", type=int, default=8, help="gthread only")
     ap.add_argument("--reference-seconds", type=float, default=15)
+    ap.add_argument("--ramp", type=float, default=5.0,
+                    help="seconds over which the clinicians start (locust's spawn rate); 0 = all at once")
+    ap.add_argument("--cache-url", default="redis://127.0.0.1:6379/13",
+                    help="MEDSTUDIO_CACHE_URL for the server (sessions cached in Redis); '' = database sessions")
     args = ap.parse_args()
 
     os.environ.setdefault("DATABASE_URL", DEFAULT_DB)
+    if args.cache_url:
+        os.environ["MEDSTUDIO_CACHE_URL"] = args.cache_url
     if not os.environ["DATABASE_URL"].startswith("postgres"):
         sys.exit("This benchmark is for PostgreSQL: set DATABASE_URL=postgres://...")
     ensure_db(os.environ["DATABASE_URL"])
@@ -324,7 +341,8 @@ def main():
         out.update({"acked": {}, "errors": [], "skips": 0, "resubmits": 0})
         deadline = time.time() + args.seconds
         t0 = time.time()
-        threads = [Clinician(port, info["queue"], sess, deadline, args.think, i, out)
+        n = len(info["cookies"])
+        threads = [Clinician(port, info["queue"], sess, deadline, args.think, i, out, delay=args.ramp * i / n)
                    for i, (_, sess) in enumerate(info["cookies"])]
         for t in threads:
             t.start()
@@ -337,7 +355,8 @@ def main():
     db = check_db(info, out["acked"])
     n_req = len(out["next_server"]) + len(out["submit_server"])
     print(f"clinicians={args.clinicians} seconds={wall:.1f} items={info['items']} per_item={info['per_item']} "
-          f"gunicorn {args.worker_class} workers={args.workers} cpu_count={os.cpu_count()} "
+          f"ramp={args.ramp:g}s gunicorn {args.worker_class} workers={args.workers} cpu_count={os.cpu_count()} "
+          f"sessions={'redis+db' if args.cache_url else 'db'} "
           f"loadavg(1m) before={load_before:.1f} after={os.getloadavg()[0]:.1f}")
     print(f"requests={n_req} ({n_req / wall:.1f}/s) submits={len(out['submit_server'])} resubmits={out['resubmits']} "
           f"skips={out['skips']} errors={len(out['errors'])}")

@@ -139,6 +139,17 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- cache and sessions ---------------------------------------------------------------------
+# MEDSTUDIO_CACHE_URL=redis://host:6379/1 gives every web process one shared cache (studio counts)
+# and keeps sessions in it in front of the database (cached_db: a request reads its session from
+# Redis, not PostgreSQL; logouts still reach every process). Without it the cache is per process
+# and sessions stay in the database only (a per-process cache could keep a logged-out session alive).
+CACHE_URL = os.environ.get("MEDSTUDIO_CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                          "KEY_PREFIX": "medstudio"}}
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 # --- celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}

@@ -144,7 +144,8 @@ class Label(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["item", "annotator"], name="label_unique_item_annotator")]
-        indexes = [models.Index(fields=["queue", "annotator"])]
+        indexes = [models.Index(fields=["queue", "annotator"]),
+                   models.Index(fields=["queue", "source"], name="label_progress")]  # the progress count
 
 
 class Adjudication(models.Model):

@@ -204,58 +204,71 @@ def queue_update(*, queue: Queue, user, is_open: bool | None = None, show_sugges
 
 # -------------------------------------------------------------------------------- labelling flow
 
-def assignment_next(*, queue: Queue, user) -> Assignment | None:
+def _claim_sql(table: str) -> str:
+    # One statement, one round trip, in autocommit: pick the first free slot (serving order) on an
+    # item this annotator holds no slot of, lock it while skipping rows other claims hold right now
+    # (SKIP LOCKED: 50 clinicians do not queue on the same row), take it, return its id. The
+    # unique constraints still decide every race (see models.py).
+    return (
+        f"UPDATE {table} SET annotator = %s, user_id = %s, status = 'active', started_at = %s, "
+        f"revision = revision + 1 "
+        f"WHERE id = (SELECT f.id FROM {table} f WHERE f.queue_id = %s AND f.status = 'free' "
+        f"AND NOT EXISTS (SELECT 1 FROM {table} m WHERE m.item_id = f.item_id AND m.annotator = %s) "
+        f"ORDER BY f.position LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = 'free' RETURNING id")
+
+
+def _claim(queue: Queue, user, key: str, now) -> int | None:
+    """Claim one free slot for this annotator; its id, or None when none was won this round."""
+    if connection.vendor == "postgresql":
+        sql = _claim_sql(connection.ops.quote_name(Assignment._meta.db_table))
+        with connection.cursor() as cur:
+            cur.execute(sql, [key, user.pk, now, queue.pk, key])
+            row = cur.fetchone()
+        return row[0] if row else None
+    # SQLite (the embedded default) has one writer at a time, so a plain compare-and-swap on the
+    # first free slot is enough; losing it to another writer just means another round.
+    mine = Assignment.objects.filter(queue=queue, annotator=key).values("item_id")
+    cand = (Assignment.objects.filter(queue=queue, status=Status.FREE).exclude(item_id__in=mine)
+            .order_by("position").values_list("pk", flat=True).first())
+    if cand is None:
+        return None
+    won = Assignment.objects.filter(pk=cand, status=Status.FREE).update(
+        annotator=key, user=user, status=Status.ACTIVE, started_at=now, revision=F("revision") + 1)
+    return cand if won else None
+
+
+def assignment_next(*, queue: Queue, user, known_none_active: bool = False) -> Assignment | None:
     """The item this annotator should label now: their open one, else a newly claimed free slot.
 
-    Claims are reservations kept on the slot itself (annotator, started_at); they are not audited,
-    since nothing is decided until a label is submitted (which is).
+    `known_none_active` skips the first lookup when the caller has just closed this annotator's
+    open item (submit, skip). Claims are reservations kept on the slot itself (annotator,
+    started_at); they are not audited, since nothing is decided until a label is submitted (which
+    is). A claim lost in a crash only leaves a slot active for its annotator, who gets it back.
     """
     key = annotator_key(user)
     base = Assignment.objects.select_related("item__record")
-    if not queue.is_open:
-        return base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
-    skip_locked = connection.features.has_select_for_update_skip_locked
-    for attempt in range(20):
+    if not known_none_active or not queue.is_open:
         active = base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
-        if active is not None:
+        if active is not None or not queue.is_open:
             return active
-        mine = Assignment.objects.filter(queue=queue, annotator=key).values("item_id")
-        # Order by position alone: the (queue, status, position) index then yields the first free
-        # slot directly; adding a tie-breaker (id) made PostgreSQL sort every free slot of the
-        # queue on each claim (46 ms vs 0.2 ms for 2,300 slots, EXPLAIN ANALYZE).
-        free = (Assignment.objects.filter(queue=queue, status=Status.FREE).exclude(item_id__in=mine)
-                .order_by("position"))
-        won, cand, now = 0, None, timezone.now()
+    free = Assignment.objects.filter(queue=queue, status=Status.FREE)
+    for attempt in range(20):
         try:
-            # One transaction, no savepoint: if the UPDATE breaks a constraint, nothing else was
-            # done in it, so rolling all of it back is exactly right (and saves two round trips).
-            with transaction.atomic():
-                if skip_locked:
-                    # A claim lost in a crash only leaves its slot free again, so this transaction
-                    # need not wait for the WAL flush (labels, in label_submit, always do).
-                    with connection.cursor() as cur:
-                        cur.execute("SET LOCAL synchronous_commit TO OFF")
-                pick = free.select_related("item__record")
-                if skip_locked:
-                    # Rows another clinician is claiming right now are skipped, not waited for;
-                    # only the slot row is locked, not the joined item and record.
-                    pick = pick.select_for_update(skip_locked=True, of=("self",))
-                cand = pick.first()
-                if cand is not None:
-                    won = Assignment.objects.filter(pk=cand.pk, status=Status.FREE).update(
-                        annotator=key, user=user, status=Status.ACTIVE, started_at=now, revision=F("revision") + 1)
+            if connection.in_atomic_block:
+                with transaction.atomic():  # a savepoint, so a lost race leaves the caller's transaction usable
+                    won = _claim(queue, user, key, timezone.now())
+            else:
+                won = _claim(queue, user, key, timezone.now())
         except IntegrityError:
             # Another tab of the same annotator claimed an item a moment ago (one open item per
-            # queue, one slot per item and annotator): the next round returns that one.
-            won = 0
-        if won:
-            cand.annotator, cand.user, cand.status, cand.started_at = key, user, Status.ACTIVE, now
-            cand.revision += 1
-            return cand
-        if cand is None and not free.exists():
-            # Nothing free (committed) is left; a claim of our own other tab may just have landed.
+            # queue): return that one.
             return base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
-        # Every free slot is locked by claims in flight (or we lost a race): look again shortly.
+        if won:
+            return base.get(pk=won)
+        if not free.exclude(item_id__in=Assignment.objects.filter(queue=queue, annotator=key).values("item_id")).exists():
+            # Nothing free (committed) is left for us; a claim of our own other tab may just have landed.
+            return base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
+        # Every free slot for us is locked by claims in flight (or we lost a race): look again shortly.
         time.sleep(0.002 * (attempt + 1))
     return base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
 
@@ -264,6 +277,7 @@ def assignment_next(*, queue: Queue, user) -> Assignment | None:
 class SubmitOutcome:
     label: Label
     status: str  # "saved" | "already_saved"
+    created: bool = False  # a new label (not a change to one reopened by undo)
 
 
 def _duration_ms(assignment: Assignment, client_ms: Any, now) -> int | None:
@@ -328,7 +342,7 @@ def label_submit(*, assignment_id: int, user, answer: dict, revision: int, durat
             label = Label.objects.get(assignment=a)
         audit_log(actor=user, action="annotation.label_submit" if created else "annotation.label_change",
                   target=label, data={"item": a.item_id, "values": values})
-    return SubmitOutcome(label, "saved")
+    return SubmitOutcome(label, "saved", created)
 
 
 @transaction.atomic
@@ -347,13 +361,36 @@ def assignment_skip(*, assignment_id: int, user, revision: int) -> bool:
     return bool(won)
 
 
+def _take_back_skipped(a: Assignment) -> bool:
+    """Undoing a skip: remove the spare slot the skip put in the pool, if nobody has claimed it.
+
+    The DELETE is conditional (status still free), so a clinician who claimed the spare a moment
+    ago keeps it; the skipped item then stays with them, since reopening it here too would give
+    the item one annotator more than the queue asks for."""
+    if Label.objects.filter(assignment=a).exists():
+        return True  # a labelled slot (reopened earlier, then skipped) still counts among the N
+    for spare in Assignment.objects.filter(item_id=a.item_id, status=Status.FREE).order_by("-id").values_list("pk", flat=True):
+        deleted, _ = Assignment.objects.filter(pk=spare, status=Status.FREE).delete()
+        if deleted:
+            return True
+    return False
+
+
 @transaction.atomic
 def assignment_undo(*, queue: Queue, user) -> Assignment | None:
-    """Reopen this annotator's last submitted or skipped item (its label stays until resubmitted)."""
+    """Reopen this annotator's last submitted or skipped item (its label stays until resubmitted).
+
+    A skipped item that another clinician has taken in the meantime cannot come back; the undo then
+    reopens the item before it."""
     key = annotator_key(user)
-    last = (Assignment.objects.select_for_update()
-            .filter(queue=queue, annotator=key, status__in=[Status.DONE, Status.SKIPPED])
-            .order_by("-submitted_at", "-id").first())
+    candidates = (Assignment.objects.select_for_update()
+                  .filter(queue=queue, annotator=key, status__in=[Status.DONE, Status.SKIPPED])
+                  .order_by("-submitted_at", "-id"))[:50]
+    last = None
+    for cand in candidates:
+        if cand.status == Status.DONE or _take_back_skipped(cand):
+            last = cand
+            break
     if last is None:
         return None
     # Put back the item on screen first (one open item per queue): a slot that already carries a
@@ -364,10 +401,6 @@ def assignment_undo(*, queue: Queue, user) -> Assignment | None:
         else:
             Assignment.objects.filter(pk=cur.pk).update(status=Status.FREE, annotator=None, user=None,
                                                         started_at=None, revision=F("revision") + 1)
-    if last.status == Status.SKIPPED:
-        spare = Assignment.objects.filter(item_id=last.item_id, status=Status.FREE).order_by("-id").first()
-        if spare is not None:
-            spare.delete()
     Assignment.objects.filter(pk=last.pk).update(status=Status.ACTIVE, started_at=timezone.now(),
                                                  revision=F("revision") + 1)
     audit_log(actor=user, action="annotation.undo", target=last, data={"item": last.item_id})

@@ -85,9 +85,9 @@ def _answer_from_post(question: Question, content: dict, post) -> dict:
 
 
 def _work_context(request, queue: Queue, assignment: Assignment | None, *, notice: str = "", error: str = "",
-                  posted: dict | None = None) -> dict:
+                  posted: dict | None = None, new_labels: int = 0) -> dict:
     ctx = {"queue": queue, "question": queue.question, "assignment": assignment, "notice": notice, "error": error,
-           "progress": selectors.queue_progress(queue, request.user)}
+           "progress": selectors.queue_progress(queue, request.user, new_labels=new_labels)}
     if assignment is None:
         return ctx
     record = assignment.item.record
@@ -164,11 +164,12 @@ def _int(v, default=-1) -> int:
 def submit(request, pk: int):
     queue = _labelable_queue(request, pk)
     aid = _int(request.POST.get("assignment"))
-    assignment = Assignment.objects.select_related("item__record", "queue__question").filter(
+    assignment = Assignment.objects.select_related("item__record").filter(
         pk=aid, queue=queue, annotator=services.annotator_key(request.user)).first()
     if assignment is None:
         return _render_work(request, queue, services.assignment_next(queue=queue, user=request.user),
                             error="That item is no longer yours (released by an undo in another tab?).")
+    assignment.queue = queue  # already loaded with its question: saves a join
     answer = _answer_from_post(queue.question, assignment.item.record.content, request.POST)
     try:
         outcome = services.label_submit(assignment_id=aid, assignment=assignment, user=request.user, answer=answer,
@@ -184,19 +185,29 @@ def submit(request, pk: int):
         return resp
     if not request.htmx:
         return redirect("annotation:label", pk=queue.pk)
-    notice = "Saved." if outcome.status == "saved" else "Already saved (repeated submit ignored)."
-    return _render_work(request, queue, services.assignment_next(queue=queue, user=request.user), notice=notice)
+    saved = outcome.status == "saved"
+    notice = "Saved." if saved else "Already saved (repeated submit ignored)."
+    # After a fresh save this annotator has no open item left, so the next one is claimed at once.
+    nxt = services.assignment_next(queue=queue, user=request.user, known_none_active=saved)
+    return _render_work(request, queue, nxt, notice=notice, new_labels=int(outcome.created))
 
 
 @role_required(Role.CLINICIAN)
 @require_POST
 def skip(request, pk: int):
     queue = _labelable_queue(request, pk)
-    services.assignment_skip(assignment_id=_int(request.POST.get("assignment")), user=request.user,
-                             revision=_int(request.POST.get("revision")))
+    try:
+        skipped = services.assignment_skip(assignment_id=_int(request.POST.get("assignment")), user=request.user,
+                                           revision=_int(request.POST.get("revision")))
+    except services.AnnotationError as exc:
+        if not request.htmx:
+            messages.error(request, str(exc))
+            return redirect("annotation:label", pk=queue.pk)
+        return _render_work(request, queue, services.assignment_next(queue=queue, user=request.user), error=str(exc))
     if not request.htmx:
         return redirect("annotation:label", pk=queue.pk)
-    return _render_work(request, queue, services.assignment_next(queue=queue, user=request.user), notice="Skipped.")
+    nxt = services.assignment_next(queue=queue, user=request.user, known_none_active=skipped)
+    return _render_work(request, queue, nxt, notice="Skipped." if skipped else "")
 
 
 @role_required(Role.CLINICIAN)

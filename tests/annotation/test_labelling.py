@@ -123,22 +123,44 @@ def test_bad_answer_is_rejected_clearly_and_the_item_stays_open(make_dataset, cu
 @pytest.mark.django_db
 def test_skip_hands_the_item_to_someone_else_and_undo_restores_it(make_dataset, curator, django_user_model):
     d1, d2 = user(django_user_model, "d1"), user(django_user_model, "d2")
-    queue = rating_queue(make_dataset, curator, n_docs=2, per_item=1)
+    queue = rating_queue(make_dataset, curator, n_docs=3, per_item=1)
     c1 = login(d1)
     _current(c1, queue)
     a = _open(queue, d1)
     r = c1.post(reverse("annotation:skip", args=[queue.pk]), {"assignment": a.pk, "revision": a.revision}, **HX)
     assert b"Skipped." in r.content
     assert _open(queue, d1).item_id != a.item_id  # not served the skipped item again
-    # the skipped item got a fresh slot and goes to the other clinician
-    b = services.assignment_next(queue=queue, user=d2)
-    assert b.item_id == a.item_id
-    # undo: d1 reopens the skip; the item d1 had open goes back to the pool
+    # the skipped item got a fresh slot in the pool
+    assert Assignment.objects.filter(item_id=a.item_id, status=Status.FREE).count() == 1
+    # undo while nobody has taken it: d1 gets it back, the spare slot goes, the item d1 had open is freed
     held = _open(queue, d1)
     r = c1.post(reverse("annotation:undo", args=[queue.pk]), **HX)
     assert b"Reopened" in r.content
     assert _open(queue, d1).pk == a.pk
     assert Assignment.objects.get(pk=held.pk).status == Status.FREE
+    assert Assignment.objects.filter(item_id=a.item_id).count() == 1  # still N = 1 slot on the item
+
+
+@pytest.mark.django_db
+def test_undo_of_a_skip_never_gives_an_item_more_annotators_than_asked(make_dataset, curator, django_user_model):
+    d1, d2 = user(django_user_model, "d1"), user(django_user_model, "d2")
+    queue = rating_queue(make_dataset, curator, n_docs=3, per_item=1)
+    c1 = login(d1)
+    _current(c1, queue)
+    first = _open(queue, d1)
+    _submit(c1, queue, first, score="4")
+    a = _open(queue, d1)
+    c1.post(reverse("annotation:skip", args=[queue.pk]), {"assignment": a.pk, "revision": a.revision}, **HX)
+    # d2 takes the skipped item before d1 changes their mind
+    b = services.assignment_next(queue=queue, user=d2)
+    assert b.item_id == a.item_id
+    r = c1.post(reverse("annotation:undo", args=[queue.pk]), **HX)
+    # the skip cannot be undone any more, so the undo reopens the item before it (labelled 4)
+    assert b"Reopened" in r.content and b'value="4" data-key="4" checked' in r.content
+    assert _open(queue, d1).pk == first.pk
+    assert Assignment.objects.get(pk=a.pk).status == Status.SKIPPED
+    assert Assignment.objects.filter(item_id=a.item_id).exclude(status=Status.SKIPPED).count() == 1
+    assert _open(queue, d2).pk == b.pk  # d2 keeps it
 
 
 @pytest.mark.django_db
