@@ -26,6 +26,18 @@ def _eager_jobs(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_shared_cache():
+    """With MEDSTUDIO_CACHE_URL (CI's Postgres pass) the cache is Redis, shared across processes and
+    runs, while ids restart in each test database: start every test from an empty cache."""
+    from django.conf import settings
+
+    if getattr(settings, "CACHE_URL", ""):
+        from django.core.cache import cache
+
+        cache.clear()
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.exists():
