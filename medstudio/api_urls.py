@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.routers import DefaultRouter
 
+from medstudio.annotation.api import AnnotationQueueViewSet
 from medstudio.datasets.api import DatasetViewSet, ExportViewSet, ImportViewSet, RecordViewSet
 from medstudio.jobs.api import JobViewSet
 
@@ -12,6 +13,7 @@ router.register("records", RecordViewSet)
 router.register("imports", ImportViewSet, basename="import")
 router.register("exports", ExportViewSet)
 router.register("jobs", JobViewSet)
+router.register("annotation/queues", AnnotationQueueViewSet, basename="annotation-queue")
 
 app_name = "api"
 

@@ -40,6 +40,12 @@ URL_ROLES: dict[str, str] = {
     "api:job-list": "curator",
     "api:job-detail": "curator",
     "api:job-cancel": "curator",
+    "api:annotation-queue-list": "clinician",
+    "api:annotation-queue-next": "clinician",
+    "api:annotation-queue-submit": "clinician",
+    "api:annotation-queue-skip": "clinician",
+    "api:annotation-queue-undo": "clinician",
+    "api:annotation-queue-labels": "curator",
     # curation
     "curation:run_start": "curator",
     "curation:redact": "curator",
