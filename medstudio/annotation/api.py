@@ -124,13 +124,12 @@ def work_payload(queue: Queue, assignment: Assignment | None, user, *, new_label
         "content": _shown_content(queue.dataset.kind, record.content, assignment.swapped)}}
     if kind == qs.TURN_RATING:
         item["n_assistant_turns"] = qs.n_assistant_turns(record.content)
-    # Only a slot submitted before (and reopened by undo) can carry a label: send it back so a
-    # client can show or resubmit it.
-    label = Label.objects.filter(assignment=assignment).only("values").first() if assignment.submitted_at else None
+    # A slot reopened by undo carries its saved answer: send it back so a client can show or resubmit it.
+    saved = selectors.saved_values(assignment)
     return {
         "assignment": assignment.pk, "revision": assignment.revision, "swapped": assignment.swapped, "item": item,
         "suggestion": assignment.item.suggestion if queue.show_suggestion else None,
-        "previous_answer": _shown_answer(kind, label.values, assignment.swapped) if label else None,
+        "previous_answer": _shown_answer(kind, saved, assignment.swapped) if saved is not None else None,
         "progress": progress,
     }
 
@@ -168,11 +167,9 @@ class AnnotationQueueViewSet(viewsets.GenericViewSet):
         return queue
 
     def _mine(self, queue: Queue, assignment_id: int) -> Assignment:
-        a = (Assignment.objects.select_related("item__record")
-             .filter(pk=assignment_id, queue=queue, annotator=services.annotator_key(self.request.user)).first())
+        a = selectors.own_assignment(queue, self.request.user, assignment_id)
         if a is None:
             raise NotYours()
-        a.queue = queue  # already loaded with its question and dataset: saves a join
         return a
 
     @extend_schema(responses=QueueSerializer(many=True))

@@ -52,6 +52,24 @@ def labelling_queue(pk: int, user) -> tuple[Queue | None, bool]:
     return queue, queue.is_open and bool(is_assignee or not has_assignees)
 
 
+def own_assignment(queue: Queue, user, assignment_id: int) -> Assignment | None:
+    """This annotator's slot in this queue, with its record, for submitting or skipping it."""
+    a = (Assignment.objects.select_related("item__record")
+         .filter(pk=assignment_id, queue=queue, annotator=f"user:{user.pk}").first())
+    if a is not None:
+        a.queue = queue  # already loaded with its question and dataset: saves a join
+    return a
+
+
+def saved_values(assignment: Assignment) -> dict | None:
+    """The answer already stored on a slot (one reopened by undo), else None. Only a slot that was
+    submitted before can carry a label, so the others cost no query."""
+    if not assignment.submitted_at:
+        return None
+    label = Label.objects.filter(assignment=assignment).only("values").first()
+    return label.values if label is not None else None
+
+
 def queue_progress(queue: Queue, user=None, *, new_labels: int = 0) -> dict:
     """Counts on indexed columns only. A queue loaded by `labelling_queue` for this user already
     carries them (no query); `new_labels` adds labels this request stored after that load."""

@@ -93,13 +93,11 @@ def _work_context(request, queue: Queue, assignment: Assignment | None, *, notic
     record = assignment.item.record
     content = record.content
     pre: dict = {}
-    # Only a slot that was submitted before (and reopened by undo) can carry a label.
-    label = (Label.objects.filter(assignment=assignment).only("values").first()
-             if assignment.submitted_at else None)
+    saved = selectors.saved_values(assignment)
     if posted is not None:
         pre = posted  # a rejected answer stays on screen as typed
-    elif label is not None:
-        pre = label.values  # reopened by undo: show what was saved
+    elif saved is not None:
+        pre = saved  # reopened by undo: show what was saved
     suggestion = assignment.item.suggestion if queue.show_suggestion else None
     if not pre and suggestion and queue.question.kind == qs.RATING and isinstance(suggestion.get("value"), (int, float)):
         lo, hi = queue.question.full_schema["scale"]
@@ -108,7 +106,7 @@ def _work_context(request, queue: Queue, assignment: Assignment | None, *, notic
         "record": record, "c": content, "kind": queue.dataset.kind, "suggestion": suggestion,
         "rows": _answer_rows(queue.question, content, pre, assignment.swapped, pre_is_shown=posted is not None),
         "text_value": (pre or {}).get("text", ""), "comment_value": (pre or {}).get("comment", ""),
-        "reopened": label is not None,
+        "reopened": saved is not None,
     })
     n = 0
     turns_view = []
@@ -164,12 +162,10 @@ def _int(v, default=-1) -> int:
 def submit(request, pk: int):
     queue = _labelable_queue(request, pk)
     aid = _int(request.POST.get("assignment"))
-    assignment = Assignment.objects.select_related("item__record").filter(
-        pk=aid, queue=queue, annotator=services.annotator_key(request.user)).first()
+    assignment = selectors.own_assignment(queue, request.user, aid)
     if assignment is None:
         return _render_work(request, queue, services.assignment_next(queue=queue, user=request.user),
                             error="That item is no longer yours (released by an undo in another tab?).")
-    assignment.queue = queue  # already loaded with its question: saves a join
     answer = _answer_from_post(queue.question, assignment.item.record.content, request.POST)
     try:
         outcome = services.label_submit(assignment_id=aid, assignment=assignment, user=request.user, answer=answer,
