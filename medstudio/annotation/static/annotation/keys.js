@@ -31,6 +31,9 @@
   function submit(id) {
     var form = document.getElementById(id);
     if (!form) return;
+    // A key pressed right after a swap can reach a form htmx has not processed yet, which would
+    // then post as a full page load; processing it first is idempotent and keeps it an HTMX swap.
+    if (window.htmx && form.hasAttribute("hx-post")) window.htmx.process(form);
     if (form.requestSubmit) form.requestSubmit(); else form.submit();
   }
   function stampDuration(form) {
