@@ -178,20 +178,42 @@ class _WorkerDied(BaseException):
 def test_job_resumes_after_worker_loss_from_last_checkpoint(base_model, make_dataset, admin_user, monkeypatch, settings):
     from medstudio.jobs.services import job_execute, jobs_recover
 
+    from training.pipeline.callbacks import MetricsTail
+
     ds = make_dataset("docs", "document", _raw_docs())
     real = services.run_events_record
     state = {"die": True, "committed": 0}
 
+    def read_through_next_checkpoint(self):
+        # While the "worker" is still to die, hand rows over one checkpoint at a time, so the
+        # batches do not depend on how fast the machine trains between two polls (a fast CI box
+        # once delivered the whole run in a single batch and the worker never died).
+        if not state["die"] or not self.path.exists():
+            return real_read(self)
+        with self.path.open("rb") as fh:
+            fh.seek(self.offset)
+            lines = fh.read().splitlines(keepends=True)
+        rows = []
+        for line in lines:
+            if not line.endswith(b"\n"):
+                break
+            self.offset += len(line)
+            rows.append(json.loads(line))
+            if rows[-1].get("event") == "checkpoint":
+                break
+        return rows
+
     def record_then_die(*, run, rows):
-        step = real(run=run, rows=rows)
-        # Die at the first checkpoint that arrives after an earlier batch committed (its rows
-        # and offset are then durable, whatever the polling rhythm on a busy machine).
+        # Die on the first batch that holds a checkpoint after an earlier batch committed (its
+        # rows and offset are durable); the dying batch's rows and offset roll back together.
         if not (state["die"] and state["committed"] and any(r.get("event") == "checkpoint" for r in rows)):
             state["committed"] += 1
-            return step
+            return real(run=run, rows=rows)
         state["die"] = False
         raise _WorkerDied()
 
+    real_read = MetricsTail.read
+    monkeypatch.setattr(MetricsTail, "read", read_through_next_checkpoint)
     monkeypatch.setattr(services, "run_events_record", record_then_die)
     spec = default_spec("cpt-stable", base_model.path, max_steps=8, save_steps=3, learning_rate=1e-3, **TINY)
     run = services.training_run_start(actor=admin_user, spec=spec, base_model=base_model,

@@ -216,8 +216,8 @@ def supervise(
     events: list[dict[str, Any]] = []
 
     def drain():
-        rows = tail.read()
-        if rows:
+        # Until the file has nothing new: a reader may hand rows over in several batches.
+        while rows := tail.read():
             events.extend(r for r in rows if r.get("event") != "log")
             if on_rows:
                 on_rows(rows)
