@@ -215,25 +215,28 @@ def supervise(
     tail = tail or MetricsTail(run_dir / "metrics.jsonl", offset=metrics_offset)
     events: list[dict[str, Any]] = []
 
-    def drain():
-        # Until the file has nothing new: a reader may hand rows over in several batches.
+    def drain(to_end: bool = False):
+        # Once the process is gone, read until nothing is new: a reader may hand rows over in
+        # several batches. While it runs, one read per poll, so a cancel is never kept waiting.
         while rows := tail.read():
             events.extend(r for r in rows if r.get("event") != "log")
             if on_rows:
                 on_rows(rows)
+            if not to_end:
+                break
 
     try:
         while proc.poll() is None:
             drain()
             if should_stop and should_stop():
                 kill_group(proc)
-                drain()
+                drain(to_end=True)
                 return Outcome("cancelled", proc.returncode, log_tail(run_dir / "train.log"), events)
             time.sleep(poll)
     except BaseException:
         kill_group(proc)
         raise
-    drain()
+    drain(to_end=True)
     rc = proc.returncode
     # A launcher can exit while a rank lingers: never leave orphans behind.
     kill_group(proc, grace=1.0)
