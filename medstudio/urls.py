@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/", include("medstudio.accounts.urls")),
     path("audit/", include("medstudio.audit.urls")),
+    path("backends/", include("medstudio.backends.urls")),
     path("jobs/", include("medstudio.jobs.urls")),
     path("datasets/", include("medstudio.datasets.urls")),
     path("annotate/", include("medstudio.annotation.urls")),

@@ -1,7 +1,6 @@
 """Job handlers for annotation: an LLM judge labelling a queue (one job per judge pass)."""
 from __future__ import annotations
 
-import os
 import random
 
 from medstudio.jobs.registry import job_handler
@@ -11,7 +10,8 @@ BATCH = 16
 
 @job_handler("annotation.judge", queue="cpu", description="An LLM judge labels a queue through the chat backend.")
 def judge_queue(ctx) -> dict:
-    from medstudio.inference.chat import ChatBackend, ChatError
+    from medstudio.backends.resolve import chat_client
+    from medstudio.inference.chat import ChatError
 
     from . import judges
     from .models import Assignment, Queue, QueueItem, Status
@@ -21,12 +21,8 @@ def judge_queue(ctx) -> dict:
     p = ctx.params
     queue = Queue.objects.select_related("question", "dataset").get(pk=p["queue_id"])
     annotator = f"model:{p['model']}#{p['pass']}"
-    from django.conf import settings
-
-    # Keys never go into job params (they are shown on job pages): an env var name, or the setting.
-    env = p.get("api_key_env") or ""
-    api_key = (os.environ.get(env, "") if env else getattr(settings, "MEDSTUDIO_CHAT_API_KEY", "")) or "EMPTY"
-    backend = ChatBackend(p["base_url"], p["model"], api_key=api_key)
+    # Keys never go into job params (they are shown on job pages): the worker reads the variable.
+    backend = chat_client(p)
     question = queue.question
     total = queue.n_items
     after = (ctx.cursor or {}).get("after_id", 0)

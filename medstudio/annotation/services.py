@@ -452,24 +452,31 @@ def judge_labels_store(*, queue: Queue, annotator: str, results: list[JudgeResul
     return ok, failed
 
 
-def judge_start(*, queue: Queue, user, base_url: str, model: str, passes: int = 1, temperature: float = 0.7,
-                api_key_env: str = "") -> list:
-    """Launch judge jobs; passes=2 is CareBot's protocol: the same judge twice, independently."""
+def judge_start(*, queue: Queue, user, backend: str = "", base_url: str = "", model: str = "", passes: int = 1,
+                temperature: float = 0.7, api_key_env: str = "") -> list:
+    """Launch judge jobs; passes=2 is CareBot's protocol: the same judge twice, independently.
+
+    The judge is a registered model backend (by name), an explicit endpoint, or the defaults
+    (see medstudio.backends.resolve.chat_params); its resolved URL and model go into the job.
+    """
+    from medstudio.backends.resolve import BackendChoiceError, chat_params
     from medstudio.jobs.services import job_create
 
     if queue.question.kind == qs.TEXT:
         raise AnnotationError("A judge cannot answer free-text questions.")
-    if not base_url or not model:
-        raise AnnotationError("Give the judge's base URL and model name (or set MEDSTUDIO_JUDGE_BASE_URL / "
-                              "MEDSTUDIO_JUDGE_MODEL).")
     if not 1 <= passes <= 5:
         raise AnnotationError("Between 1 and 5 passes.")
-    start = 1 + max([_pass_no(a) for a in queue_judge_annotators(queue, model)] or [0])
+    try:
+        chat = chat_params(backend=backend, base_url=base_url, model=model)
+    except BackendChoiceError as exc:
+        raise AnnotationError(str(exc)) from None
+    if api_key_env and not chat["backend"]:
+        chat["api_key_env"] = api_key_env  # a one-off endpoint names its key's variable here
+    start = 1 + max([_pass_no(a) for a in queue_judge_annotators(queue, chat["model"])] or [0])
     jobs = []
     for i in range(start, start + passes):
         jobs.append(job_create(kind="annotation.judge", user=user, total=queue.n_items, params={
-            "queue_id": queue.pk, "base_url": base_url, "model": model, "pass": i, "temperature": temperature,
-            "api_key_env": api_key_env, "seed": i}))
+            "queue_id": queue.pk, **chat, "pass": i, "temperature": temperature, "seed": i}))
     return jobs
 
 

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from medstudio.accounts.permissions import Role, role_required
+from medstudio.backends.selectors import backend_choices
 
 from . import agreement as ag
 from . import plots, selectors, services
@@ -297,6 +298,7 @@ def queue_detail(request, pk: int):
         "queue": queue, "progress": selectors.queue_progress(queue), "annotators": selectors.annotator_summary(queue),
         "assignees": queue.assignees.all(), "jobs": Job.objects.filter(kind="annotation.judge", params__queue_id=queue.pk)[:20],
         "judge_url": getattr(settings, "MEDSTUDIO_CHAT_URL", ""), "judge_model": getattr(settings, "MEDSTUDIO_CHAT_MODEL", ""),
+        "backends": backend_choices(),
         "counts": selectors.consensus_counts(selectors.consensus_outcomes(queue)),
     }
     return render(request, "annotation/queue_detail.html", context)
@@ -323,7 +325,8 @@ def queue_settings(request, pk: int):
 def judge(request, pk: int):
     queue = get_object_or_404(Queue.objects.select_related("question"), pk=pk)
     try:
-        jobs = services.judge_start(queue=queue, user=request.user, base_url=request.POST.get("base_url", "").strip(),
+        jobs = services.judge_start(queue=queue, user=request.user, backend=request.POST.get("backend", "").strip(),
+                                    base_url=request.POST.get("base_url", "").strip(),
                                     model=request.POST.get("model", "").strip(), passes=_int(request.POST.get("passes"), 1),
                                     temperature=float(request.POST.get("temperature") or 0.7),
                                     api_key_env=request.POST.get("api_key_env", "").strip())
