@@ -93,15 +93,18 @@ def deita_factory(params: dict) -> LazyBlock:
 
     mode = params.get("mode", "lm")
     if mode == "chat":
-        from medstudio.inference.chat import ChatBackend
+        from medstudio.backends.resolve import chat_client, chat_params
 
-        base_url = params.get("base_url") or settings.MEDSTUDIO_CHAT_URL
-        if not base_url:
-            raise ValueError("Deita by judge needs a chat server: set MEDSTUDIO_CHAT_URL (or pass base_url).")
-        model = params.get("chat_model") or settings.MEDSTUDIO_CHAT_MODEL
-        params.setdefault("model", f"chat:{model}")
-        backend = ChatBackend(base_url, model, api_key=settings.MEDSTUDIO_CHAT_API_KEY,
-                              timeout=float(params.get("timeout", 60)), max_retries=int(params.get("max_retries", 3)))
+        if "chat" not in params:
+            # Resolved once, at launch: every shard (and a resumed job) uses the same endpoint even
+            # if an admin edits the registry meanwhile. A registered backend, an explicit URL, or
+            # the defaults (MEDSTUDIO_CHAT_URL); the key stays in the environment.
+            params["chat"] = chat_params(backend=params.get("chat_backend"), base_url=params.get("base_url", ""),
+                                         model=params.get("chat_model", ""))
+        chat = params["chat"]
+        params.setdefault("model", f"chat:{chat['model']}")
+        overrides = {k: conv(params[k]) for k, conv in (("timeout", float), ("max_retries", int)) if k in params}
+        backend = chat_client(chat, **overrides)
         return LazyBlock("deita", deita.VERSION + "-chat", lambda: deita.Deita(
             deita.ChatDigitScorer(backend, deita.JUDGE_COMPLEXITY), deita.ChatDigitScorer(backend, deita.JUDGE_QUALITY)))
     if mode != "lm":
@@ -161,7 +164,8 @@ def register_all() -> None:
         description="Deita (CareBot 2.1): complexity x quality, expected digit 1-6; dialogues: mean over turns.",
         params_schema={"mode": "lm | chat", "complexity_model": "path/hub id", "quality_model": "path/hub id",
                        "max_length": "int (2048)", "backend": "auto | transformers | vllm",
-                       "base_url": "chat mode", "chat_model": "chat mode"})
+                       "chat_backend": "chat mode: a registered model backend", "base_url": "chat mode",
+                       "chat_model": "chat mode"})
     register_scorer(
         "confilter", confilter_factory, queue="gpu", batch_size=16, kinds=("dialogue",),
         description="ConFilter (CareBot 2.2): mean CF = L(turn | history) / L(turn) over turns 2..n.",

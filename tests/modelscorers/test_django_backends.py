@@ -62,3 +62,25 @@ def test_datarater_on_embedding_encoder(make_dataset, curator, tiny_encoder_path
     values = list(Score.objects.filter(run=run).values_list("value", flat=True))
     assert len(values) == 24 and all(0.0 <= v <= 5.0 for v in values)
     assert ScorerRun.objects.get(pk=run.pk).model_ref == "datarater:v1"
+
+
+def test_deita_by_chat_judge_through_a_registered_backend(make_dataset, curator, settings, monkeypatch):
+    from medstudio.backends.services import backend_save
+
+    settings.MEDSTUDIO_CHAT_URL = ""
+    monkeypatch.setenv("MEDSTUDIO_TEST_KEY", "sk-deita")
+    ds = make_dataset("qa_reg", "qa", [QA_ROWS[0]])
+    digit = {"content": "3", "logprobs": {"content": [{"token": "3", "logprob": 0.0, "bytes": None,
+                                                      "top_logprobs": [{"token": "3", "logprob": 0.0, "bytes": None}]}]}}
+    with fake_openai_server(chat=[digit]) as url:
+        backend_save(actor=None, name="deita-judge", base_url=str(url), model="judge-x", api_key_env="MEDSTUDIO_TEST_KEY")
+        run = scorer_run_start(user=curator, dataset=ds, scorer="deita", params={"mode": "chat", "chat_backend": "deita-judge"})
+        seen = url.chat_requests()
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.params["model"] == "chat:judge-x"
+    assert run.params["chat"]["backend"] == "deita-judge" and "sk-deita" not in str(run.params)
+    assert {s["json"]["model"] for s in seen} == {"judge-x"}
+    assert {s["headers"]["authorization"] for s in seen} == {"Bearer sk-deita"}
+    assert Score.objects.get(run=run).value == pytest.approx(9.0)  # c x q = 3 x 3
+    with pytest.raises(ValueError, match="No enabled model backend named 'gone'"):
+        scorer_run_start(user=curator, dataset=ds, scorer="deita", params={"mode": "chat", "chat_backend": "gone"})
