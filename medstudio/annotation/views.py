@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from medstudio.accounts.permissions import Role, role_required
-from medstudio.backends.selectors import backend_choices
+from medstudio.backends.selectors import backend_choices, default_label
 
 from . import agreement as ag
 from . import plots, selectors, services
@@ -298,7 +298,7 @@ def queue_detail(request, pk: int):
         "queue": queue, "progress": selectors.queue_progress(queue), "annotators": selectors.annotator_summary(queue),
         "assignees": queue.assignees.all(), "jobs": Job.objects.filter(kind="annotation.judge", params__queue_id=queue.pk)[:20],
         "judge_url": getattr(settings, "MEDSTUDIO_CHAT_URL", ""), "judge_model": getattr(settings, "MEDSTUDIO_CHAT_MODEL", ""),
-        "backends": backend_choices(),
+        "backends": backend_choices(), "backend_default": default_label(),
         "counts": selectors.consensus_counts(selectors.consensus_outcomes(queue)),
     }
     return render(request, "annotation/queue_detail.html", context)

@@ -29,13 +29,13 @@ class ModelBackend(models.Model):
     """
 
     name = models.CharField(max_length=80, unique=True, help_text="What curators pick in forms, e.g. qwen72b-vllm.")
-    base_url = models.CharField(max_length=500, validators=[validate_endpoint], help_text="OpenAI-compatible base URL, e.g. http://gpu1:8000/v1.")
+    base_url = models.CharField("base URL", max_length=500, validators=[validate_endpoint], help_text="OpenAI-compatible base URL, e.g. http://gpu1:8000/v1.")
     model = models.CharField(max_length=200, help_text="Model name the server expects, e.g. Qwen/Qwen2.5-72B-Instruct.")
-    api_key_env = models.CharField(max_length=100, blank=True, validators=[ENV_NAME],
+    api_key_env = models.CharField("API key variable", max_length=100, blank=True, validators=[ENV_NAME],
                                    help_text="Environment variable holding the key; empty = MEDSTUDIO_CHAT_API_KEY.")
     timeout = models.FloatField(default=60.0, help_text="Seconds per request before a retry.")
     max_retries = models.PositiveSmallIntegerField(default=3, help_text="Retries on 429 / 5xx / timeouts.")
-    is_default = models.BooleanField(default=False, help_text="Used when a form names no backend.")
+    is_default = models.BooleanField("default", default=False, help_text="Used when a form names no backend.")
     enabled = models.BooleanField(default=True, help_text="Disabled backends are not offered in forms.")
     notes = models.TextField(blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)

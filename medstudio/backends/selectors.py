@@ -9,3 +9,14 @@ def backend_choices(*, blank: str = "") -> list[tuple[str, str]]:
     rows = ModelBackend.objects.filter(enabled=True).order_by("-is_default", "name").values_list("name", "model", "is_default")
     choices = [(name, f"{name} ({model}){' · default' if default else ''}") for name, model, default in rows]
     return ([("", blank)] if blank else []) + choices
+
+
+def default_label() -> str:
+    """What a form that names no backend will use, in words (for the blank option of a <select>)."""
+    from django.conf import settings
+
+    name = ModelBackend.objects.filter(enabled=True, is_default=True).values_list("name", flat=True).first()
+    if name:
+        return f"default backend: {name}"
+    url = getattr(settings, "MEDSTUDIO_CHAT_URL", "")
+    return f"MEDSTUDIO_CHAT_URL: {url}" if url else "no default: register a backend or give a URL"

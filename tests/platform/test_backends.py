@@ -88,6 +88,14 @@ def test_admin_pages_add_check_edit_and_remove(admin_user, curator):
     r = c.post(reverse("backends:list"), {"name": "box", "base_url": "not a url", "model": "m", "timeout": "5",
                                           "max_retries": "0"})
     assert r.status_code == 200 and b"already exists" in r.content and ModelBackend.objects.count() == 1
+    # a second backend can take over the default mark through the form
+    c.post(reverse("backends:list"), {"name": "first", "base_url": "http://a:1/v1", "model": "m", "timeout": "5",
+                                      "max_retries": "0", "enabled": "on", "is_default": "on"})
+    r = c.post(reverse("backends:list"), {"name": "second", "base_url": "http://gpu1:8000/v1", "model": "m", "timeout": "5",
+                                          "max_retries": "0", "enabled": "on", "is_default": "on"})
+    assert r.status_code == 302
+    assert list(ModelBackend.objects.filter(is_default=True).values_list("name", flat=True)) == ["second"]
+    ModelBackend.objects.filter(name__in=["first", "second"]).delete()
     # Check by HTMX: the row comes back with the failure (nothing listens on port 9)
     r = c.post(reverse("backends:check", args=[b.pk]), HTTP_HX_REQUEST="true")
     assert r.status_code == 200 and b"failed" in r.content and b"<html" not in r.content
@@ -111,13 +119,14 @@ def test_chat_client_reads_the_key_from_the_named_variable(monkeypatch, settings
     assert "from-env" not in repr(client)
 
 
-def test_a_curator_runs_the_annotation_judge_through_a_registered_backend(make_dataset, curator, monkeypatch):
+def test_a_curator_runs_the_annotation_judge_through_a_registered_backend(make_dataset, curator, monkeypatch, settings):
+    settings.MEDSTUDIO_CHAT_URL = ""
     monkeypatch.setenv("MEDSTUDIO_TEST_KEY", "sk-judge")
     queue = rating_queue(make_dataset, curator, n_docs=3, per_item=1, name="docs")
     with fake_openai_server(chat=[json.dumps({"score": 4})]) as url:
         _backend("judge-box", url=url, model="judge-x", api_key_env="MEDSTUDIO_TEST_KEY")
         page = login(curator).get(reverse("annotation:queue_detail", args=[queue.pk]))
-        assert b'value="judge-box"' in page.content
+        assert b'value="judge-box"' in page.content and b"no default: register a backend" in page.content
         r = login(curator).post(reverse("annotation:judge", args=[queue.pk]),
                                 {"backend": "judge-box", "passes": "1", "temperature": "0"})
         assert r.status_code == 302
