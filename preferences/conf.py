@@ -40,8 +40,13 @@ def chat_api_key() -> str:
     return _get("MEDSTUDIO_CHAT_API_KEY", "EMPTY")
 
 
+def pref_judge_url() -> str:
+    """The preference-stage judge server, when one is set apart from MEDSTUDIO_CHAT_URL."""
+    return _get("MEDSTUDIO_PREF_JUDGE_URL", "")
+
+
 def judge_url() -> str:
-    return _get("MEDSTUDIO_PREF_JUDGE_URL", "") or chat_url()
+    return pref_judge_url() or chat_url()
 
 
 def judge_models() -> list[str]:
@@ -80,6 +85,25 @@ def chat_timeout() -> float:
 
 def chat_max_retries() -> int:
     return int(_get("MEDSTUDIO_PREF_CHAT_MAX_RETRIES", 3))
+
+
+def chat_overrides() -> dict[str, Any]:
+    """Timeout / retries that MEDSTUDIO_PREF_CHAT_* set explicitly (settings or environment).
+
+    A registry backend carries its own timeout and retries; an operator who tuned the preference
+    jobs on purpose (long judge prompts, a flaky lab server) still gets those values, while an
+    unset setting leaves the backend's own in force.
+    """
+    out: dict[str, Any] = {}
+    if _is_set("MEDSTUDIO_PREF_CHAT_TIMEOUT"):
+        out["timeout"] = chat_timeout()
+    if _is_set("MEDSTUDIO_PREF_CHAT_MAX_RETRIES"):
+        out["max_retries"] = chat_max_retries()
+    return out
+
+
+def _is_set(name: str) -> bool:
+    return hasattr(settings, name) or name in os.environ
 
 
 def work_dir():

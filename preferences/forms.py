@@ -4,13 +4,40 @@ from django import forms
 
 from .models import Origin
 
+BACKEND_BLANK = "— none: use the URL below or the settings —"
+
+
+def backend_field() -> forms.ChoiceField:
+    """A registry backend to send this job's chat calls to; choices are filled per form instance."""
+    return forms.ChoiceField(
+        required=False, label="Model backend",
+        help_text="A chat server an admin registered (models below run on it; empty = its model).",
+        error_messages={"invalid_choice": "No enabled model backend named %(value)s: pick one from the list "
+                                          "(an admin registers them under Backends)."})
+
+
+class BackendChoiceMixin:
+    """Fills the `backend` choices and refuses a backend together with an explicit base URL."""
+
+    def _set_backend_choices(self) -> None:
+        from medstudio.backends.selectors import backend_choices
+
+        # Read at every form build, not at import, so a backend an admin just added shows at once.
+        self.fields["backend"].choices = backend_choices(blank=BACKEND_BLANK)
+
+    def clean(self):
+        d = super().clean()
+        if d.get("backend") and (d.get("base_url") or "").strip():
+            self.add_error("base_url", "Pick a registered backend or give a base URL, not both.")
+        return d
+
 
 class SetForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
-class BuildForm(forms.Form):
+class BuildForm(BackendChoiceMixin, forms.Form):
     builder = forms.ChoiceField(choices=Origin.choices)
     dataset = forms.ModelChoiceField(queryset=None, required=False, help_text="Source records.")
     selection_id = forms.IntegerField(required=False, min_value=1, help_text="Or a curation selection id.")
@@ -20,6 +47,7 @@ class BuildForm(forms.Form):
     min_gap = forms.FloatField(initial=1.0, required=False, help_text="Minimum gap of mean scores.")
     mode = forms.ChoiceField(choices=[("best_worst", "best vs worst"), ("all", "every pair over the gap")], required=False)
     # LLM builders
+    backend = backend_field()
     base_url = forms.CharField(required=False, help_text="OpenAI-compatible server; empty = MEDSTUDIO_CHAT_URL.")
     generator = forms.CharField(required=False, help_text="Generator model; empty = MEDSTUDIO_CHAT_MODEL.")
     judge = forms.CharField(required=False, help_text="Judge model (subjective).")
@@ -32,6 +60,7 @@ class BuildForm(forms.Form):
         from medstudio.datasets.models import Dataset
 
         self.fields["dataset"].queryset = Dataset.objects.order_by("name")
+        self._set_backend_choices()
 
     def build_params(self) -> dict:
         d = self.cleaned_data
@@ -41,7 +70,7 @@ class BuildForm(forms.Form):
             params["min_gap"] = d.get("min_gap") if d.get("min_gap") is not None else 1.0
             params["mode"] = d.get("mode") or "best_worst"
         if b in (Origin.SUBJECTIVE, Origin.SAMPLED):
-            for k in ("base_url", "generator", "judge"):
+            for k in ("backend", "base_url", "generator", "judge"):
                 if d.get(k):
                     params[k] = d[k].strip()
             params["both_orders"] = bool(d.get("both_orders"))
@@ -51,21 +80,26 @@ class BuildForm(forms.Form):
         return params
 
 
-class VoteForm(forms.Form):
+class VoteForm(BackendChoiceMixin, forms.Form):
     method = forms.ChoiceField(choices=[("reward_models", "K trained reward models"), ("judges", "K judges' scores")])
     k = forms.IntegerField(required=False, min_value=1, max_value=32, help_text="Reward models (empty = setting).")
     base_model = forms.CharField(required=False, help_text="Reward base model (empty = MEDSTUDIO_PREF_REWARD_BASE).")
     epochs = forms.FloatField(initial=1.0, min_value=0.01)
-    judges = forms.CharField(required=False, help_text="Judge models, comma-separated.")
+    judges = forms.CharField(required=False, help_text="Judge models, comma-separated (with a backend: empty = its model).")
+    backend = backend_field()
     base_url = forms.CharField(required=False)
     flip_frac = forms.FloatField(initial=0.1, min_value=0, max_value=1)
     drop_frac = forms.FloatField(initial=0.1, min_value=0, max_value=1)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._set_backend_choices()
 
     def vote_params(self) -> dict:
         d = self.cleaned_data
         if d["method"] == "judges":
             return {"judges": [j.strip() for j in (d.get("judges") or "").split(",") if j.strip()],
-                    **({"base_url": d["base_url"].strip()} if d.get("base_url") else {})}
+                    **{k: d[k].strip() for k in ("backend", "base_url") if d.get(k)}}
         params = {"epochs": d.get("epochs") or 1.0}
         if d.get("k"):
             params["k"] = d["k"]
@@ -87,7 +121,7 @@ class ReviewForm(forms.Form):
     include_ties = forms.BooleanField(required=False, initial=True)
 
 
-class DiversifyForm(forms.Form):
+class DiversifyForm(BackendChoiceMixin, forms.Form):
     seeds = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), help_text="Seed instructions, one per line.")
     source = forms.ModelChoiceField(queryset=None, required=False, help_text="SFT dataset that receives the instructions.")
     output_name = forms.CharField(required=False, max_length=200, help_text="Name of the new dataset.")
@@ -96,11 +130,13 @@ class DiversifyForm(forms.Form):
     n = forms.IntegerField(initial=40, min_value=1, help_text="Keep the newest n per bank.")
     k = forms.IntegerField(initial=3, min_value=0, help_text="Swap banks every k rounds (0 = never).")
     seed = forms.IntegerField(initial=0)
+    backend = backend_field()
     base_url = forms.CharField(required=False)
-    model = forms.CharField(required=False)
+    model = forms.CharField(required=False, help_text="Empty = the backend's model, else MEDSTUDIO_CHAT_MODEL.")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         from medstudio.datasets.models import Dataset
 
         self.fields["source"].queryset = Dataset.objects.filter(kind__in=["qa", "dialogue"]).order_by("name")
+        self._set_backend_choices()

@@ -21,10 +21,23 @@ from .pipeline.judge import ItemError, Usage
 
 
 def _chat(base_url: str, model: str):
-    from medstudio.inference.chat import ChatBackend
+    """A client for a URL + model from the form or the MEDSTUDIO_PREF_* / MEDSTUDIO_CHAT_* settings.
 
-    return ChatBackend(base_url, model, api_key=conf.chat_api_key(), timeout=conf.chat_timeout(),
+    No api_key_env: chat_client then uses MEDSTUDIO_CHAT_API_KEY, the key this path always used;
+    the preferences timeout and retries apply as they always did."""
+    from medstudio.backends.resolve import chat_client
+
+    return chat_client({"base_url": base_url, "model": model, "api_key_env": ""}, timeout=conf.chat_timeout(),
                        max_retries=conf.chat_max_retries())
+
+
+def _registry_chat(params: dict):
+    """A client for endpoint params resolved at launch from a registry backend (services._resolve_chat).
+
+    The backend's key variable, timeout and retries apply, unless MEDSTUDIO_PREF_CHAT_* set them on purpose."""
+    from medstudio.backends.resolve import chat_client
+
+    return chat_client(params, **conf.chat_overrides())
 
 
 def _builder_fn(run: BuildRun):
@@ -37,16 +50,24 @@ def _builder_fn(run: BuildRun):
         aspects = p.get("aspects") or None
         return lambda usage: lambda rec: builders.from_scores_pairs(
             rec, min_gap=float(p.get("min_gap", 1.0)), aspects=aspects, mode=p.get("mode", "best_worst"))
-    url = p.get("base_url") or conf.chat_url()
-    gen = _chat(url, p.get("generator") or conf.chat_model())
     gen_params = {"temperature": float(p.get("temperature", 0.7))}
     judge_params = {"temperature": 0.0}
+    if p.get("chat"):  # a registry backend, resolved when the run was launched
+        gen = _registry_chat(p["chat"]["generator"][0])
+        judges = [_registry_chat(j) for j in p["chat"]["judges"]]
+    else:
+        url = p.get("base_url") or conf.chat_url()
+        judge_url = p.get("judge_url") or conf.judge_url() or url
+        gen = _chat(url, p.get("generator") or conf.chat_model())
+        if run.builder == Origin.SUBJECTIVE:
+            judges = [_chat(judge_url, p.get("judge") or conf.judge_models()[0])]
+        else:
+            judges = [_chat(judge_url, m) for m in p.get("judges") or conf.judge_models()]
     if run.builder == Origin.SUBJECTIVE:
-        judge = _chat(p.get("judge_url") or conf.judge_url() or url, p.get("judge") or conf.judge_models()[0])
+        judge = judges[0]
         return lambda usage: lambda rec: builders.subjective_pair(
             rec, gen, judge, usage, both_orders=bool(p.get("both_orders")), gen_params=gen_params,
             judge_params=judge_params)
-    judges = [_chat(p.get("judge_url") or conf.judge_url() or url, m) for m in p.get("judges") or conf.judge_models()]
     return lambda usage: lambda rec: builders.sampled_pair(
         rec, gen, judges, usage, n=int(p.get("n", 4)), seed=seed, gen_params=gen_params, judge_params=judge_params)
 
@@ -243,10 +264,14 @@ def _vote_judges(ctx: JobContext, vote: VoteRun, pairs_qs) -> None:
     from .pipeline.judge import judge_votes
 
     p = vote.params
-    url = p.get("base_url") or conf.judge_url()
-    if not url:
-        raise JobFailed("No judge server configured: set MEDSTUDIO_PREF_JUDGE_URL / MEDSTUDIO_CHAT_URL or give a base URL.")
-    judges = [_chat(url, m) for m in p["judges"]]
+    if p.get("chat"):  # a registry backend, resolved when the vote was launched
+        judges = [_registry_chat(j) for j in p["chat"]["judges"]]
+    else:
+        url = p.get("base_url") or conf.judge_url()
+        if not url:
+            raise JobFailed("No judge server configured: pick a model backend, set MEDSTUDIO_PREF_JUDGE_URL / "
+                            "MEDSTUDIO_CHAT_URL or give a base URL.")
+        judges = [_chat(url, m) for m in p["judges"]]
     state = dict(vote.state or {})
     after = int(state.get("after", 0))
     total = pairs_qs.count()
@@ -315,7 +340,10 @@ def diversify_job(ctx: JobContext) -> dict:
     p = run.params
     cfg = DiversifyConfig(rounds=int(p.get("rounds", 10)), keep_oldest=int(p.get("m", 20)), keep_newest=int(p.get("n", 40)),
                           swap_every=int(p.get("k", 3)), seed=int(p.get("seed", 0)))
-    backend = _chat(p.get("base_url") or conf.chat_url(), p.get("model") or conf.chat_model())
+    if p.get("chat"):  # a registry backend, resolved when the run was launched
+        backend = _registry_chat(p["chat"]["generator"][0])
+    else:
+        backend = _chat(p.get("base_url") or conf.chat_url(), p.get("model") or conf.chat_model())
     state = run.state or new_state(run.seeds, cfg)
     prices = conf.prices()
     if state["round"]:

@@ -66,6 +66,44 @@ def _user(user):
     return user if getattr(user, "is_authenticated", False) else None
 
 
+# ------------------------------------------------------------------------------- chat backends
+
+
+def _backend_name(params: dict, *, settings_url: str) -> str:
+    """The registry backend a chat job should use: the one the form named; else the registry's
+    default, unless the form gives a URL or a stage-specific setting does (MEDSTUDIO_PREF_JUDGE_URL).
+    Like medstudio.backends.resolve.chat_params, a marked default wins over the generic
+    MEDSTUDIO_CHAT_URL, so what an admin marks in the UI is what runs."""
+    name = str(params.get("backend") or "").strip()
+    if name or params.get("base_url") or settings_url:
+        return name
+    from medstudio.backends.models import ModelBackend
+
+    return ModelBackend.objects.filter(enabled=True, is_default=True).values_list("name", flat=True).first() or ""
+
+
+def _resolve_chat(params: dict, *, settings_url: str, models: dict[str, list[str]]) -> dict:
+    """Put the registry backend's resolved endpoints into the job params (never a key).
+
+    models: role -> model names ("" = the backend's model). The result has params["backend"] and
+    params["chat"][role] = [chat_params, ...] so the worker needs no database to build clients, and
+    a later edit of the backend does not change what a launched (or resumed) job talks to.
+    Without a backend the params are returned as they were (the URL / settings path).
+    """
+    from medstudio.backends.resolve import BackendChoiceError, chat_params
+
+    name = _backend_name(params, settings_url=settings_url)
+    if not name:
+        return params
+    try:
+        # chat_params refuses a backend together with a base URL; one server, several models.
+        chat = {role: [chat_params(backend=name, base_url=params.get("base_url") or "", model=m or "") for m in names]
+                for role, names in models.items()}
+    except BackendChoiceError as exc:
+        raise PreferenceError(str(exc)) from None
+    return {**params, "backend": name, "chat": chat}
+
+
 # --------------------------------------------------------------------------------------- builds
 
 
@@ -102,8 +140,8 @@ def _check_build(builder: str, dataset, selection_id, path: str, params: dict) -
     if builder in CHAT_BUILDERS:
         from . import conf
 
-        if not (params.get("base_url") or conf.chat_url()):
-            raise PreferenceError("No chat server configured: set MEDSTUDIO_CHAT_URL or give a base URL.")
+        if not (params.get("chat") or params.get("base_url") or conf.chat_url()):
+            raise PreferenceError("No chat server configured: pick a model backend, set MEDSTUDIO_CHAT_URL or give a base URL.")
 
 
 @transaction.atomic
@@ -115,6 +153,15 @@ def build_start(
     from medstudio.jobs.services import job_create
 
     params = dict(params or {})
+    if builder in CHAT_BUILDERS:
+        from . import conf
+
+        judges = [params.get("judge") or ""] if builder == Origin.SUBJECTIVE else list(params.get("judges") or [""])
+        params = _resolve_chat(params, settings_url="",
+                               models={"generator": [params.get("generator") or ""], "judges": judges})
+        if params.get("chat") and builder == Origin.SAMPLED:
+            # With a backend an empty judge list means its own model; name it for the run page.
+            params["judges"] = [j["model"] for j in params["chat"]["judges"]]
     _check_build(builder, dataset, selection_id, path, params)
     run = BuildRun.objects.create(pref_set=pref_set, builder=builder, dataset=dataset, selection_id=selection_id,
                                   path=path, params=params, created_by=_user(user))
@@ -216,6 +263,12 @@ def vote_start(*, user, pref_set: PreferenceSet, method: str, params: dict | Non
         raise PreferenceError("Voting needs at least two ordered pairs in the set.")
     if method == "reward_models" and int(params.get("k", 1)) < 1:
         raise PreferenceError("K must be at least 1.")
+    if method == "judges":
+        from . import conf
+
+        params = _resolve_chat(params, settings_url=conf.pref_judge_url(), models={"judges": list(params.get("judges") or [""])})
+        if params.get("chat"):
+            params["judges"] = [j["model"] for j in params["chat"]["judges"]]
     if method == "judges" and not params.get("judges"):
         raise PreferenceError("Judge voting needs at least one judge model.")
     vote = VoteRun.objects.create(pref_set=pref_set, method=method, params=params, flip_frac=flip_frac,
@@ -460,8 +513,11 @@ def diversify_start(*, user, seeds: list[str], output_name: str, source=None, pa
         if Dataset.objects.filter(name=output_name).exists():
             raise PreferenceError(f"A dataset named {output_name!r} already exists.")
     params = dict(params or {})
-    if not (params.get("base_url") or conf.chat_url()):
-        raise PreferenceError("No chat server configured: set MEDSTUDIO_CHAT_URL or give a base URL.")
+    params = _resolve_chat(params, settings_url="", models={"generator": [params.get("model") or ""]})
+    if params.get("chat"):
+        params["model"] = params["chat"]["generator"][0]["model"]
+    if not (params.get("chat") or params.get("base_url") or conf.chat_url()):
+        raise PreferenceError("No chat server configured: pick a model backend, set MEDSTUDIO_CHAT_URL or give a base URL.")
     run = DiversifyRun.objects.create(seeds=seeds, params=params, source=source, output_name=output_name,
                                       created_by=_user(user))
     audit_log(actor=user, action="preferences.diversify_start", target=run,

@@ -230,7 +230,7 @@ def diversify(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         params = {k: d[k] for k in ("rounds", "m", "n", "k", "seed")}
-        params.update({k: d[k].strip() for k in ("base_url", "model") if d.get(k)})
+        params.update({k: d[k].strip() for k in ("backend", "base_url", "model") if d.get(k)})
         try:
             run = services.diversify_start(user=request.user, seeds=d["seeds"].splitlines(), source=d.get("source"),
                                            output_name=d.get("output_name") or "", params=params)

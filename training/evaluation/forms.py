@@ -5,6 +5,11 @@ from medstudio.datasets.models import Dataset
 from .models import EvalKind, HitStatus
 
 
+BACKEND_BLANK = "— none: use the URL below or the settings —"
+BACKEND_INVALID = ("No enabled model backend named %(value)s: pick one from the list "
+                   "(an admin registers them under Backends).")
+
+
 class EvalRunForm(forms.Form):
     kind = forms.ChoiceField(choices=EvalKind.choices)
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"),
@@ -15,12 +20,19 @@ class EvalRunForm(forms.Form):
     backend = forms.ChoiceField(choices=[("transformers", "transformers (local path)"), ("vllm", "vLLM (GPU worker, local path)"),
                                          ("openai", "OpenAI-compatible endpoint")])
     path = forms.CharField(required=False, help_text="Local model directory (transformers / vLLM).")
+    chat_backend = forms.ChoiceField(
+        required=False, label="Model backend",
+        help_text="OpenAI-compatible endpoint: a server an admin registered (endpoint model name below overrides its model).",
+        error_messages={"invalid_choice": BACKEND_INVALID})
     base_url = forms.URLField(required=False, help_text="Endpoint base URL, e.g. http://gpu1:8000/v1 (key: MEDSTUDIO_CHAT_API_KEY).")
     remote_model = forms.CharField(required=False, label="Endpoint model name")
     seeds = forms.CharField(required=False, help_text="Comma-separated; default 0,1,2 for MCQ (mean of 3 runs).")
     temperature = forms.FloatField(required=False, min_value=0, max_value=2)
     max_new_tokens = forms.IntegerField(required=False, min_value=1, max_value=8192)
     limit = forms.IntegerField(required=False, min_value=1, help_text="Only the first N records (a quick check).")
+    judge_backend = forms.ChoiceField(required=False, label="Judge backend",
+                                      help_text="Consultation judge: a registered server (judge model below overrides its model).",
+                                      error_messages={"invalid_choice": BACKEND_INVALID})
     judge_base_url = forms.URLField(required=False, help_text="Consultation judge endpoint (default MEDSTUDIO_CHAT_URL).")
     judge_model = forms.CharField(required=False)
     rouge_threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text="Memorisation: ROUGE-L above this flags (0.8).")
@@ -30,9 +42,23 @@ class EvalRunForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        from medstudio.backends.selectors import backend_choices
         from training.models import ModelRef
 
         self.fields["model_ref"].queryset = ModelRef.objects.order_by("name")
+        # Read per form, not at import, so a backend an admin just added is offered at once.
+        self.fields["chat_backend"].choices = self.fields["judge_backend"].choices = backend_choices(blank=BACKEND_BLANK)
+
+    def clean(self):
+        d = super().clean()
+        if d.get("chat_backend"):
+            if d.get("backend") != "openai":
+                self.add_error("chat_backend", "A model backend is an OpenAI-compatible endpoint: choose that backend above.")
+            elif d.get("base_url"):
+                self.add_error("base_url", "Pick a registered backend or give a base URL, not both.")
+        if d.get("judge_backend") and d.get("judge_base_url"):
+            self.add_error("judge_base_url", "Pick a registered judge backend or give a judge URL, not both.")
+        return d
 
     def clean_seeds(self):
         raw = (self.cleaned_data.get("seeds") or "").strip()
@@ -46,11 +72,12 @@ class EvalRunForm(forms.Form):
     def spec_and_params(self) -> tuple[dict, dict]:
         d = self.cleaned_data
         spec = {"backend": d["backend"], "path": d.get("path") or (d["model_ref"].path if d.get("model_ref") else None),
-                "base_url": d.get("base_url"), "model": d.get("remote_model")}
+                "base_url": d.get("base_url"), "model": d.get("remote_model"), "chat_backend": d.get("chat_backend")}
         params = {k: d.get(k) for k in ("seeds", "temperature", "max_new_tokens", "limit", "rouge_threshold",
                                          "cosine_threshold", "prefix_ratio", "embedding_model")}
-        if d.get("judge_base_url") or d.get("judge_model"):
-            params["judge"] = {"base_url": d.get("judge_base_url") or None, "model": d.get("judge_model") or None}
+        if d.get("judge_backend") or d.get("judge_base_url") or d.get("judge_model"):
+            params["judge"] = {k: v for k, v in (("chat_backend", d.get("judge_backend")), ("base_url", d.get("judge_base_url")),
+                                                 ("model", d.get("judge_model"))) if v}
         return spec, {k: v for k, v in params.items() if v not in (None, "")}
 
 

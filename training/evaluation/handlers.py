@@ -27,8 +27,12 @@ from .models import EvalItem, EvalRun, EvalStatus, MemorizationHit
 
 def _generator(run: EvalRun) -> ev.Generator:
     spec = dict(run.model_spec)
-    if spec.get("backend") == "openai":
-        spec["api_key"] = settings.MEDSTUDIO_CHAT_API_KEY  # keys live in settings, never in the run row
+    if spec.get("backend") == "openai" and spec.get("base_url") and spec.get("model"):
+        from medstudio.backends.resolve import chat_client
+
+        # Keys live in the environment, never in the run row: the variable a registry backend names
+        # (api_key_env, stored at launch), else MEDSTUDIO_CHAT_API_KEY for a spec given by URL.
+        return ev.EndpointGenerator(chat_client(spec), max_workers=int(spec.get("max_workers", 4)))
     try:
         return ev.make_generator(spec)
     except ev.GeneratorUnavailable as exc:
@@ -149,15 +153,18 @@ def consultation_job(ctx: JobContext) -> dict:
 
 
 def _judge_backend(run: EvalRun):
+    """The consultation judge: endpoint params stored at launch (a registry backend, or a URL and
+    model), else MEDSTUDIO_CHAT_URL / MEDSTUDIO_CHAT_MODEL read here; None when there is none."""
+    from medstudio.backends.resolve import chat_client
+
     judge = run.params.get("judge") or {}
     base_url = judge.get("base_url") or settings.MEDSTUDIO_CHAT_URL
     model = judge.get("model") or settings.MEDSTUDIO_CHAT_MODEL
     if not base_url:
         return None
-    from medstudio.inference.chat import ChatBackend
-
-    return ChatBackend(base_url, model, api_key=settings.MEDSTUDIO_CHAT_API_KEY,
-                       timeout=float(judge.get("timeout", 120)), max_retries=int(judge.get("max_retries", 3)))
+    # Judge prompts are long: 120 s unless the backend (or the params) say otherwise.
+    return chat_client({"base_url": base_url, "model": model, "api_key_env": judge.get("api_key_env") or "",
+                        "timeout": float(judge.get("timeout", 120)), "max_retries": int(judge.get("max_retries", 3))})
 
 
 def _consultation(run: EvalRun, ctx: JobContext) -> dict:

@@ -33,6 +33,58 @@ class EvalConfigError(ValueError):
     """A run cannot be started as asked; the message says what to change."""
 
 
+def _default_backend() -> str:
+    from medstudio.backends.models import ModelBackend
+
+    return ModelBackend.objects.filter(enabled=True, is_default=True).values_list("name", flat=True).first() or ""
+
+
+def _resolve_endpoint(spec: dict[str, Any]) -> dict[str, Any]:
+    """An "openai" spec that names a registry backend (`chat_backend`) gets the backend's URL, model,
+    key variable, timeout and retries stored in it, so the run is repeatable and the worker needs no
+    database. With neither a backend nor a URL the registry's default backend is used, if there is
+    one (before, such a spec was refused). A spec with a URL is kept as it is: a repeat passes the
+    stored, already resolved spec back here and must get exactly the same endpoint."""
+    from medstudio.backends.resolve import BackendChoiceError, chat_params
+
+    spec = dict(spec)
+    name = spec.pop("chat_backend", None) or ""
+    if (spec.get("backend") or "").lower() != "openai":
+        if name:
+            raise EvalConfigError("a model backend is an OpenAI-compatible endpoint: use backend openai")
+        return spec
+    name = name or ("" if spec.get("base_url") else _default_backend())
+    if not name:
+        return spec
+    try:
+        p = chat_params(backend=name, base_url=spec.get("base_url") or "", model=spec.get("model") or "")
+    except BackendChoiceError as exc:
+        raise EvalConfigError(str(exc)) from None
+    return {**spec, "base_url": p["base_url"], "model": p["model"], "model_backend": p["backend"],
+            "api_key_env": p["api_key_env"], "timeout": p["timeout"], "max_retries": p["max_retries"]}
+
+
+def _resolve_judge(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The consultation judge's registry backend, resolved into params["judge"] (never a key).
+
+    A judge given by URL is left as before; otherwise the registry's default backend judges, ahead
+    of MEDSTUDIO_CHAT_URL (read by the worker), as in medstudio.backends.resolve.chat_params."""
+    from medstudio.backends.resolve import BackendChoiceError, chat_params
+
+    params = dict(params or {})
+    judge = dict(params.get("judge") or {})
+    name = judge.pop("chat_backend", None) or ""
+    if not name and kind == EvalKind.CONSULTATION and not judge.get("base_url"):
+        name = _default_backend()
+    if not name:
+        return params
+    try:
+        p = chat_params(backend=name, base_url=judge.get("base_url") or "", model=judge.get("model") or "")
+    except BackendChoiceError as exc:
+        raise EvalConfigError(str(exc)) from None
+    return {**params, "judge": {**judge, **p}}
+
+
 def _check_spec(spec: dict[str, Any]) -> dict[str, Any]:
     backend = (spec.get("backend") or "").lower()
     if backend not in BACKENDS:
@@ -42,7 +94,8 @@ def _check_spec(spec: dict[str, Any]) -> dict[str, Any]:
     if backend == "openai" and not (spec.get("base_url") and spec.get("model")):
         raise EvalConfigError("backend openai needs a base URL and a model name")
     if "api_key" in spec:
-        raise EvalConfigError("API keys are not stored with runs; set MEDSTUDIO_CHAT_API_KEY on the workers")
+        raise EvalConfigError("API keys are not stored with runs; set MEDSTUDIO_CHAT_API_KEY on the workers "
+                              "(or the variable a model backend names)")
     return {k: v for k, v in spec.items() if v not in (None, "")}
 
 
@@ -63,8 +116,9 @@ def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_
         model_spec = {"backend": "transformers", **{k: v for k, v in model_spec.items() if v}}
         model_spec.setdefault("path", model_ref.path)
         model_name = model_name or model_ref.name
-    spec = _check_spec(model_spec)
-    merged = {**DEFAULT_PARAMS[kind], **{k: v for k, v in (params or {}).items() if v is not None}}
+    spec = _check_spec(_resolve_endpoint(model_spec))
+    params = _resolve_judge(kind, params or {})
+    merged = {**DEFAULT_PARAMS[kind], **{k: v for k, v in params.items() if v is not None}}
     seeds = merged.get("seeds") or [0]
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
         raise EvalConfigError("seeds must be a list of integers")
