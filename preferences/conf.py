@@ -36,10 +36,6 @@ def chat_model() -> str:
     return _get("MEDSTUDIO_CHAT_MODEL", "Qwen/Qwen2.5-7B-Instruct")
 
 
-def chat_api_key() -> str:
-    return _get("MEDSTUDIO_CHAT_API_KEY", "EMPTY")
-
-
 def pref_judge_url() -> str:
     """The preference-stage judge server, when one is set apart from MEDSTUDIO_CHAT_URL."""
     return _get("MEDSTUDIO_PREF_JUDGE_URL", "")
