@@ -177,6 +177,7 @@ def _minhash_corpus(ctx: JobContext, run, records_qs) -> dict:
 
 def _decontam_corpus(ctx: JobContext, run, records_qs) -> dict:
     """Index every benchmark dataset's items, then scan the run's records in resumable batches."""
+    from curation.models import ScorerRun
     from curation.pipeline.decontam import BenchmarkIndex, DecontamConfig, DecontamScorer
     from curation.scoring import record_view
     from medstudio.datasets.models import Dataset, Record
@@ -225,11 +226,15 @@ def _decontam_corpus(ctx: JobContext, run, records_qs) -> dict:
         with transaction.atomic():
             scores_write(run=run, rows=[(r.pk, res) for r, res in zip(batch, results)])
             ctx.progress(done=done, cursor={"after_id": after})
-    summary = {"benchmarks": [b.name for b in benches], "benchmark_items": index.n_items,
-               "contaminated": run.scores.filter(keep=False).count(), "records": total,
-               "config": {"ngram_en": cfg.ngram_en, "ngram_zh": cfg.ngram_zh, "min_item_tokens": cfg.min_item_tokens}}
-    scorer_run_summary_set(run=run, summary=summary)
-    return summary
+    with transaction.atomic():
+        # Shards finish in any order: lock the run so the last writer counts every committed batch
+        # of every shard, and the summary shows run-wide figures, not this shard's.
+        run = ScorerRun.objects.select_for_update().get(pk=run.pk)
+        summary = {"benchmarks": [b.name for b in benches], "benchmark_items": index.n_items,
+                   "contaminated": run.scores.filter(keep=False).count(), "records": run.scores.count(),
+                   "config": {"ngram_en": cfg.ngram_en, "ngram_zh": cfg.ngram_zh, "min_item_tokens": cfg.min_item_tokens}}
+        scorer_run_summary_set(run=run, summary=summary)
+    return {**summary, "shard_records": total}
 
 
 # --------------------------------------------------------------------------- redaction
@@ -302,7 +307,7 @@ register_scorer(
                    "datasets": [], "per_source": False, "keep_scorer_run": None},
 )
 register_scorer(
-    "decontam", corpus_handler=_decontam_corpus, queue="cpu",
+    "decontam", corpus_handler=_decontam_corpus, queue="cpu", shardable=True,
     description="Flag records sharing a long n-gram (13 words / 20 characters) with an item of a benchmark dataset.",
     params_schema={"benchmarks": [], "ngram_en": 13, "ngram_zh": 20, "min_item_tokens": 8, "max_hits": 0},
 )

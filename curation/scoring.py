@@ -34,6 +34,10 @@ class ScorerSpec:
     corpus_handler: Callable[[JobContext, ScorerRun, Any], dict | None] | None = None
     batch_size: int = 256
     kinds: tuple[str, ...] = ()  # dataset kinds it applies to; empty = all
+    # A corpus handler that only needs its own id range (decontam: every shard builds the small
+    # benchmark index and scans its range) can be split like a per-record scorer. MinHash cannot:
+    # its clusters cross ranges.
+    shardable: bool = False
 
 
 _SCORERS: dict[str, ScorerSpec] = {}
@@ -41,12 +45,12 @@ _SCORERS: dict[str, ScorerSpec] = {}
 
 def register_scorer(name: str, factory: Callable[[dict], Any] | None = None, *, queue: str = "cpu",
                     description: str = "", params_schema: dict | None = None, corpus_handler=None,
-                    batch_size: int = 256, kinds: tuple[str, ...] = ()) -> ScorerSpec:
+                    batch_size: int = 256, kinds: tuple[str, ...] = (), shardable: bool = False) -> ScorerSpec:
     if factory is None and corpus_handler is None:
         raise ValueError("a scorer needs a factory or a corpus_handler")
     spec = ScorerSpec(name=name, factory=factory, queue=queue, description=description,
                       params_schema=params_schema or {}, corpus_handler=corpus_handler, batch_size=batch_size,
-                      kinds=tuple(kinds))
+                      kinds=tuple(kinds), shardable=shardable)
     _SCORERS[name] = spec
     return spec
 
@@ -98,7 +102,7 @@ def scorer_run_start(*, user, dataset: Dataset, scorer: str, params: dict | None
     audit_log(actor=user, action="curation.scorer_run_start", target=run, data={"scorer": scorer, "params": params})
     bounds = Record.objects.filter(dataset=dataset).aggregate(lo=Min("id"), hi=Max("id"))
     lo, hi = bounds["lo"] or 0, bounds["hi"] or 0
-    shards = max(1, min(int(shards), 64)) if spec.factory is not None else 1
+    shards = max(1, min(int(shards), 64)) if spec.factory is not None or spec.shardable else 1
     step = (hi - lo + shards) // shards or 1
     first_job = None
     for i in range(shards):

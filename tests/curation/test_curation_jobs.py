@@ -152,6 +152,31 @@ def test_decontam_names_the_benchmark_item(make_dataset, client_for):
     assert 'id="decontam-summary"' in html and item["id"] in html
 
 
+def test_decontam_splits_into_id_range_shards_with_a_run_wide_summary(make_dataset, client_for):
+    bench_rows = _rows("cmmlu_med.jsonl", 120)
+    bench = make_dataset("cmmlu", "mcq", bench_rows)
+    Dataset.objects.filter(pk=bench.pk).update(is_benchmark=True)
+    items = [r for r in bench_rows if len(r["question"]) >= 30][:2]
+    qa = [{"id": f"t{i}", "question": r["question"], "answer": r["answer"]} for i, r in enumerate(_rows("huatuo26m_test_qa.jsonl", 30))]
+    qa.insert(0, {"id": "leak-first", "question": "请回答：" + items[0]["question"], "answer": items[0]["answer"]})
+    qa.append({"id": "leak-last", "question": items[1]["question"] + "？", "answer": items[1]["answer"]})
+    train = make_dataset("train-qa", "qa", qa)
+    resp = client_for("curator").post(reverse("curation:run_start", args=[train.pk]),
+                                      {"scorer": "decontam", "params": "{}", "shards": "3"})
+    assert resp.status_code == 302
+    run = ScorerRun.objects.get(dataset=train, scorer="decontam")
+    from medstudio.jobs.models import Job
+
+    jobs = list(Job.objects.filter(kind="curation.score", params__run_id=run.pk).order_by("params__shard"))
+    assert len(jobs) == 3 and {j.status for j in jobs} == {"succeeded"}
+    ranges = [(j.params["id_from"], j.params["id_to"]) for j in jobs]
+    assert all(a <= b for a, b in ranges) and all(ranges[i][1] < ranges[i + 1][0] for i in range(2))
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.scores.count() == 32  # every record scored exactly once
+    assert sorted(s.record.external_id for s in run.scores.filter(keep=False).select_related("record")) == ["leak-first", "leak-last"]
+    assert run.summary["contaminated"] == 2 and run.summary["records"] == 32  # run-wide, not the last shard's
+
+
 def test_decontam_without_benchmark_fails_clearly(make_dataset):
     make_dataset("lonely", "document", _rows("general_en.jsonl", 2))
     with pytest.raises(CommandError):
