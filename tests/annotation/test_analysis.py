@@ -238,3 +238,15 @@ def test_any_scorer_run_on_the_dataset_can_be_compared_with_clinicians(make_data
     assert pair.n == 5 and pair.spearman == pytest.approx(0.9)
     page = login(curator).get(reverse("annotation:agreement", args=[queue.pk]), {"run": run.pk})
     assert f"deita#{run.pk}".encode() in page.content and b"0.900" in page.content
+
+
+@pytest.mark.django_db
+def test_agreement_page_says_why_nothing_is_measured_yet(make_dataset, curator, django_user_model):
+    d1 = user(django_user_model, "dr_solo")
+    queue = rating_queue(make_dataset, curator, n_docs=3, per_item=2, name="solo", assignees=[d1])
+    a = services.assignment_next(queue=queue, user=d1)
+    services.label_submit(assignment_id=a.pk, user=d1, answer={"score": 3}, revision=a.revision)
+    page = login(curator).get(reverse("annotation:agreement", args=[queue.pk])).content.decode()
+    score = page[page.index('class="card agreement-score"'):]
+    score = score[:score.index("</div>")]
+    assert "Not measurable yet" in score and "only dr_solo answered it" in score and "<svg" not in score
