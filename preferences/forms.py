@@ -2,28 +2,21 @@ from __future__ import annotations
 
 from django import forms
 
-from .models import Origin
+from medstudio.backends.forms import EndpointField, backend_choice_field, fill_backend_choices
 
-BACKEND_BLANK = "— none: use the URL below or the settings —"
+from .models import Origin
 
 
 def backend_field() -> forms.ChoiceField:
     """A registry backend to send this job's chat calls to; choices are filled per form instance."""
-    return forms.ChoiceField(
-        required=False, label="Model backend",
-        help_text="A chat server an admin registered (models below run on it; empty = its model).",
-        error_messages={"invalid_choice": "No enabled model backend named %(value)s: pick one from the list "
-                                          "(an admin registers them under Backends)."})
+    return backend_choice_field(help_text="A chat server an admin registered (models below run on it; empty = its model).")
 
 
 class BackendChoiceMixin:
     """Fills the `backend` choices and refuses a backend together with an explicit base URL."""
 
     def _set_backend_choices(self) -> None:
-        from medstudio.backends.selectors import backend_choices
-
-        # Read at every form build, not at import, so a backend an admin just added shows at once.
-        self.fields["backend"].choices = backend_choices(blank=BACKEND_BLANK)
+        fill_backend_choices(self, "backend")
 
     def clean(self):
         d = super().clean()
@@ -48,7 +41,7 @@ class BuildForm(BackendChoiceMixin, forms.Form):
     mode = forms.ChoiceField(choices=[("best_worst", "best vs worst"), ("all", "every pair over the gap")], required=False)
     # LLM builders
     backend = backend_field()
-    base_url = forms.CharField(required=False, help_text="OpenAI-compatible server; empty = MEDSTUDIO_CHAT_URL.")
+    base_url = EndpointField(required=False, help_text="OpenAI-compatible server; empty = MEDSTUDIO_CHAT_URL.")
     generator = forms.CharField(required=False, help_text="Generator model; empty = MEDSTUDIO_CHAT_MODEL.")
     judge = forms.CharField(required=False, help_text="Judge model (subjective).")
     judges = forms.CharField(required=False, help_text="Judge models, comma-separated (sampled).")
@@ -87,7 +80,7 @@ class VoteForm(BackendChoiceMixin, forms.Form):
     epochs = forms.FloatField(initial=1.0, min_value=0.01)
     judges = forms.CharField(required=False, help_text="Judge models, comma-separated (with a backend: empty = its model).")
     backend = backend_field()
-    base_url = forms.CharField(required=False)
+    base_url = EndpointField(required=False)
     flip_frac = forms.FloatField(initial=0.1, min_value=0, max_value=1)
     drop_frac = forms.FloatField(initial=0.1, min_value=0, max_value=1)
 
@@ -131,7 +124,7 @@ class DiversifyForm(BackendChoiceMixin, forms.Form):
     k = forms.IntegerField(initial=3, min_value=0, help_text="Swap banks every k rounds (0 = never).")
     seed = forms.IntegerField(initial=0)
     backend = backend_field()
-    base_url = forms.CharField(required=False)
+    base_url = EndpointField(required=False)
     model = forms.CharField(required=False, help_text="Empty = the backend's model, else MEDSTUDIO_CHAT_MODEL.")
 
     def __init__(self, *args, **kwargs):

@@ -1,6 +1,6 @@
 from django import forms
 
-from .models import ModelBackend
+from .models import ModelBackend, validate_endpoint
 
 
 class BackendForm(forms.ModelForm):
@@ -19,3 +19,29 @@ class BackendForm(forms.ModelForm):
         if not 1 <= t <= 3600:
             raise forms.ValidationError("Between 1 and 3600 seconds.")
         return t
+
+
+# Shared by every form that sends chat calls (preferences, evaluation): one wording, one rule.
+BLANK = "— none: use the URL below or the settings —"
+INVALID = "No enabled model backend named %(value)s: pick one from the list (an admin registers them under Backends)."
+
+
+def backend_choice_field(*, label: str = "Model backend", help_text: str = "") -> forms.ChoiceField:
+    """An optional registry backend; fill its choices per form instance with `fill_backend_choices`."""
+    return forms.ChoiceField(required=False, label=label, help_text=help_text,
+                             error_messages={"invalid_choice": INVALID})
+
+
+def fill_backend_choices(form: forms.Form, *names: str) -> None:
+    """Read at every form build, not at import, so a backend an admin just added is offered at once."""
+    from .selectors import backend_choices
+
+    choices = backend_choices(blank=BLANK)
+    for name in names:
+        form.fields[name].choices = choices
+
+
+class EndpointField(forms.CharField):
+    """An OpenAI-compatible base URL; unlike URLField it takes in-cluster hosts (http://gpu1:8000/v1)."""
+
+    default_validators = [validate_endpoint]

@@ -141,3 +141,14 @@ def test_a_curator_runs_the_annotation_judge_through_a_registered_backend(make_d
     assert set(Label.objects.filter(queue=queue).values_list("annotator", flat=True)) == {"model:judge-x#1"}
     r = login(curator).post(reverse("annotation:judge", args=[queue.pk]), {"backend": "gone", "passes": "1"}, follow=True)
     assert b"No enabled model backend named" in r.content and Job.objects.filter(kind="annotation.judge").count() == 1
+
+
+def test_endpoint_field_takes_in_cluster_hosts_and_refuses_what_is_not_a_url():
+    from medstudio.backends.forms import EndpointField
+
+    f = EndpointField(required=False)
+    assert f.clean("http://gpu1:8000/v1") == "http://gpu1:8000/v1"  # Django's URLField refuses this host
+    assert f.clean("https://api.example.com/v1") == "https://api.example.com/v1"
+    for bad in ("gpu1:8000/v1", "ftp://gpu1/v1", "http://:8000/v1", "http://gpu1:port/v1"):
+        with pytest.raises(ValidationError):
+            f.clean(bad)

@@ -1,13 +1,9 @@
 from django import forms
 
+from medstudio.backends.forms import EndpointField, backend_choice_field, fill_backend_choices
 from medstudio.datasets.models import Dataset
 
 from .models import EvalKind, HitStatus
-
-
-BACKEND_BLANK = "— none: use the URL below or the settings —"
-BACKEND_INVALID = ("No enabled model backend named %(value)s: pick one from the list "
-                   "(an admin registers them under Backends).")
 
 
 class EvalRunForm(forms.Form):
@@ -20,20 +16,17 @@ class EvalRunForm(forms.Form):
     backend = forms.ChoiceField(choices=[("transformers", "transformers (local path)"), ("vllm", "vLLM (GPU worker, local path)"),
                                          ("openai", "OpenAI-compatible endpoint")])
     path = forms.CharField(required=False, help_text="Local model directory (transformers / vLLM).")
-    chat_backend = forms.ChoiceField(
-        required=False, label="Model backend",
-        help_text="OpenAI-compatible endpoint: a server an admin registered (endpoint model name below overrides its model).",
-        error_messages={"invalid_choice": BACKEND_INVALID})
-    base_url = forms.URLField(required=False, help_text="Endpoint base URL, e.g. http://gpu1:8000/v1 (key: MEDSTUDIO_CHAT_API_KEY).")
+    chat_backend = backend_choice_field(
+        help_text="OpenAI-compatible endpoint: a server an admin registered (endpoint model name below overrides its model).")
+    base_url = EndpointField(required=False, help_text="Endpoint base URL, e.g. http://gpu1:8000/v1 (key: MEDSTUDIO_CHAT_API_KEY).")
     remote_model = forms.CharField(required=False, label="Endpoint model name")
     seeds = forms.CharField(required=False, help_text="Comma-separated; default 0,1,2 for MCQ (mean of 3 runs).")
     temperature = forms.FloatField(required=False, min_value=0, max_value=2)
     max_new_tokens = forms.IntegerField(required=False, min_value=1, max_value=8192)
     limit = forms.IntegerField(required=False, min_value=1, help_text="Only the first N records (a quick check).")
-    judge_backend = forms.ChoiceField(required=False, label="Judge backend",
-                                      help_text="Consultation judge: a registered server (judge model below overrides its model).",
-                                      error_messages={"invalid_choice": BACKEND_INVALID})
-    judge_base_url = forms.URLField(required=False, help_text="Consultation judge endpoint (default MEDSTUDIO_CHAT_URL).")
+    judge_backend = backend_choice_field(
+        label="Judge backend", help_text="Consultation judge: a registered server (judge model below overrides its model).")
+    judge_base_url = EndpointField(required=False, help_text="Consultation judge endpoint (default MEDSTUDIO_CHAT_URL).")
     judge_model = forms.CharField(required=False)
     rouge_threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text="Memorisation: ROUGE-L above this flags (0.8).")
     cosine_threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text="High-risk store: cosine above this is high-risk (0.8).")
@@ -42,12 +35,10 @@ class EvalRunForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from medstudio.backends.selectors import backend_choices
         from training.models import ModelRef
 
         self.fields["model_ref"].queryset = ModelRef.objects.order_by("name")
-        # Read per form, not at import, so a backend an admin just added is offered at once.
-        self.fields["chat_backend"].choices = self.fields["judge_backend"].choices = backend_choices(blank=BACKEND_BLANK)
+        fill_backend_choices(self, "chat_backend", "judge_backend")
 
     def clean(self):
         d = super().clean()
