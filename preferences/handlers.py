@@ -40,6 +40,15 @@ def _registry_chat(params: dict):
     return chat_client(params, **conf.chat_overrides())
 
 
+def _workers(params: dict) -> int:
+    """Calls in flight: the registry backend's concurrency when the run names one (the smallest, if
+    generator and judges differ), else MEDSTUDIO_PREF_MAX_WORKERS."""
+    from medstudio.backends.resolve import concurrency
+
+    resolved = [c for role in (params.get("chat") or {}).values() for c in role]
+    return min(concurrency(c) for c in resolved) if resolved else conf.max_workers()
+
+
 def _builder_fn(run: BuildRun):
     """`make(usage) -> build(record)`: backends are made once per job, usage is counted per batch."""
     p = run.params
@@ -147,7 +156,7 @@ def build_job(ctx: JobContext) -> dict:
         for batch in _record_batches(run, run.after, size):
             usage = Usage()
             build = _guard_bad_lines(make_build(usage))
-            results = builders.run_items([rec for _, _, rec in batch], build, max_workers=conf.max_workers() if chat else 1,
+            results = builders.run_items([rec for _, _, rec in batch], build, max_workers=_workers(run.params) if chat else 1,
                                          outage_retry_wait=conf.outage_retry_wait())
             done, outage = builders.settle_batch(results)
             stored = [(key, rid, res) for (key, rid, _), (_, res) in zip(batch, done)]

@@ -93,7 +93,7 @@ def deita_factory(params: dict) -> LazyBlock:
 
     mode = params.get("mode", "lm")
     if mode == "chat":
-        from medstudio.backends.resolve import chat_client, chat_params
+        from medstudio.backends.resolve import chat_client, chat_params, concurrency
 
         if "chat" not in params:
             # Resolved once, at launch: every shard (and a resumed job) uses the same endpoint even
@@ -106,7 +106,8 @@ def deita_factory(params: dict) -> LazyBlock:
         overrides = {k: conv(params[k]) for k, conv in (("timeout", float), ("max_retries", int)) if k in params}
         backend = chat_client(chat, **overrides)
         return LazyBlock("deita", deita.VERSION + "-chat", lambda: deita.Deita(
-            deita.ChatDigitScorer(backend, deita.JUDGE_COMPLEXITY), deita.ChatDigitScorer(backend, deita.JUDGE_QUALITY)))
+            deita.ChatDigitScorer(backend, deita.JUDGE_COMPLEXITY, max_workers=concurrency(chat)),
+            deita.ChatDigitScorer(backend, deita.JUDGE_QUALITY, max_workers=concurrency(chat))))
     if mode != "lm":
         raise ValueError("mode must be 'lm' (Deita scorer models) or 'chat' (a judge prompt)")
     c_set, q_set = "MEDSTUDIO_DEITA_COMPLEXITY_MODEL", "MEDSTUDIO_DEITA_QUALITY_MODEL"

@@ -10,7 +10,7 @@ BATCH = 16
 
 @job_handler("annotation.judge", queue="cpu", description="An LLM judge labels a queue through the chat backend.")
 def judge_queue(ctx) -> dict:
-    from medstudio.backends.resolve import chat_client
+    from medstudio.backends.resolve import chat_client, concurrency
     from medstudio.inference.chat import ChatError
 
     from . import judges
@@ -48,7 +48,7 @@ def judge_queue(ctx) -> dict:
                                          swapped=swapped)
             convs.append(msgs)
             meta.append((it, swapped, msgs))
-        replies = (backend.complete_many(convs, max_workers=4, temperature=float(p.get("temperature", 0.7)))
+        replies = (backend.complete_many(convs, max_workers=concurrency(p), temperature=float(p.get("temperature", 0.7)))
                    if convs else [])
         results = []
         for (it, swapped, msgs), reply in zip(meta, replies):

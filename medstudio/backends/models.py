@@ -35,6 +35,8 @@ class ModelBackend(models.Model):
                                    help_text="Environment variable holding the key; empty = MEDSTUDIO_CHAT_API_KEY.")
     timeout = models.FloatField(default=60.0, help_text="Seconds per request before a retry.")
     max_retries = models.PositiveSmallIntegerField(default=3, help_text="Retries on 429 / 5xx / timeouts.")
+    concurrency = models.PositiveSmallIntegerField(default=8, help_text="Requests in flight at once per job "
+                                                   "(a vLLM server takes dozens; a rate-limited API fewer).")
     is_default = models.BooleanField("default", default=False, help_text="Used when a form names no backend.")
     enabled = models.BooleanField(default=True, help_text="Disabled backends are not offered in forms.")
     notes = models.TextField(blank=True)

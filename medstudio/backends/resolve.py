@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-PARAM_KEYS = ("backend", "base_url", "model", "api_key_env", "timeout", "max_retries")
+PARAM_KEYS = ("backend", "base_url", "model", "api_key_env", "timeout", "max_retries", "concurrency")
+DEFAULT_CONCURRENCY = 4  # requests in flight per job for an endpoint that is not in the registry
 
 
 class BackendChoiceError(ValueError):
@@ -48,7 +49,8 @@ def chat_params(*, backend: Any = None, base_url: str = "", model: str = "", def
         chosen = ModelBackend.objects.filter(enabled=True, is_default=True).first()
     if chosen is not None:
         return {"backend": chosen.name, "base_url": chosen.base_url, "model": model or chosen.model,
-                "api_key_env": chosen.api_key_env, "timeout": chosen.timeout, "max_retries": chosen.max_retries}
+                "api_key_env": chosen.api_key_env, "timeout": chosen.timeout, "max_retries": chosen.max_retries,
+                "concurrency": chosen.concurrency}
     base_url = base_url or getattr(settings, "MEDSTUDIO_CHAT_URL", "")
     model = model or default_model or getattr(settings, "MEDSTUDIO_CHAT_MODEL", "")
     if not base_url:
@@ -56,7 +58,8 @@ def chat_params(*, backend: Any = None, base_url: str = "", model: str = "", def
                                  "give a base URL, or set MEDSTUDIO_CHAT_URL.")
     if not model:
         raise BackendChoiceError("Name the model the server should run (or set MEDSTUDIO_CHAT_MODEL).")
-    return {"backend": "", "base_url": base_url, "model": model, "api_key_env": "", "timeout": 60.0, "max_retries": 3}
+    return {"backend": "", "base_url": base_url, "model": model, "api_key_env": "", "timeout": 60.0, "max_retries": 3,
+            "concurrency": DEFAULT_CONCURRENCY}
 
 
 def api_key_for(params: dict[str, Any]) -> str:
@@ -67,6 +70,11 @@ def api_key_for(params: dict[str, Any]) -> str:
     from django.conf import settings
 
     return getattr(settings, "MEDSTUDIO_CHAT_API_KEY", "") or "EMPTY"
+
+
+def concurrency(params: dict[str, Any]) -> int:
+    """Requests in flight at once for these params (jobs launched before the setting existed: 4)."""
+    return max(1, int(params.get("concurrency") or DEFAULT_CONCURRENCY))
 
 
 def chat_client(params: dict[str, Any], **overrides: Any):

@@ -12,7 +12,8 @@ from medstudio.audit.services import audit_log
 
 from .models import ModelBackend
 
-FIELDS = ("name", "base_url", "model", "api_key_env", "timeout", "max_retries", "is_default", "enabled", "notes")
+FIELDS = ("name", "base_url", "model", "api_key_env", "timeout", "max_retries", "concurrency", "is_default", "enabled",
+          "notes")
 
 
 @transaction.atomic

@@ -57,7 +57,8 @@ def test_consultation_generation_and_judge_on_backends_picked_in_the_form(make_d
     assert {r["headers"]["authorization"] for r in reqs} == {f"Bearer {KEY}"}
     assert run.summary["judged"] == 3
     assert run.model_spec == {"backend": "openai", "base_url": url, "model": "gen-m", "model_backend": "lab-judge",
-                              "api_key_env": "MEDSTUDIO_TEST_KEY", "timeout": 60.0, "max_retries": 3}
+                              "api_key_env": "MEDSTUDIO_TEST_KEY", "timeout": 60.0, "max_retries": 3,
+                              "max_workers": 8}
     assert run.params["judge"]["backend"] == "lab-judge" and run.params["judge"]["model"] == "judge-x"
     assert KEY not in json.dumps(run.model_spec) + json.dumps(run.params)
 

@@ -23,10 +23,10 @@ def _backend(name="qwen-box", url="http://gpu1:8000/v1", **kw):
 
 def test_chat_params_prefers_the_named_backend_and_lets_a_model_override_it(settings):
     settings.MEDSTUDIO_CHAT_URL = "http://settings:1/v1"
-    _backend(api_key_env="QWEN_KEY", timeout=30, max_retries=1)
+    _backend(api_key_env="QWEN_KEY", timeout=30, max_retries=1, concurrency=32)
     p = chat_params(backend="qwen-box")
     assert p == {"backend": "qwen-box", "base_url": "http://gpu1:8000/v1", "model": "Qwen/Qwen2.5-72B-Instruct",
-                 "api_key_env": "QWEN_KEY", "timeout": 30.0, "max_retries": 1}
+                 "api_key_env": "QWEN_KEY", "timeout": 30.0, "max_retries": 1, "concurrency": 32}
     assert chat_params(backend=ModelBackend.objects.get().pk, model="other")["model"] == "other"
     assert chat_params(base_url="http://x:2/v1", model="m")["backend"] == ""  # an explicit endpoint, no backend
     with pytest.raises(BackendChoiceError, match="not both"):
@@ -38,7 +38,7 @@ def test_chat_params_prefers_the_named_backend_and_lets_a_model_override_it(sett
 def test_defaults_default_backend_then_settings_then_a_clear_error(settings):
     settings.MEDSTUDIO_CHAT_URL, settings.MEDSTUDIO_CHAT_MODEL = "http://settings:1/v1", "settings-model"
     assert chat_params() == {"backend": "", "base_url": "http://settings:1/v1", "model": "settings-model",
-                             "api_key_env": "", "timeout": 60.0, "max_retries": 3}
+                             "api_key_env": "", "timeout": 60.0, "max_retries": 3, "concurrency": 4}
     _backend("a")
     _backend("b", is_default=True)
     assert chat_params()["backend"] == "b"
@@ -81,17 +81,17 @@ def test_check_records_a_live_answer_and_a_failure(admin_user, monkeypatch):
 def test_admin_pages_add_check_edit_and_remove(admin_user, curator):
     c = login(admin_user)
     r = c.post(reverse("backends:list"), {"name": "box", "base_url": "http://127.0.0.1:9/v1", "model": "m",
-                                          "api_key_env": "", "timeout": "5", "max_retries": "0", "enabled": "on"})
+                                          "api_key_env": "", "timeout": "5", "max_retries": "0", "concurrency": "8", "enabled": "on"})
     assert r.status_code == 302
     b = ModelBackend.objects.get(name="box")
     assert b.created_by == admin_user and b.timeout == 5
-    r = c.post(reverse("backends:list"), {"name": "box", "base_url": "not a url", "model": "m", "timeout": "5",
+    r = c.post(reverse("backends:list"), {"name": "box", "base_url": "not a url", "model": "m", "timeout": "5", "concurrency": "8",
                                           "max_retries": "0"})
     assert r.status_code == 200 and b"already exists" in r.content and ModelBackend.objects.count() == 1
     # a second backend can take over the default mark through the form
-    c.post(reverse("backends:list"), {"name": "first", "base_url": "http://a:1/v1", "model": "m", "timeout": "5",
+    c.post(reverse("backends:list"), {"name": "first", "base_url": "http://a:1/v1", "model": "m", "timeout": "5", "concurrency": "8",
                                       "max_retries": "0", "enabled": "on", "is_default": "on"})
-    r = c.post(reverse("backends:list"), {"name": "second", "base_url": "http://gpu1:8000/v1", "model": "m", "timeout": "5",
+    r = c.post(reverse("backends:list"), {"name": "second", "base_url": "http://gpu1:8000/v1", "model": "m", "timeout": "5", "concurrency": "8",
                                           "max_retries": "0", "enabled": "on", "is_default": "on"})
     assert r.status_code == 302
     assert list(ModelBackend.objects.filter(is_default=True).values_list("name", flat=True)) == ["second"]
@@ -101,7 +101,7 @@ def test_admin_pages_add_check_edit_and_remove(admin_user, curator):
     assert r.status_code == 200 and b"failed" in r.content and b"<html" not in r.content
     assert f'id="backend-{b.pk}"'.encode() in r.content
     r = c.post(reverse("backends:edit", args=[b.pk]), {"name": "box", "base_url": "http://127.0.0.1:9/v1", "model": "m2",
-                                                         "timeout": "5", "max_retries": "0", "enabled": "on"})
+                                                         "timeout": "5", "max_retries": "0", "concurrency": "8", "enabled": "on"})
     assert r.status_code == 302 and ModelBackend.objects.get().model == "m2"
     assert b"box" in c.get(reverse("backends:list")).content
     assert login(curator).get(reverse("backends:list")).status_code == 403
@@ -152,3 +152,30 @@ def test_endpoint_field_takes_in_cluster_hosts_and_refuses_what_is_not_a_url():
     for bad in ("gpu1:8000/v1", "ftp://gpu1/v1", "http://:8000/v1", "http://gpu1:port/v1"):
         with pytest.raises(ValidationError):
             f.clean(bad)
+
+
+def test_a_backend_s_concurrency_caps_the_judge_calls_in_flight(make_dataset, curator):
+    import threading
+    import time
+
+    from medstudio.annotation import services as annotation
+
+    queue = rating_queue(make_dataset, curator, n_docs=8, per_item=1, name="docs8")
+    lock, state = threading.Lock(), {"now": 0, "max": 0}
+
+    def slow_judge(req):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.15)
+        with lock:
+            state["now"] -= 1
+        return json.dumps({"score": 3})
+
+    with fake_openai_server(chat=slow_judge) as url:
+        _backend("narrow", url=url, model="judge-x", concurrency=3)
+        annotation.judge_start(queue=queue, user=curator, backend="narrow")
+    assert 2 <= state["max"] <= 3  # parallel, but never more than the backend allows
+    from medstudio.annotation.models import Label
+
+    assert Label.objects.filter(queue=queue, annotator="model:judge-x#1").count() == 8

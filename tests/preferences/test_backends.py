@@ -77,7 +77,8 @@ def test_subjective_build_on_a_backend_picked_in_the_form(client_for, make_datas
     assert len(url.chat_requests()) == 3 * 3
     assert run.params["backend"] == "lab-judge"
     assert run.params["chat"]["generator"][0] == {"backend": "lab-judge", "base_url": url, "model": "judge-x",
-                                                  "api_key_env": "MEDSTUDIO_TEST_KEY", "timeout": 60.0, "max_retries": 3}
+                                                  "api_key_env": "MEDSTUDIO_TEST_KEY", "timeout": 60.0, "max_retries": 3,
+                                                  "concurrency": 8}
     assert KEY not in json.dumps(run.params) and KEY not in json.dumps(Job.objects.get(pk=run.job_id).params)
     assert all(p.chosen.startswith("医生建议") for p in PreferencePair.objects.filter(run=run))
 

@@ -167,6 +167,11 @@ def _judge_backend(run: EvalRun):
                         "timeout": float(judge.get("timeout", 120)), "max_retries": int(judge.get("max_retries", 3))})
 
 
+def _judge_workers(judge: dict) -> int:
+    """Judge calls in flight: the backend's concurrency (resolved at launch), else max_workers, else 4."""
+    return int(judge.get("concurrency") or judge.get("max_workers") or 4)
+
+
 def _consultation(run: EvalRun, ctx: JobContext) -> dict:
     gen = _generator(run)
     judge = _judge_backend(run)
@@ -181,7 +186,7 @@ def _consultation(run: EvalRun, ctx: JobContext) -> dict:
         if judge is not None:
             todo = [i for i, o in enumerate(outs) if o.text is not None]
             replies = judge.complete_many([ev.judge_messages(pairs[i][1], outs[i].text) for i in todo],
-                                          max_workers=int((run.params.get("judge") or {}).get("max_workers", 4)), temperature=0.0)
+                                          max_workers=_judge_workers(run.params.get("judge") or {}), temperature=0.0)
             for i, rep in zip(todo, replies):
                 verdicts[i] = rep
         items = []

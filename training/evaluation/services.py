@@ -61,7 +61,8 @@ def _resolve_endpoint(spec: dict[str, Any]) -> dict[str, Any]:
     except BackendChoiceError as exc:
         raise EvalConfigError(str(exc)) from None
     return {**spec, "base_url": p["base_url"], "model": p["model"], "model_backend": p["backend"],
-            "api_key_env": p["api_key_env"], "timeout": p["timeout"], "max_retries": p["max_retries"]}
+            "api_key_env": p["api_key_env"], "timeout": p["timeout"], "max_retries": p["max_retries"],
+            "max_workers": p["concurrency"]}
 
 
 def _resolve_judge(kind: str, params: dict[str, Any]) -> dict[str, Any]:
