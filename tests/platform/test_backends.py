@@ -179,3 +179,29 @@ def test_a_backend_s_concurrency_caps_the_judge_calls_in_flight(make_dataset, cu
     from medstudio.annotation.models import Label
 
     assert Label.objects.filter(queue=queue, annotator="model:judge-x#1").count() == 8
+
+
+def test_backends_command_adds_updates_checks_lists_and_removes():
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    def run(*args):
+        out = StringIO()
+        call_command("backends", *args, stdout=out)
+        return out.getvalue()
+
+    with fake_openai_server(chat=["ok"]) as url:
+        assert "Added backend vllm-local" in run("add", "vllm-local", "--base-url", str(url), "--model", "m1", "--default")
+        assert "Updated backend vllm-local" in run("add", "vllm-local", "--base-url", str(url), "--model", "m2",
+                                                    "--concurrency", "32", "--default")
+        b = ModelBackend.objects.get()
+        assert (b.model, b.concurrency, b.is_default) == ("m2", 32, True)
+        assert "answers" in run("check", "vllm-local")
+    assert "vllm-local" in run("list") and "answers" in run("list")
+    with pytest.raises(CommandError, match="base_url"):
+        run("add", "bad", "--base-url", "gpu1:8000", "--model", "m")
+    with pytest.raises(CommandError, match="No model backend named 'nope'"):
+        run("check", "nope")
+    run("remove", "vllm-local")
+    assert not ModelBackend.objects.exists()
