@@ -22,6 +22,8 @@ def backend_list(request):
 @role_required(Role.ADMIN)
 def backend_edit(request, pk: int):
     backend = get_object_or_404(ModelBackend, pk=pk)
+    # The form validates on a copy: ModelForm writes the posted values into its instance, and the
+    # service needs the untouched row to audit what changed.
     form = BackendForm(request.POST or None, instance=ModelBackend.objects.get(pk=pk))
     if request.method == "POST" and form.is_valid():
         services.backend_save(actor=request.user, backend=backend, **form.cleaned_data)
