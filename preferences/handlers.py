@@ -35,9 +35,12 @@ def _registry_chat(params: dict):
     """A client for endpoint params resolved at launch from a registry backend (services._resolve_chat).
 
     The backend's key variable, timeout and retries apply, unless MEDSTUDIO_PREF_CHAT_* set them on purpose."""
-    from medstudio.backends.resolve import chat_client
+    from medstudio.backends.resolve import BackendChoiceError, chat_client
 
-    return chat_client(params, **conf.chat_overrides())
+    try:
+        return chat_client(params, require_key=True, **conf.chat_overrides())
+    except BackendChoiceError as exc:
+        raise JobFailed(str(exc)) from None
 
 
 def _workers(params: dict) -> int:

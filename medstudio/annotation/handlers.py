@@ -10,7 +10,8 @@ BATCH = 16
 
 @job_handler("annotation.judge", queue="cpu", description="An LLM judge labels a queue through the chat backend.")
 def judge_queue(ctx) -> dict:
-    from medstudio.backends.resolve import chat_client, concurrency
+    from medstudio.backends.resolve import BackendChoiceError, chat_client, concurrency
+    from medstudio.jobs.context import JobFailed
     from medstudio.inference.chat import ChatError
 
     from . import judges
@@ -22,7 +23,10 @@ def judge_queue(ctx) -> dict:
     queue = Queue.objects.select_related("question", "dataset").get(pk=p["queue_id"])
     annotator = f"model:{p['model']}#{p['pass']}"
     # Keys never go into job params (they are shown on job pages): the worker reads the variable.
-    backend = chat_client(p)
+    try:
+        backend = chat_client(p, require_key=True)
+    except BackendChoiceError as exc:
+        raise JobFailed(str(exc)) from None
     question = queue.question
     total = queue.n_items
     after = (ctx.cursor or {}).get("after_id", 0)

@@ -77,9 +77,18 @@ def concurrency(params: dict[str, Any]) -> int:
     return max(1, int(params.get("concurrency") or DEFAULT_CONCURRENCY))
 
 
-def chat_client(params: dict[str, Any], **overrides: Any):
-    """A ChatBackend for params made by `chat_params` (in the worker; no database access)."""
+def chat_client(params: dict[str, Any], *, require_key: bool = False, **overrides: Any):
+    """A ChatBackend for params made by `chat_params` (in the worker; no database access).
+
+    require_key: a job about to make thousands of calls fails at once, naming the variable, when
+    the backend's key variable is not set on this worker, rather than marking every item "HTTP 401".
+    """
     from medstudio.inference.chat import ChatBackend
+
+    env = params.get("api_key_env") or ""
+    if require_key and env and not os.environ.get(env):
+        name = f"model backend {params['backend']!r}" if params.get("backend") else "this endpoint"
+        raise BackendChoiceError(f"{env} is not set on this worker: the {name} reads its API key from it.")
 
     kw = {"timeout": float(params.get("timeout") or 60.0), "max_retries": int(params.get("max_retries", 3))}
     kw.update(overrides)

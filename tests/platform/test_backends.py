@@ -205,3 +205,20 @@ def test_backends_command_adds_updates_checks_lists_and_removes():
         run("check", "nope")
     run("remove", "vllm-local")
     assert not ModelBackend.objects.exists()
+
+
+def test_a_judge_job_whose_key_variable_is_missing_on_the_worker_fails_at_once_naming_it(make_dataset, curator,
+                                                                                       monkeypatch):
+    from medstudio.annotation import services as annotation
+    from medstudio.annotation.models import Assignment
+    from medstudio.jobs.models import Job
+
+    monkeypatch.delenv("MEDSTUDIO_UNSET_KEY", raising=False)
+    queue = rating_queue(make_dataset, curator, n_docs=3, per_item=1, name="nokey")
+    with fake_openai_server(chat=[json.dumps({"score": 3})]) as url:
+        _backend("keyed", url=url, model="judge-x", api_key_env="MEDSTUDIO_UNSET_KEY")
+        annotation.judge_start(queue=queue, user=curator, backend="keyed")
+        assert url.chat_requests() == []  # not one call made with an empty key
+    job = Job.objects.get(kind="annotation.judge")
+    assert job.status == "failed" and "MEDSTUDIO_UNSET_KEY is not set on this worker" in job.error
+    assert "'keyed'" in job.error and not Assignment.objects.filter(annotator__startswith="model:").exists()

@@ -32,7 +32,7 @@ def _generator(run: EvalRun) -> ev.Generator:
 
         # Keys live in the environment, never in the run row: the variable a registry backend names
         # (api_key_env, stored at launch), else MEDSTUDIO_CHAT_API_KEY for a spec given by URL.
-        return ev.EndpointGenerator(chat_client(spec), max_workers=int(spec.get("max_workers", 4)))
+        return ev.EndpointGenerator(chat_client(spec, require_key=True), max_workers=int(spec.get("max_workers", 4)))
     try:
         return ev.make_generator(spec)
     except ev.GeneratorUnavailable as exc:
@@ -163,8 +163,10 @@ def _judge_backend(run: EvalRun):
     if not base_url:
         return None
     # Judge prompts are long: 120 s unless the backend (or the params) say otherwise.
-    return chat_client({"base_url": base_url, "model": model, "api_key_env": judge.get("api_key_env") or "",
-                        "timeout": float(judge.get("timeout", 120)), "max_retries": int(judge.get("max_retries", 3))})
+    params = {"backend": judge.get("backend") or "", "base_url": base_url, "model": model,
+              "api_key_env": judge.get("api_key_env") or "", "timeout": float(judge.get("timeout", 120)),
+              "max_retries": int(judge.get("max_retries", 3))}
+    return chat_client(params, require_key=True)
 
 
 def _judge_workers(judge: dict) -> int:
