@@ -77,9 +77,9 @@ def _backend_name(params: dict, *, settings_url: str) -> str:
     name = str(params.get("backend") or "").strip()
     if name or params.get("base_url") or settings_url:
         return name
-    from medstudio.backends.models import ModelBackend
+    from medstudio.backends.selectors import default_backend_name
 
-    return ModelBackend.objects.filter(enabled=True, is_default=True).values_list("name", flat=True).first() or ""
+    return default_backend_name()
 
 
 def _resolve_chat(params: dict, *, settings_url: str, models: dict[str, list[str]]) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-PARAM_KEYS = ("backend", "base_url", "model", "api_key_env", "timeout", "max_retries", "concurrency")
 DEFAULT_CONCURRENCY = 4  # requests in flight per job for an endpoint that is not in the registry
 
 
@@ -30,29 +29,29 @@ def _lookup(backend: Any):
     return found
 
 
-def chat_params(*, backend: Any = None, base_url: str = "", model: str = "", default_model: str = "") -> dict[str, Any]:
+def chat_params(*, backend: Any = None, base_url: str = "", model: str = "") -> dict[str, Any]:
     """Job params for one chat endpoint.
 
-    Order: the named registry backend (naming one and a URL is an error); else an explicit base URL (with `model`, or `default_model`,
+    Order: the named registry backend (naming one and a URL is an error); else an explicit base URL (with `model`,
     or MEDSTUDIO_CHAT_MODEL); else the registry's default backend; else MEDSTUDIO_CHAT_URL.
     `model` given with a backend overrides the backend's model (one server, several models).
     """
     from django.conf import settings
 
-    from .models import ModelBackend
+    from .selectors import default_backend
 
     base_url, model = (base_url or "").strip(), (model or "").strip()
     if backend not in (None, "") and base_url:
         raise BackendChoiceError("Pick a registered backend or give a base URL, not both.")
     chosen = _lookup(backend) if backend not in (None, "") else None
     if chosen is None and not base_url:
-        chosen = ModelBackend.objects.filter(enabled=True, is_default=True).first()
+        chosen = default_backend()
     if chosen is not None:
         return {"backend": chosen.name, "base_url": chosen.base_url, "model": model or chosen.model,
                 "api_key_env": chosen.api_key_env, "timeout": chosen.timeout, "max_retries": chosen.max_retries,
                 "concurrency": chosen.concurrency}
     base_url = base_url or getattr(settings, "MEDSTUDIO_CHAT_URL", "")
-    model = model or default_model or getattr(settings, "MEDSTUDIO_CHAT_MODEL", "")
+    model = model or getattr(settings, "MEDSTUDIO_CHAT_MODEL", "")
     if not base_url:
         raise BackendChoiceError("No chat model backend: pick one (an admin registers them under Backends), "
                                  "give a base URL, or set MEDSTUDIO_CHAT_URL.")

@@ -11,11 +11,20 @@ def backend_choices(*, blank: str = "") -> list[tuple[str, str]]:
     return ([("", blank)] if blank else []) + choices
 
 
+def default_backend() -> ModelBackend | None:
+    """The enabled backend marked default (one lookup for every stage that falls back to it)."""
+    return ModelBackend.objects.filter(enabled=True, is_default=True).first()
+
+
+def default_backend_name() -> str:
+    return getattr(default_backend(), "name", "")
+
+
 def default_label() -> str:
     """What a form that names no backend will use, in words (for the blank option of a <select>)."""
     from django.conf import settings
 
-    name = ModelBackend.objects.filter(enabled=True, is_default=True).values_list("name", flat=True).first()
+    name = default_backend_name()
     if name:
         return f"default backend: {name}"
     url = getattr(settings, "MEDSTUDIO_CHAT_URL", "")

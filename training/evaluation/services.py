@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from medstudio.audit.services import audit_log
+from medstudio.backends.selectors import default_backend_name
 from medstudio.datasets.models import Dataset
 
 from .models import EvalKind, EvalRun, EvalStatus, HighRiskStore, HitStatus, MemorizationHit
@@ -33,12 +34,6 @@ class EvalConfigError(ValueError):
     """A run cannot be started as asked; the message says what to change."""
 
 
-def _default_backend() -> str:
-    from medstudio.backends.models import ModelBackend
-
-    return ModelBackend.objects.filter(enabled=True, is_default=True).values_list("name", flat=True).first() or ""
-
-
 def _resolve_endpoint(spec: dict[str, Any]) -> dict[str, Any]:
     """An "openai" spec that names a registry backend (`chat_backend`) gets the backend's URL, model,
     key variable, timeout and retries stored in it, so the run is repeatable and the worker needs no
@@ -53,7 +48,7 @@ def _resolve_endpoint(spec: dict[str, Any]) -> dict[str, Any]:
         if name:
             raise EvalConfigError("a model backend is an OpenAI-compatible endpoint: use backend openai")
         return spec
-    name = name or ("" if spec.get("base_url") else _default_backend())
+    name = name or ("" if spec.get("base_url") else default_backend_name())
     if not name:
         return spec
     try:
@@ -76,7 +71,7 @@ def _resolve_judge(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     judge = dict(params.get("judge") or {})
     name = judge.pop("chat_backend", None) or ""
     if not name and kind == EvalKind.CONSULTATION and not judge.get("base_url"):
-        name = _default_backend()
+        name = default_backend_name()
     if not name:
         return params
     try:
