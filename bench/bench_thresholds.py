@@ -59,7 +59,7 @@ def load(n: int) -> int:
     from django.db import connection
     from django.utils import timezone
 
-    from curation.models import ScorerRun
+    from medstudio.handoffs.models import ScorerRun
     from medstudio.datasets.models import Dataset
 
     rng = np.random.default_rng(0)

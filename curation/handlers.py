@@ -59,7 +59,8 @@ def _minhash_corpus(ctx: JobContext, run, records_qs) -> dict:
     """
     import numpy as np
 
-    from curation.models import DuplicateCluster, Score, ScorerRun
+    from curation.models import DuplicateCluster
+    from medstudio.handoffs.models import Score, ScorerRun
     from curation.pipeline.base import ScoreResult
     from curation.pipeline.minhash import KEEP_POLICIES, MinHashConfig, NearDupFinder, shingle_sets, sketch
     from medstudio.datasets.models import Dataset, Record
@@ -177,7 +178,7 @@ def _minhash_corpus(ctx: JobContext, run, records_qs) -> dict:
 
 def _decontam_corpus(ctx: JobContext, run, records_qs) -> dict:
     """Index every benchmark dataset's items, then scan the run's records in resumable batches."""
-    from curation.models import ScorerRun
+    from medstudio.handoffs.models import ScorerRun
     from curation.pipeline.decontam import BenchmarkIndex, DecontamConfig, DecontamScorer
     from curation.scoring import record_view
     from medstudio.datasets.models import Dataset, Record

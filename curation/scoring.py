@@ -8,8 +8,7 @@ register a `corpus_handler` instead and do their own passes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Max, Min
@@ -21,50 +20,8 @@ from medstudio.datasets.models import Dataset, Record
 from medstudio.jobs.context import JobContext, JobFailed
 from medstudio.jobs.registry import job_handler
 
-from .models import ScorerRun, Score
-
-
-@dataclass(frozen=True)
-class ScorerSpec:
-    name: str
-    factory: Callable[[dict], Any] | None
-    queue: str = "cpu"
-    description: str = ""
-    params_schema: dict = field(default_factory=dict)
-    corpus_handler: Callable[[JobContext, ScorerRun, Any], dict | None] | None = None
-    batch_size: int = 256
-    kinds: tuple[str, ...] = ()  # dataset kinds it applies to; empty = all
-    # A corpus handler that only needs its own id range (decontam: every shard builds the small
-    # benchmark index and scans its range) can be split like a per-record scorer. MinHash cannot:
-    # its clusters cross ranges.
-    shardable: bool = False
-
-
-_SCORERS: dict[str, ScorerSpec] = {}
-
-
-def register_scorer(name: str, factory: Callable[[dict], Any] | None = None, *, queue: str = "cpu",
-                    description: str = "", params_schema: dict | None = None, corpus_handler=None,
-                    batch_size: int = 256, kinds: tuple[str, ...] = (), shardable: bool = False) -> ScorerSpec:
-    if factory is None and corpus_handler is None:
-        raise ValueError("a scorer needs a factory or a corpus_handler")
-    spec = ScorerSpec(name=name, factory=factory, queue=queue, description=description,
-                      params_schema=params_schema or {}, corpus_handler=corpus_handler, batch_size=batch_size,
-                      kinds=tuple(kinds), shardable=shardable)
-    _SCORERS[name] = spec
-    return spec
-
-
-def scorers() -> dict[str, ScorerSpec]:
-    return dict(sorted(_SCORERS.items()))
-
-
-def get_scorer(name: str) -> ScorerSpec:
-    try:
-        return _SCORERS[name]
-    except KeyError:
-        known = ", ".join(sorted(_SCORERS)) or "none registered"
-        raise LookupError(f"Unknown scorer {name!r} (known: {known}).") from None
+from medstudio.handoffs.models import Score, ScorerRun
+from medstudio.handoffs.scorers import ScorerSpec, get_scorer, register_scorer, scorers  # noqa: F401  (the registry is the platform's)
 
 
 def record_view(r: Record, kind: str) -> RecordView:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from django.db.models import Count, Q
 
-from curation.models import DuplicateCluster, Score, ScorerRun
+from curation.models import DuplicateCluster
+from medstudio.handoffs.models import Score, ScorerRun
 from medstudio.datasets.models import Record
 
 

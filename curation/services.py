@@ -40,7 +40,7 @@ def scorer_run_summarize(*, run) -> dict:
     Needs one pass over the run's Score.detail, so it is done once, when the run has finished,
     and cached in run.summary; the page's other counts are indexed SQL aggregates.
     """
-    from curation.models import ScorerRun
+    from medstudio.handoffs.models import ScorerRun
 
     if run.status != "succeeded" or "per_rule" in (run.summary or {}):
         return run.summary or {}
@@ -74,7 +74,7 @@ def duplicate_clusters_write(*, run, clusters: list[dict]) -> int:
 
 def scorer_run_summary_set(*, run, summary: dict) -> None:
     """Record what a corpus-level run found (shown on its page); merged into any existing summary."""
-    from curation.models import ScorerRun
+    from medstudio.handoffs.models import ScorerRun
 
     run.summary = {**(run.summary or {}), **summary}
     ScorerRun.objects.filter(pk=run.pk).update(summary=run.summary)

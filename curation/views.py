@@ -8,7 +8,7 @@ from medstudio.accounts.permissions import Role, role_required
 from medstudio.datasets.models import Dataset
 
 from . import selectors, services
-from .models import ScorerRun
+from medstudio.handoffs.models import ScorerRun
 from .scoring import scorer_run_start
 
 

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "medstudio.datasets",
     "medstudio.annotation",
     "medstudio.backends",
+    "medstudio.handoffs",
     # pipeline stages
     "curation",
     "curation.studio",

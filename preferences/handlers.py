@@ -15,7 +15,8 @@ from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
 from medstudio.jobs.registry import job_handler
 
 from . import conf, services
-from .models import BuildRun, DiversifyRun, Origin, PairStatus, PreferencePair, PreferenceSet, RunStatus, VoteRun
+from .models import BuildRun, DiversifyRun, Origin, PairStatus, PreferencePair, RunStatus, VoteRun
+from medstudio.handoffs.models import PreferenceSet
 from .pipeline import builders
 from .pipeline.judge import ItemError, Usage
 
@@ -103,11 +104,9 @@ def _record_batches(run: BuildRun, after: int, size: int) -> Iterator[list[tuple
     if run.dataset_id:
         qs = Record.objects.filter(dataset_id=run.dataset_id)
     else:
-        from django.apps import apps
+        from medstudio.handoffs.selectors import selection_records
 
-        # Selections belong to the curation studio; read them through its table, not its code.
-        sel = apps.get_model("studio", "SelectionRecord")
-        qs = Record.objects.filter(id__in=sel.objects.filter(selection_id=run.selection_id).values("record_id"))
+        qs = selection_records(run.selection_id)
     last = after
     while True:
         rows = list(qs.filter(id__gt=last).order_by("id")[:size])
@@ -136,9 +135,9 @@ def _count(run: BuildRun) -> int | None:
         return None
     if run.dataset_id:
         return Record.objects.filter(dataset_id=run.dataset_id).count()
-    from django.apps import apps
+    from medstudio.handoffs.selectors import selection_records
 
-    return apps.get_model("studio", "SelectionRecord").objects.filter(selection_id=run.selection_id).count()
+    return selection_records(run.selection_id).count()
 
 
 @job_handler("preferences.build", queue="cpu", description="Build preference pairs from a dataset, selection or file.")

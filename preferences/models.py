@@ -41,28 +41,15 @@ class RunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class PreferenceSet(models.Model):
-    """A named collection of DPO pairs, built by one or more runs."""
-
-    name = models.CharField(max_length=200, unique=True)
-    description = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return self.name
-
 
 class BuildRun(models.Model):
     """One pair builder over a dataset, a selection or a file; resumable from `after`."""
 
-    pref_set = models.ForeignKey(PreferenceSet, related_name="runs", on_delete=models.CASCADE)
+    pref_set = models.ForeignKey("handoffs.PreferenceSet", related_name="runs", on_delete=models.CASCADE)
     builder = models.CharField(max_length=16, choices=Origin.choices)
     dataset = models.ForeignKey("datasets.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    selection_id = models.BigIntegerField(null=True, blank=True, help_text="A curation selection (studio) used as source.")
+    selection = models.ForeignKey("handoffs.Selection", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                  help_text="A frozen selection used as source.")
     path = models.CharField(max_length=500, blank=True, help_text="A JSONL file used as source (scored answers).")
     params = models.JSONField(default=dict, blank=True, help_text="Builder params: models, prompts, seed, gaps...")
     status = models.CharField(max_length=8, choices=RunStatus.choices, default=RunStatus.QUEUED)
@@ -104,7 +91,7 @@ class VoteRun(models.Model):
 
     METHODS = [("reward_models", "K trained reward models"), ("judges", "K judges' scores")]
 
-    pref_set = models.ForeignKey(PreferenceSet, related_name="votes", on_delete=models.CASCADE)
+    pref_set = models.ForeignKey("handoffs.PreferenceSet", related_name="votes", on_delete=models.CASCADE)
     method = models.CharField(max_length=16, choices=METHODS)
     params = models.JSONField(default=dict, blank=True, help_text="k, base model, judges, training settings.")
     flip_frac = models.FloatField(default=0.1, help_text="SF-Med: lowest 10% flipped.")
@@ -126,7 +113,7 @@ class VoteRun(models.Model):
 class PreferencePair(models.Model):
     """One DPO pair: prompt, chosen, rejected, where it came from, and what voting/review did to it."""
 
-    pref_set = models.ForeignKey(PreferenceSet, related_name="pairs", on_delete=models.CASCADE)
+    pref_set = models.ForeignKey("handoffs.PreferenceSet", related_name="pairs", on_delete=models.CASCADE)
     run = models.ForeignKey(BuildRun, null=True, blank=True, related_name="pairs", on_delete=models.SET_NULL)
     item_key = models.BigIntegerField(default=0, help_text="Record id (or file line) it was built from.")
     n = models.PositiveSmallIntegerField(default=0, help_text="Index among the pairs of one item.")
@@ -163,7 +150,7 @@ class PreferencePair(models.Model):
 class ReviewRound(models.Model):
     """Pairs sent to a clinician queue (annotation engine) as a pair dataset."""
 
-    pref_set = models.ForeignKey(PreferenceSet, related_name="reviews", on_delete=models.CASCADE)
+    pref_set = models.ForeignKey("handoffs.PreferenceSet", related_name="reviews", on_delete=models.CASCADE)
     dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="+",
                                 help_text="The pair records the queue serves (external id = pair id).")
     queue = models.ForeignKey("annotation.Queue", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -200,7 +187,7 @@ class DiversifyRun(models.Model):
 class PreferenceExport(models.Model):
     """Files written from a set: TRL conversational JSONL + LLaMA-Factory JSON (+ dataset_info.json)."""
 
-    pref_set = models.ForeignKey(PreferenceSet, related_name="exports", on_delete=models.CASCADE)
+    pref_set = models.ForeignKey("handoffs.PreferenceSet", related_name="exports", on_delete=models.CASCADE)
     directory = models.CharField(max_length=500)
     files = models.JSONField(default=dict, help_text="format -> path")
     counts = models.JSONField(default=dict, help_text="n_pairs, by_origin, left_out")

@@ -5,7 +5,8 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
-from .models import BuildRun, DiversifyRun, PairStatus, PreferencePair, PreferenceSet, ReviewRound, Verdict, VoteRun
+from .models import BuildRun, DiversifyRun, PairStatus, PreferencePair, ReviewRound, Verdict, VoteRun
+from medstudio.handoffs.models import PreferenceSet
 
 
 def sets_list() -> QuerySet[PreferenceSet]:

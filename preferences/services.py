@@ -14,21 +14,8 @@ from django.db.models import F
 
 from medstudio.audit.services import audit_log
 
-from .models import (
-    Action,
-    BuildFailure,
-    BuildRun,
-    DiversifyRun,
-    Origin,
-    PairStatus,
-    PreferenceExport,
-    PreferencePair,
-    PreferenceSet,
-    ReviewRound,
-    RunStatus,
-    Verdict,
-    VoteRun,
-)
+from .models import Action, BuildFailure, BuildRun, DiversifyRun, Origin, PairStatus, PreferenceExport, PreferencePair, ReviewRound, RunStatus, Verdict, VoteRun
+from medstudio.handoffs.models import PreferenceSet
 from .pipeline.judge import ItemError, Usage
 
 

@@ -13,7 +13,8 @@ from medstudio.accounts.permissions import Role, role_required
 
 from . import selectors, services
 from .forms import BuildForm, DiversifyForm, FracForm, ReviewForm, SetForm, VoteForm
-from .models import BuildRun, DiversifyRun, PreferenceExport, PreferencePair, PreferenceSet, ReviewRound, VoteRun
+from .models import BuildRun, DiversifyRun, PreferenceExport, PreferencePair, ReviewRound, VoteRun
+from medstudio.handoffs.models import PreferenceSet
 
 
 def _back(pk: int) -> HttpResponse:

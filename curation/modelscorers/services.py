@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from curation.models import ScorerRun
+from medstudio.handoffs.models import ScorerRun
 from curation.scoring import scorer_run_start
 from medstudio.audit.services import audit_log
 from medstudio.datasets.models import Dataset

@@ -81,7 +81,7 @@ def _confusion(model: TrainedModel) -> list[dict]:
 @role_required(Role.CURATOR)
 def detail(request, pk: int):
     model = get_object_or_404(TrainedModel.objects.select_related("job", "created_by"), pk=pk)
-    from curation.models import ScorerRun
+    from medstudio.handoffs.models import ScorerRun
 
     runs = ScorerRun.objects.filter(scorer=model.kind, params__model_version=model.version).select_related("dataset")[:20]
     return render(request, "modelscorers/detail.html", {

@@ -10,7 +10,7 @@ from medstudio.accounts.permissions import IsCurator
 from medstudio.datasets.models import Dataset
 
 from . import selectors, services
-from .models import Mixture, Recipe, RecipeVersion, Selection
+from medstudio.handoffs.models import Mixture, Recipe, RecipeVersion, Selection
 from .spec import SpecError, parse_spec
 
 

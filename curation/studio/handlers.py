@@ -19,7 +19,8 @@ from medstudio.datasets.models import Dataset
 from medstudio.jobs.context import JobContext, JobFailed
 from medstudio.jobs.registry import job_handler
 
-from .models import Mixture, Selection, SelectionExport
+from .models import SelectionExport
+from medstudio.handoffs.models import Mixture, Selection
 
 
 def _out_dir(*parts: str) -> Path:

@@ -52,7 +52,7 @@ class MatrixSlot(models.Model):
         FLAG = "flag", "Filter bit"
 
     dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="+")
-    run = models.ForeignKey("curation.ScorerRun", on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey("handoffs.ScorerRun", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     slot = models.PositiveSmallIntegerField()
     scorer = models.CharField(max_length=64)
@@ -78,81 +78,14 @@ class MatrixSlot(models.Model):
         return 1 << self.slot
 
 
-class Recipe(models.Model):
-    """A named set of threshold conditions, saved in numbered versions."""
-
-    name = models.CharField(max_length=200, unique=True)
-    description = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
 
 
-class RecipeVersion(models.Model):
-    """One immutable version: the datasets it applies to and its conditions (see spec.py)."""
-
-    recipe = models.ForeignKey(Recipe, related_name="versions", on_delete=models.CASCADE)
-    number = models.PositiveIntegerField()
-    datasets = models.ManyToManyField("datasets.Dataset", related_name="+")
-    conditions = models.JSONField(help_text="Canonical {'bounds': [...], 'flags': [...]} (curation/studio/spec.py).")
-    note = models.CharField(max_length=500, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["recipe_id", "-number"]
-        constraints = [models.UniqueConstraint(fields=["recipe", "number"], name="studio_recipe_version_unique")]
-
-    def __str__(self) -> str:
-        return f"{self.recipe.name} v{self.number}"
-
-
-class Selection(models.Model):
-    """A frozen set of records (from applying a recipe version): exact ids, counts, tokens, content hash."""
-
-    class Status(models.TextChoices):
-        BUILDING = "building", "Building"
-        READY = "ready", "Ready"
-        FAILED = "failed", "Failed"
-
-    name = models.CharField(max_length=200)
-    recipe_version = models.ForeignKey(RecipeVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="selections")
-    datasets = models.ManyToManyField("datasets.Dataset", related_name="+")
-    conditions = models.JSONField(default=dict, help_text="The conditions as applied (a copy, so a deleted recipe loses nothing).")
-    runs = models.JSONField(default=list, help_text="Scorer runs the conditions resolved to: [{dataset, scorer, run, version}].")
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.BUILDING)
-    n_records = models.BigIntegerField(default=0)
-    n_tokens = models.BigIntegerField(default=0)
-    stats = models.JSONField(default=dict, blank=True, help_text="Records and tokens by language and by source.")
-    content_hash = models.CharField(max_length=64, blank=True, help_text="sha256 over (record id, text hash) in id order.")
-    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.name} (#{self.pk})"
-
-
-class SelectionRecord(models.Model):
-    selection = models.ForeignKey(Selection, related_name="items", on_delete=models.CASCADE)
-    record = models.ForeignKey("datasets.Record", related_name="+", on_delete=models.CASCADE)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["selection", "record"], name="studio_selection_record_unique")]
 
 
 class SelectionExport(models.Model):
     """A file (or folder) written from a selection, with where it came from."""
 
-    selection = models.ForeignKey(Selection, related_name="exports", on_delete=models.CASCADE)
+    selection = models.ForeignKey("handoffs.Selection", related_name="exports", on_delete=models.CASCADE)
     format = models.CharField(max_length=20)
     status = models.CharField(max_length=12, default="queued")
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -168,29 +101,3 @@ class SelectionExport(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
 
-
-class Mixture(models.Model):
-    """A CPT mixture plan over tagged selections (PIPELINE.md 1.6) and its sharded export."""
-
-    name = models.CharField(max_length=200)
-    stage = models.CharField(max_length=16, default="stable", help_text="stable | boost | custom")
-    budget_tokens = models.BigIntegerField()
-    targets = models.JSONField(help_text="{'categories': {tag: weight}, 'langs': {lang: weight}}")
-    strategy = models.CharField(max_length=16, default="independent")
-    sources = models.JSONField(help_text="[{'selection': id, 'category': tag}]")
-    seed = models.CharField(max_length=64, default="medstudio-mix")
-    shard_tokens = models.BigIntegerField(default=50_000_000)
-    plan = models.JSONField(default=dict, blank=True)
-    achieved = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=12, default="planned")
-    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    path = models.CharField(max_length=500, blank=True)
-    files = models.JSONField(default=list, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return self.name

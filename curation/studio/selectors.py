@@ -20,10 +20,11 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Floor, Substr
 from django.db.models.lookups import Exact
 
-from curation.models import Score
+from medstudio.handoffs.models import Score
 from medstudio.datasets.models import Dataset
 
-from .models import MatrixSlot, Mixture, Recipe, RecipeVersion, ScoreMatrix, Selection, SelectionRecord
+from .models import MatrixSlot, ScoreMatrix
+from medstudio.handoffs.models import Mixture, Recipe, RecipeVersion, Selection, SelectionRecord
 from .spec import Bound, BoundMove, Spec, diff_specs, single_bound_move
 
 CACHE_SECONDS = 3600

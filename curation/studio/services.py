@@ -7,11 +7,12 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q, Sum
 
-from curation.models import Score, ScorerRun
+from medstudio.handoffs.models import Score, ScorerRun
 from medstudio.audit.services import audit_log
 from medstudio.datasets.models import Dataset, Record
 
-from .models import N_FLAG_SLOTS, N_VALUE_SLOTS, MatrixSlot, Mixture, Recipe, RecipeVersion, ScoreMatrix, Selection, SelectionExport, SelectionRecord
+from .models import N_FLAG_SLOTS, N_VALUE_SLOTS, MatrixSlot, ScoreMatrix, SelectionExport
+from medstudio.handoffs.models import Mixture, Recipe, RecipeVersion, Selection, SelectionRecord
 from .spec import Spec, SpecError, parse_spec
 
 

@@ -16,7 +16,8 @@ from medstudio.datasets.models import Dataset
 from . import selectors, services
 from .charts import histogram_svg
 from .formats import FORMATS
-from .models import Mixture, Recipe, RecipeVersion, Selection, SelectionExport
+from .models import SelectionExport
+from medstudio.handoffs.models import Mixture, Recipe, RecipeVersion, Selection
 from .spec import Spec, SpecError, parse_spec
 
 # Datasets up to this size get their score matrix refreshed while the page loads; larger ones by a job.

@@ -50,7 +50,7 @@ class Queue(models.Model):
     annotators_per_item = models.PositiveSmallIntegerField(default=2)
     assignees = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="annotation_queues",
                                        help_text="Who may label; empty = every clinician.")
-    suggestion_run = models.ForeignKey("curation.ScorerRun", null=True, blank=True, on_delete=models.SET_NULL,
+    suggestion_run = models.ForeignKey("handoffs.ScorerRun", null=True, blank=True, on_delete=models.SET_NULL,
                                        help_text="A scorer run whose value is shown per item, or compared with labels.")
     show_suggestion = models.BooleanField(default=False, help_text="Pre-fill the scorer's value (off avoids anchoring).")
     consensus_threshold = models.FloatField(default=2.0, help_text="Ratings this far apart (max - min) are set aside.")

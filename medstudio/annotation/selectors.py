@@ -131,7 +131,7 @@ def ratings_by_measure(queue: Queue, *, sources=("human", "model"), with_scorer:
             if v is not None and item_id in out[primary.field]:
                 out[primary.field][item_id][key] = v
     if scorer_runs and primary and primary.level == "ordinal":
-        from curation.models import Score
+        from medstudio.handoffs.models import Score
 
         item_of = dict(QueueItem.objects.filter(queue=queue).values_list("record_id", "id"))
         for run in scorer_runs:
@@ -146,7 +146,7 @@ def ratings_by_measure(queue: Queue, *, sources=("human", "model"), with_scorer:
 
 def comparable_runs(queue: Queue):
     """Scorer runs on the queue's dataset that can be compared with the labels (ordinal questions)."""
-    from curation.models import ScorerRun
+    from medstudio.handoffs.models import ScorerRun
 
     primary = qs.primary_measure(queue.question.kind)
     if primary is None or primary.level != "ordinal":

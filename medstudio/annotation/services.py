@@ -76,7 +76,7 @@ def _pick_records(*, dataset, method: str, n: int | None, seed: int, field: str,
     if selection is not None:
         # Selections are frozen record sets (curation.studio); a queue takes the part of one that
         # lies in its dataset, then samples from it like from a whole dataset.
-        from curation.studio.models import SelectionRecord
+        from medstudio.handoffs.models import SelectionRecord
 
         records = records.filter(id__in=SelectionRecord.objects.filter(selection=selection).values("record_id"))
     if method == "all":
@@ -100,7 +100,7 @@ def _pick_records(*, dataset, method: str, n: int | None, seed: int, field: str,
             raise AnnotationError("Sampling near a threshold needs a scorer run and a threshold.")
         if score_run.dataset_id != dataset.pk:
             raise AnnotationError("The scorer run belongs to another dataset.")
-        from curation.models import Score
+        from medstudio.handoffs.models import Score
 
         rows = list(Score.objects.filter(run=score_run, value__isnull=False).values_list("record_id", "value"))
         if not rows:
@@ -110,7 +110,7 @@ def _pick_records(*, dataset, method: str, n: int | None, seed: int, field: str,
 
 
 def _suggestions(run, record_ids: list[int]) -> dict[int, dict]:
-    from curation.models import Score
+    from medstudio.handoffs.models import Score
 
     out = {}
     for rid, value, keep, reason, detail in Score.objects.filter(run=run, record_id__in=record_ids).values_list(

@@ -250,8 +250,8 @@ def question_new(request):
 def queue_new(request):
     from django.contrib.auth import get_user_model
 
-    from curation.models import ScorerRun
-    from curation.studio.models import Selection
+    from medstudio.handoffs.models import ScorerRun
+    from medstudio.handoffs.models import Selection
     from medstudio.datasets.models import Dataset
 
     error = ""

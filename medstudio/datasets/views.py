@@ -53,7 +53,7 @@ def dataset_detail(request, pk: int):
 
     context = {"dataset": dataset, "export_form": ExportForm(), "exports": dataset.exports.all()[:10]}
     if request.user.has_role(Role.CURATOR):
-        from curation.scoring import scorers
+        from medstudio.handoffs.scorers import scorers
 
         context["scorers"] = [s for s in scorers().values() if not s.kinds or dataset.kind in s.kinds]
         context["runs"] = dataset.scorer_runs.all()[:20]

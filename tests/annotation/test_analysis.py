@@ -161,7 +161,7 @@ def test_export_has_annotator_time_duration_and_judge_prompt(labelled, curator):
 
 @pytest.mark.django_db
 def test_scorer_suggestion_shown_or_hidden_and_compared(make_dataset, curator, django_user_model):
-    from curation.models import Score, ScorerRun
+    from medstudio.handoffs.models import Score, ScorerRun
 
     doc = user(django_user_model, "dr_x")
     from .helpers import shared_rows
@@ -221,7 +221,7 @@ def test_rerunning_a_judge_pass_asks_only_about_unlabelled_items(make_dataset, c
 
 @pytest.mark.django_db
 def test_any_scorer_run_on_the_dataset_can_be_compared_with_clinicians(make_dataset, curator, django_user_model):
-    from curation.models import Score, ScorerRun
+    from medstudio.handoffs.models import Score, ScorerRun
 
     doc = user(django_user_model, "dr_s")
     queue = rating_queue(make_dataset, curator, n_docs=5, per_item=1, name="cmp")

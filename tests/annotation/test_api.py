@@ -224,7 +224,7 @@ def test_preference_answers_are_given_in_shown_order_and_stored_canonically(make
 
 
 def test_turn_rating_answers_and_hidden_suggestions(make_dataset, curator, django_user_model):
-    from curation.models import Score, ScorerRun
+    from medstudio.handoffs.models import Score, ScorerRun
 
     doc = user(django_user_model, "dr_turns")
     rows = [r for r in shared_rows("cmtmedqa_multiturn.jsonl", 972)

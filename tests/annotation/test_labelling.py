@@ -245,7 +245,7 @@ def test_turn_rating_on_shared_dialogue(make_dataset, curator, django_user_model
 
 @pytest.mark.django_db
 def test_curator_builds_a_queue_through_the_form_from_a_selection(make_dataset, curator, django_user_model):
-    from curation.studio.models import Selection, SelectionRecord
+    from medstudio.handoffs.models import Selection, SelectionRecord
     from medstudio.annotation.models import Queue
 
     chosen = user(django_user_model, "chosen")
@@ -274,7 +274,7 @@ def test_curator_builds_a_queue_through_the_form_from_a_selection(make_dataset, 
 
 @pytest.mark.django_db
 def test_confilter_per_turn_values_are_shown_beside_each_turn(make_dataset, curator, django_user_model):
-    from curation.models import Score, ScorerRun
+    from medstudio.handoffs.models import Score, ScorerRun
 
     doc = user(django_user_model, "dr_cf")
     rows = [r for r in shared_rows("cmtmedqa_multiturn.jsonl", 972)

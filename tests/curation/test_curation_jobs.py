@@ -8,7 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from curation.models import DuplicateCluster, ScorerRun
+from curation.models import DuplicateCluster
+from medstudio.handoffs.models import ScorerRun
 from medstudio.datasets.models import Dataset, Record
 
 DATA = Path(os.environ.get("MEDSTUDIO_SHARED_DATA", "/work/shared/data"))

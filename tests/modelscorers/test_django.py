@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from curation.models import Score, ScorerRun
+from medstudio.handoffs.models import Score, ScorerRun
 from curation.modelscorers import services
 from curation.modelscorers.models import TrainedModel
 from curation.modelscorers.scorers import LazyBlock

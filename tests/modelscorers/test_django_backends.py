@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from curation.models import Score, ScorerRun
+from medstudio.handoffs.models import Score, ScorerRun
 from curation.modelscorers import services
 from curation.scoring import scorer_run_start
 from tests.fakes.fixtures import tiny_encoder_path  # noqa: F401

@@ -292,7 +292,7 @@ def test_sampled_job_n_answers_k_judges(curator, make_dataset, pref_settings):
 
 
 def test_objective_job_over_a_curation_selection(curator, make_dataset, pref_settings):
-    from curation.studio.models import Selection, SelectionRecord
+    from medstudio.handoffs.models import Selection, SelectionRecord
     from medstudio.datasets.models import Record
 
     rows = [{"id": f"m{i}", "lang": "en", "question": f"Q{i}?", "options": {"A": "x", "B": "y", "C": "z"}, "answer": "C"}

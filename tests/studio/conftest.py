@@ -61,7 +61,7 @@ class _Dedup:
 
 @pytest.fixture
 def test_scorers():
-    from curation.scoring import _SCORERS, register_scorer
+    from medstudio.handoffs.scorers import _SCORERS, register_scorer
 
     before = dict(_SCORERS)
     register_scorer("t_rater", lambda p: _Value("t_rater", 0.0, 5.0, version=str(p.get("version", "1"))), description="test rater 0-5")

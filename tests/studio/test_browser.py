@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from curation.studio.models import Selection, SelectionExport
+from curation.studio.models import SelectionExport
+from medstudio.handoffs.models import Selection
 
 from .test_flow import kept_ids
 

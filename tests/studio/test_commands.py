@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from curation.studio.models import Mixture, Selection
+from medstudio.handoffs.models import Mixture, Selection
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from curation.models import Score, ScorerRun
+from medstudio.handoffs.models import Score, ScorerRun
 from curation.studio.selectors import kept_counts, kept_q, scope_load
 from curation.studio.spec import parse_spec
 from medstudio.datasets.models import Record

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from curation.studio.models import Recipe, RecipeVersion, Selection, SelectionExport, SelectionRecord
+from curation.studio.models import SelectionExport
+from medstudio.handoffs.models import Recipe, RecipeVersion, Selection, SelectionRecord
 from curation.studio.selectors import kept_counts, scope_load
 from curation.studio.spec import parse_spec
 from medstudio.datasets.models import Record
@@ -24,7 +25,7 @@ V2_SPEC = {"bounds": [{"scorer": "t_rater", "min": 2.5}, {"scorer": "t_deita", "
 
 def kept_ids(datasets, data) -> set[int]:
     """Direct recomputation of the kept record ids (independent of the matrix)."""
-    from curation.models import Score, ScorerRun
+    from medstudio.handoffs.models import Score, ScorerRun
 
     spec = parse_spec(data)
     out = set()
@@ -107,7 +108,7 @@ def test_samples_lie_on_both_sides_of_the_threshold(scored, client_for):
     assert all(r["value"] >= 2.5 for r in s["min_inside"]) and all(r["value"] < 2.5 for r in s["min_outside"])
     # the nearest records: nothing kept lies between the threshold and the closest inside sample
     closest = min(r["value"] for r in s["min_inside"])
-    from curation.models import Score
+    from medstudio.handoffs.models import Score
 
     run = scope.value["t_rater"].runs[qa.pk]["run"]
     assert not Score.objects.filter(run_id=run, value__gte=2.5, value__lt=closest).exists()
@@ -201,7 +202,7 @@ def test_exports_write_each_format_with_provenance(scored, client_for):
 
 def test_stable_mixture_from_selections_hits_the_ratios(scored, client_for, shared_data, make_dataset, curator):
     from curation.scoring import scorer_run_start
-    from curation.studio.models import Mixture
+    from medstudio.handoffs.models import Mixture
 
     from .conftest import read_rows
 

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.studio.models import RecipeVersion
+from medstudio.handoffs.models import RecipeVersion
 from curation.studio.services import StudioError, recipe_version_create, selection_apply_start
 from medstudio.datasets.models import Dataset
 from medstudio.jobs.services import job_execute
