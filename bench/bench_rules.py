@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curation.pipeline.base import RecordView, chunked  # noqa: E402
 from curation.pipeline.rules import RuleConfig, RulesScorer  # noqa: E402
-from curation.pipeline.textutil import record_text_fields  # noqa: E402
+from medstudio.datasets.convert import text_fields  # noqa: E402
 
 DATA = Path(os.environ.get("MEDSTUDIO_SHARED_DATA", "/work/shared/data"))
 FILES = [("general_en.jsonl", "document"), ("general_zh.jsonl", "document"), ("huatuo26m_test_qa.jsonl", "qa"),
@@ -44,7 +44,7 @@ def views(name, kind):
     with open(DATA / name, encoding="utf-8") as fh:
         for i, line in enumerate(fh):
             r = json.loads(line)
-            out.append(RecordView(i, kind, r.get("lang", ""), "\n".join(record_text_fields(r, kind)), r))
+            out.append(RecordView(i, kind, r.get("lang", ""), "\n".join(text_fields(kind, r)), r))
     return out
 
 
@@ -82,7 +82,7 @@ def generated(n: int, seed: int = 3):
         with open(DATA / name, encoding="utf-8") as fh:
             for line in fh:
                 r = json.loads(line)
-                frags.extend(t[:400] for t in record_text_fields(r, kind) if len(t) > 40)
+                frags.extend(t[:400] for t in text_fields(kind, r) if len(t) > 40)
     extras = [" 联系电话13812345678。", " 你这个傻逼。", " ☆★☆★♪♪♪■■■◆◆◆", " Click here to subscribe. " * 6, ""]
     for i in range(n):
         text = "\n".join(rng.choice(frags) for _ in range(rng.randint(1, 3)))

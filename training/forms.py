@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from django import forms
 
-from medstudio.datasets.models import Dataset
+from medstudio.handoffs import sources
 from training.models import ModelRef
-from training.pipeline.specs import DISTRIBUTED, LAUNCHERS, MERGE_METHODS, STAGES, MergingSpec, Resources, TrainingSpec, stage_defaults
+from training.pipeline.specs import DISTRIBUTED, STAGE_DATA_KINDS, LAUNCHERS, MERGE_METHODS, STAGES, MergingSpec, Resources, TrainingSpec, stage_defaults
 
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 # Spec error keys -> form field names.
@@ -14,7 +14,7 @@ ERROR_FIELDS = {
     "resources.launcher": "launcher", "resources.distributed": "distributed",
     "merging.enabled": "merging_enabled", "merging.method": "merging_method", "merging.p": "merging_p",
     "merging.alpha": "merging_alpha", "merging.clip": "merging_clip", "merging.base_model": "merge_base",
-    "data": "dataset", "base_model": "base_model",
+    "data": "data", "base_model": "base_model",
 }
 
 
@@ -26,8 +26,11 @@ class RunForm(forms.Form):
     name = forms.CharField(required=False, max_length=200)
     stage = forms.ChoiceField(choices=_choices(STAGES))
     base_model = forms.ModelChoiceField(queryset=ModelRef.objects.order_by("-created_at"), help_text="The model this run starts from.")
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"),
-                                     help_text="Training data (a plain dataset; selections, mixtures and preference sets plug in through training/data.py).")
+    # A CharField with a select: the list shows what fits the stage, and anything else posted still
+    # reaches the pre-flight check, which says what to change instead of "not a valid choice".
+    data = forms.CharField(label="Training data", widget=forms.Select(),
+                           help_text="What fits the stage: documents, document selections and mixtures for CPT; QA and "
+                                     "dialogue datasets and selections for SFT; preference sets and pair datasets for DPO.")
     learning_rate = forms.FloatField()
     lr_scheduler_type = forms.ChoiceField(choices=_choices(SCHEDULERS))
     warmup_ratio = forms.FloatField()
@@ -62,6 +65,18 @@ class RunForm(forms.Form):
                    "per_device_batch_size", "num_train_epochs", "max_steps", "weight_decay", "dropout",
                    "val_fraction", "beta", "bf16", "seed", "logging_steps", "save_steps")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        stage = (self.data.get("stage") if self.is_bound else None) or self.initial.get("stage") or STAGES[0]
+        self.fields["data"].widget.choices = data_choices(stage)
+
+    def clean_data(self) -> dict:
+        value = self.cleaned_data["data"]
+        type_, _, pk = value.partition(":")
+        if type_ not in sources.types() or not pk.isdigit():
+            raise forms.ValidationError("Choose the training data from the list.")
+        return {"type": type_, "id": int(pk)}
+
     @classmethod
     def initial_for(cls, stage: str) -> dict:
         spec = TrainingSpec(stage=stage, base_model="-", **stage_defaults(stage))
@@ -88,6 +103,14 @@ class RunForm(forms.Form):
         for key, msg in errors.items():
             field = ERROR_FIELDS.get(key, key)
             self.add_error(field if field in self.fields else None, msg)
+
+
+def data_choices(stage: str) -> list:
+    """Grouped select choices of every data object that fits `stage`, by name."""
+    groups: dict[str, list] = {}
+    for c in sources.choices_for(STAGE_DATA_KINDS.get(stage, ())):
+        groups.setdefault(c["label"] + "s", []).append((c["ref"], f"{c['name']} ({c['kind']}, {c['n_records']:,})"))
+    return [("", "— choose —")] + list(groups.items())
 
 
 class ModelRefForm(forms.Form):

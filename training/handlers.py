@@ -16,7 +16,7 @@ from django.db import transaction
 
 from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
 from medstudio.jobs.registry import job_handler
-from training import data as training_data
+from medstudio.handoffs import sources as training_data
 from training import services
 from training.models import RunStatus, TrainingRun
 from training.pipeline import launcher

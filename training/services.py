@@ -10,8 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from medstudio.audit.services import audit_log
-from training import data as training_data
+from medstudio.handoffs import sources as training_data
 from training.models import Checkpoint, ModelRef, RunMetric, RunStatus, TrainingRun
+from training.pipeline.preflight import CHAT_STAGES, check_model
 from training.pipeline.specs import STAGE_DATA_KINDS, SpecError, TrainingSpec
 
 
@@ -41,28 +42,53 @@ def _unique_name(base: str) -> str:
     return name
 
 
+def preflight(*, spec: TrainingSpec, base_model: ModelRef | None, data_ref: dict, merge_base: ModelRef | None) -> dict:
+    """Everything that would stop the run in its first seconds, as {field: what to change}.
+
+    Checked before anything is stored: the base model's config and tokenizer load, a chat stage's
+    tokenizer has a chat template, the data kind fits the stage, the data is not empty, and the
+    online-merging base exists. `_info` carries the data description for the caller.
+    """
+    errors: dict = {}
+    if base_model is None:
+        errors["base_model"] = "choose the model this run starts from (register one on the Models page first)"
+    else:
+        problems = check_model(base_model.path, chat=spec.stage in CHAT_STAGES)
+        if problems:
+            errors["base_model"] = f"{base_model.name}: " + "; ".join(problems)
+    kinds = STAGE_DATA_KINDS.get(spec.stage, ())
+    try:
+        info = training_data.describe(data_ref)
+    except training_data.DataSourceError as exc:
+        errors["data"] = str(exc)
+        info = {}
+    if info and info.get("kind") not in kinds:
+        errors["data"] = (f"{spec.stage} trains on {' or '.join(kinds)} records, and {info.get('name')!r} holds "
+                          f"{info.get('kind')} records: choose data that fits the stage")
+    elif info and not info.get("n_records"):
+        errors["data"] = f"{info.get('name')!r} is empty: there is nothing to train on"
+    if spec.merging.enabled:
+        if merge_base is None:
+            errors["merging.base_model"] = "online merging needs theta_base (the model before SFT) for its task vector; choose it or turn merging off"
+        else:
+            problems = check_model(merge_base.path)
+            if problems:
+                errors["merging.base_model"] = f"{merge_base.name}: " + "; ".join(problems)
+    errors["_info"] = info
+    return errors
+
+
 @transaction.atomic
 def training_run_start(*, actor, spec: TrainingSpec, base_model: ModelRef, data_ref: dict, name: str = "",
                        merge_base: ModelRef | None = None, enqueue: bool = True) -> TrainingRun:
     """Validate a run spec against its model and data, store the run and launch its job."""
     from medstudio.jobs.services import job_create
 
-    errors: dict[str, str] = {}
-    try:
-        info = training_data.describe(data_ref)
-    except training_data.DataSourceError as exc:
-        errors["data"] = str(exc)
-        info = {}
-    if info and info.get("kind") not in STAGE_DATA_KINDS.get(spec.stage, ()):
-        errors["data"] = f"{spec.stage} trains on {', '.join(STAGE_DATA_KINDS.get(spec.stage, ()))} data, not {info.get('kind')}"
-    if info and not info.get("n_records"):
-        errors["data"] = "the data source is empty"
+    errors = preflight(spec=spec, base_model=base_model, data_ref=data_ref, merge_base=merge_base)
+    info = errors.pop("_info", {})
     spec = replace(spec, base_model=base_model.path, data_path="", output_dir="")
-    if spec.merging.enabled:
-        if merge_base is None:
-            errors["merging.base_model"] = "choose theta_base (the model before SFT) for the task vector"
-        else:
-            spec = replace(spec, merging=replace(spec.merging, base_model=merge_base.path))
+    if spec.merging.enabled and merge_base is not None:
+        spec = replace(spec, merging=replace(spec.merging, base_model=merge_base.path))
     errors.update(spec.errors())
     if errors:
         raise SpecError(errors)

@@ -36,7 +36,7 @@ def run_new(request):
             try:
                 run = services.training_run_start(
                     actor=request.user, spec=form.to_spec(), base_model=d["base_model"],
-                    data_ref={"type": "dataset", "id": d["dataset"].pk}, name=d["name"], merge_base=d["merge_base"])
+                    data_ref=d["data"], name=d["name"], merge_base=d["merge_base"])
             except SpecError as exc:
                 form.add_spec_errors(exc.errors)
             else:
@@ -51,6 +51,8 @@ def run_new(request):
             ref = ModelRef.objects.filter(pk=value).first() if value.isdigit() else None
             if ref:
                 initial[field] = ref.pk
+        if request.GET.get("data"):
+            initial["data"] = request.GET["data"]  # "type:id", from the pipeline board's next-step buttons
         form = RunForm(initial=initial)
     template = "training/run_new.html#run-form" if request.htmx else "training/run_new.html"
     return render(request, template, {"form": form})
@@ -115,7 +117,11 @@ def model_detail(request, pk: int):
     next_stage = NEXT_STAGE.get(ref.stage) if ref.stage else "cpt-stable"
     # DPO with merging needs theta_base: the model the SFT run started from.
     merge_base = ref.parent if next_stage == "dpo" else None
+    from medstudio.handoffs import lineage
+
+    graph = lineage.graph(lineage.node_id("model", ref.pk))
     return render(request, "training/model_detail.html", {
         "model": ref, "lineage": ref.lineage(), "next_stage": next_stage, "merge_base": merge_base,
+        "graph": lineage.layout(graph), "graph_types": sorted({n["type"] for n in graph["nodes"]}),
         "runs": ref.runs.all()[:20], "children": ref.children.all()[:20],
     })

@@ -14,3 +14,4 @@ class ModelscorersConfig(AppConfig):
 
         if find_spec(f"{self.name}.handlers"):
             import_module(f"{self.name}.handlers")
+        from . import lineage  # noqa: F401  (rater nodes in model lineage)

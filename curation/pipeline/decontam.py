@@ -22,7 +22,8 @@ import numpy as np
 
 from curation.pipeline.base import RecordView, ScoreResult
 from curation.pipeline.minhash import _norm_tokens, rolling_gram_hashes, token_hashes
-from curation.pipeline.textutil import is_cjk_text, record_text_fields
+from curation.pipeline.textutil import is_cjk_text
+from medstudio.datasets.convert import text_fields
 
 
 @dataclass
@@ -86,7 +87,7 @@ class BenchmarkIndex:
         self._final.clear()
 
     def add_record(self, ref: dict[str, Any], content: dict, kind: str) -> None:
-        self.add(ref, record_text_fields(content, kind))
+        self.add(ref, text_fields(kind, content))
 
     def _finalize(self) -> None:
         if self._final or not self._keys:

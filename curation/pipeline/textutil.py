@@ -61,24 +61,5 @@ def ngrams(toks: list[str], n: int) -> list[str]:
     return [" ".join(toks[i : i + n]) for i in range(len(toks) - n + 1)]
 
 
-def record_text_fields(content: dict, kind: str) -> list[str]:
-    """The human-readable text fields of a normalised record, in reading order."""
-    fields: list[str] = []
-    if kind == "document":
-        fields += [content.get("title") or "", content.get("text") or ""]
-    elif kind == "qa":
-        fields += [content.get("question") or "", content.get("answer") or ""]
-    elif kind == "mcq":
-        fields.append(content.get("question") or "")
-        fields += [str(v) for v in (content.get("options") or {}).values()]
-        fields.append(content.get("explanation") or "")
-    elif kind == "dialogue":
-        fields += [t.get("content") or "" for t in content.get("turns") or []]
-    elif kind == "pair":
-        fields += [t.get("content") or "" for t in content.get("prompt_turns") or []]
-        fields += [content.get("chosen") or "", content.get("rejected") or ""]
-    return [f for f in fields if f]
-
-
 def iter_lines(text: str) -> Iterable[str]:
     return (line.strip() for line in text.splitlines() if line.strip())

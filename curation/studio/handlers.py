@@ -98,7 +98,7 @@ def _provenance(sel: Selection, fmt: str) -> dict[str, Any]:
 
 @job_handler("studio.export_selection", queue="cpu", description="Export a frozen selection (JSONL, Parquet, TRL, LLaMA-Factory, text).")
 def export_selection_job(ctx: JobContext) -> dict:
-    from . import formats
+    from medstudio.datasets import convert as formats
     from .selectors import selection_records
 
     export = SelectionExport.objects.select_related("selection").filter(pk=ctx.params["export_id"]).first()
@@ -246,6 +246,7 @@ def build_mixture_job(ctx: JobContext) -> dict:
     achieved = realised.achieved(targets)
     achieved["total_tokens"] = realised.total
     achieved["tokens_by_cell"] = realised.tokens_by_cell
+    achieved["n_draws"] = len(draws)
     manifest = {"mixture": mix.pk, "name": mix.name, "stage": mix.stage, "plan": plan.as_dict(), "achieved": achieved,
                 "sources": mix.sources, "seed": mix.seed, "shards": {f: _sha256(folder / f) for f in files},
                 "selections": {str(s["selection"]): Selection.objects.filter(pk=int(s["selection"])).values_list("content_hash", flat=True).first()

@@ -12,7 +12,7 @@ from medstudio.audit.services import audit_log
 from medstudio.datasets.models import Dataset, Record
 
 from .models import N_FLAG_SLOTS, N_VALUE_SLOTS, MatrixSlot, ScoreMatrix, SelectionExport
-from medstudio.handoffs.models import Mixture, Recipe, RecipeVersion, Selection, SelectionRecord
+from medstudio.handoffs.models import Mixture, MixtureSource, Recipe, RecipeVersion, Selection, SelectionRecord
 from .spec import Spec, SpecError, parse_spec
 
 
@@ -228,6 +228,8 @@ def selection_freeze(*, selection: Selection, spec: Spec, runs: list[dict], q: Q
         selection.content_hash = selection_content_hash(selection)
         selection.status = Selection.Status.READY
         selection.save()
+        # The foreign keys behind `runs` (lineage walks these; the JSON keeps versions for display).
+        selection.scorer_runs.set(ScorerRun.objects.filter(pk__in=[int(r["run"]) for r in runs if r.get("run")]))
         audit_log(actor=selection.created_by, action="studio.selection_freeze", target=selection,
                   data={"n_records": selection.n_records, "n_tokens": selection.n_tokens, "hash": selection.content_hash})
     return selection
@@ -241,7 +243,7 @@ def selection_freeze(*, selection: Selection, spec: Spec, runs: list[dict], q: Q
 def selection_export_start(*, user, selection: Selection, fmt: str, enqueue: bool = True) -> SelectionExport:
     from medstudio.jobs.services import job_create
 
-    from .formats import FORMATS
+    from medstudio.datasets.convert import EXPORT_FORMATS as FORMATS
 
     if fmt not in FORMATS:
         raise StudioError(f"Unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}.")
@@ -278,6 +280,8 @@ def mixture_create(*, user, name: str, stage: str, budget_tokens: int, targets: 
                                  targets={"categories": mt.categories, "langs": mt.langs}, strategy=strategy,
                                  sources=sources, seed=seed, shard_tokens=int(shard_tokens), plan=plan.as_dict(),
                                  created_by=user if getattr(user, "is_authenticated", False) else None)
+    MixtureSource.objects.bulk_create([MixtureSource(mixture=mix, selection_id=int(src["selection"]), category=str(src["category"])[:64],
+                                                     position=i) for i, src in enumerate(sources)])
     audit_log(actor=user, action="studio.mixture_create", target=mix, data={"plan": plan.as_dict()})
     if build:
         from medstudio.jobs.services import job_create

@@ -11,11 +11,11 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from medstudio.accounts.permissions import Role, role_required
+from medstudio.datasets.convert import EXPORT_FORMATS as FORMATS
 from medstudio.datasets.models import Dataset
 
 from . import selectors, services
 from .charts import histogram_svg
-from .formats import FORMATS
 from .models import SelectionExport
 from medstudio.handoffs.models import Mixture, Recipe, RecipeVersion, Selection
 from .spec import Spec, SpecError, parse_spec

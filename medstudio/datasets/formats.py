@@ -4,6 +4,8 @@ Readers stream (bounded memory): JSONL line by line, CSV row by row, Parquet bat
 Each yields (line_number, row_dict) or (line_number, RowError). `normalize_row` maps the layouts
 people bring (OpenAI/TRL `messages`, ShareGPT `conversations`, Alpaca, prompt/chosen/rejected,
 the shared-data schemas) onto one content schema per kind, or raises RowError with the reason.
+Converting normalised records to other layouts (training, exports, scorer text) is
+`medstudio.datasets.convert`.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .convert import flat_text
 from .text import content_hash, text_stats
 
 KINDS = ("document", "qa", "dialogue", "mcq", "pair")
@@ -292,9 +295,12 @@ def _norm_pair(row: dict) -> dict:
     if prompt is None:
         raise RowError("missing field 'prompt' (or 'prompt_turns')")
     if isinstance(prompt, str):
-        prompt_turns = [{"role": "user", "content": _text(prompt, "prompt")}]
+        prompt_turns, system = [{"role": "user", "content": _text(prompt, "prompt")}], ""
     else:
         prompt_turns, system = _turns(prompt, "prompt")
+    system = system or (row["system"] if isinstance(row.get("system"), str) and row["system"].strip() else "")
+    if system:  # the system prompt is kept as the first prompt turn (as preference pairs store it)
+        prompt_turns = [{"role": "system", "content": system}] + prompt_turns
     chosen = _answer_text(row.get("chosen"), "chosen")
     rejected = _answer_text(row.get("rejected"), "rejected")
     if chosen == rejected:
@@ -324,20 +330,10 @@ def detect_kind(row: dict) -> str:
 
 
 def flatten_text(kind: str, content: dict) -> str:
-    """All readable text of a record, for search, token counts and text scorers."""
-    if kind == "document":
-        return "\n".join(x for x in (content.get("title", ""), content["text"]) if x)
-    if kind == "qa":
-        return f"{content['question']}\n{content['answer']}"
-    if kind == "dialogue":
-        return "\n".join(t["content"] for t in content["turns"])
-    if kind == "mcq":
-        opts = "\n".join(f"{k}. {v}" for k, v in content["options"].items())
-        return f"{content['question']}\n{opts}" + (f"\n{content['explanation']}" if content.get("explanation") else "")
-    if kind == "pair":
-        prompt = "\n".join(t["content"] for t in content["prompt_turns"])
-        return f"{prompt}\n{content['chosen']}\n{content['rejected']}"
-    raise ValueError(kind)
+    """All readable text of a record, for search, token counts and text scorers (the Record.text column)."""
+    if kind not in _NORMALIZERS:
+        raise ValueError(kind)
+    return flat_text(kind, content)
 
 
 def normalize_content(row: dict, kind: str) -> tuple[str, dict]:

@@ -1,9 +1,12 @@
-"""Export layouts (pure): each record kind maps to the target format or to a clear skip reason."""
+"""Export layouts (pure): each record kind maps to the target format or to a clear skip reason.
+
+The layouts live in the one record converter, medstudio.datasets.convert (tests/platform/test_convert.py
+covers every kind from shared data); these are the studio export's expectations of it."""
 from __future__ import annotations
 
 import pytest
 
-from curation.studio.formats import (
+from medstudio.datasets.convert import (
     Unconvertible,
     llamafactory_dataset_info,
     to_llamafactory,

@@ -43,7 +43,7 @@ def _form(stage, base, dataset, **over):
     from training.forms import RunForm
 
     data = {k: v for k, v in RunForm.initial_for(stage).items()}
-    data.update(base_model=base.pk, dataset=dataset.pk, **over)
+    data.update(base_model=base.pk, data=f"dataset:{dataset.pk}", **over)
     return {k: ("on" if v is True else v) for k, v in data.items() if v is not False and v is not None}
 
 
@@ -77,7 +77,7 @@ def test_invalid_spec_and_wrong_data_kind_are_refused(client_for, base_model, ma
     r = admin.post(reverse("training:run_new"), _form("sft", base_model, docs, learning_rate="-1", max_steps=2))
     assert r.status_code == 200
     html = r.content.decode()
-    assert "must be in (0, 1)" in html and "sft trains on qa, dialogue, mcq data" in html
+    assert "must be in (0, 1)" in html and "sft trains on qa or dialogue or mcq records, and &#x27;docs&#x27; holds document records" in html
     assert TrainingRun.objects.count() == 0 and not Job.objects.filter(kind="training.run").exists()
 
 

@@ -7,7 +7,8 @@ One script for the four stages, all on TRL trainers:
                             merging optimizer (training/pipeline/merging.py)
 It never imports Django: the worker hands it a spec (config.json) and a JSONL file of normalised
 records ({"kind", "content"} per line, the platform's record schema), and reads back
-metrics.jsonl, checkpoints and the final model.
+metrics.jsonl, checkpoints and the final model. Records become examples through the platform's
+one converter (medstudio.datasets.convert, plain Python as well).
 
 Runs bare too (``python -m training.pipeline.train --config run/config.json``): bench/ compares both.
 """
@@ -20,71 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medstudio.datasets.convert import Unconvertible, to_messages, to_preference, to_text
 from training.pipeline.callbacks import SPEC_FILENAME, append_jsonl, make_callback
 from training.pipeline.specs import TrainingSpec
 
 
-# --- records -> training examples (pure) ------------------------------------------------------
-
-def _turns(content: dict[str, Any]) -> list[dict[str, str]]:
-    msgs = []
-    if content.get("system"):
-        msgs.append({"role": "system", "content": str(content["system"])})
-    return msgs
-
-
-def record_messages(kind: str, content: dict[str, Any]) -> list[dict[str, str]] | None:
-    """A record as a chat conversation, or None when it has no usable exchange."""
-    msgs = _turns(content)
-    if kind == "qa":
-        if not content.get("question") or not content.get("answer"):
-            return None
-        msgs += [{"role": "user", "content": str(content["question"])},
-                 {"role": "assistant", "content": str(content["answer"])}]
-    elif kind == "dialogue":
-        turns = [t for t in content.get("turns") or [] if t.get("role") in ("user", "assistant") and t.get("content")]
-        if not any(t["role"] == "assistant" for t in turns):
-            return None
-        msgs += [{"role": t["role"], "content": str(t["content"])} for t in turns]
-    elif kind == "mcq":
-        opts = content.get("options") or {}
-        if not content.get("question") or not opts or not content.get("answer"):
-            return None
-        q = str(content["question"]) + "\n" + "\n".join(f"{k}. {v}" for k, v in sorted(opts.items()))
-        a = str(content["answer"])
-        if content.get("explanation"):
-            a += "\n" + str(content["explanation"])
-        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-    else:
-        return None
-    return msgs
-
-
-def record_text(kind: str, content: dict[str, Any], render=None) -> str | None:
-    """A record as plain text for CPT; conversations are rendered with the chat template when given."""
-    if kind == "document":
-        text = str(content.get("text") or "")
-        if content.get("title"):
-            text = f"{content['title']}\n{text}"
-        return text or None
-    msgs = record_messages(kind, content)
-    if msgs is None:
-        return None
-    if render is not None:
-        return render(msgs)
-    return "\n".join(f"{m['role']}: {m['content']}" for m in msgs)
-
-
-def record_pair(kind: str, content: dict[str, Any]) -> dict[str, Any] | None:
-    if kind != "pair":
-        return None
-    prompt = [{"role": t["role"], "content": str(t["content"])} for t in content.get("prompt_turns") or [] if t.get("content")]
-    if not prompt or not content.get("chosen") or not content.get("rejected"):
-        return None
-    return {"prompt": prompt,
-            "chosen": [{"role": "assistant", "content": str(content["chosen"])}],
-            "rejected": [{"role": "assistant", "content": str(content["rejected"])}]}
-
+# --- records -> training examples (pure; the conversions are medstudio.datasets.convert) ---------
 
 def read_records(path: str) -> list[dict[str, Any]]:
     rows = []
@@ -107,16 +49,16 @@ def build_examples(spec: TrainingSpec, rows: list[dict[str, Any]], render=None) 
     out = []
     for row in rows:
         kind, content = row.get("kind", "document"), row.get("content") or {}
-        if spec.stage in ("cpt-stable", "cpt-boost"):
-            text = record_text(kind, content, render)
-            ex = {"text": text} if text else None
-        elif spec.stage == "sft":
-            msgs = record_messages(kind, content)
-            ex = {"messages": msgs} if msgs else None
-        else:
-            ex = record_pair(kind, content)
-        if ex is not None:
-            out.append(ex)
+        try:
+            if spec.stage in ("cpt-stable", "cpt-boost"):
+                ex = {"text": to_text(kind, content, render)}
+            elif spec.stage == "sft":
+                ex = {"messages": to_messages(kind, content)}
+            else:
+                ex = to_preference(kind, content)
+        except Unconvertible:  # no usable example for this stage (e.g. a document in SFT): skipped
+            continue
+        out.append(ex)
     return out
 
 

@@ -19,15 +19,30 @@ def _ratios(text: str) -> dict[str, float]:
     return out
 
 
+def _selection_id(value: str) -> int:
+    from medstudio.handoffs.models import Selection
+
+    bare = value.lstrip("#")
+    if bare.isdigit() and Selection.objects.filter(pk=int(bare)).exists():
+        return int(bare)
+    ids = list(Selection.objects.filter(name=value, status=Selection.Status.READY).values_list("pk", flat=True))
+    if not ids:
+        raise CommandError(f"no ready selection named {value!r}")
+    if len(ids) > 1:
+        raise CommandError(f"{len(ids)} selections are named {value!r}; give one as #ID ({', '.join(f'#{i}' for i in ids)})")
+    return ids[0]
+
+
 class Command(BaseCommand):
-    help = ("Plan a CPT mixture over tagged selections (PIPELINE.md 1.6: stable = medical:general 19:1, zh:en 1:9; "
+    help = ("Plan a CPT mixture over tagged selections (docs/METHODS.md 1.6: stable = medical:general 19:1, zh:en 1:9; "
             "boost = medical:sft 1:1, zh:en 4:6) and write it as shards; prints the plan and achieved ratios.")
 
     def add_arguments(self, parser):
         parser.add_argument("--name", required=True)
         parser.add_argument("--stage", default="stable", choices=[*PRESETS, "custom"])
         parser.add_argument("--budget", type=int, required=True, help="Token budget.")
-        parser.add_argument("--source", action="append", required=True, help="SELECTION_ID=category (repeat).")
+        parser.add_argument("--source", action="append", required=True,
+                            help="SELECTION=category (repeat); SELECTION is a ready selection's name, or #ID / ID.")
         parser.add_argument("--categories", help="Override the stage's category ratio, e.g. medical=19,general=1.")
         parser.add_argument("--langs", help="Override the stage's language ratio, e.g. zh=1,en=9.")
         parser.add_argument("--strategy", default="independent", choices=["independent", "min_epochs"])
@@ -42,10 +57,10 @@ class Command(BaseCommand):
                    "langs": _ratios(opts["langs"]) if opts["langs"] else preset.langs}
         sources = []
         for item in opts["source"]:
-            sel, _, cat = item.partition("=")
-            if not sel.strip().isdigit() or not cat.strip():
-                raise CommandError(f"--source takes SELECTION_ID=category, got {item!r}")
-            sources.append({"selection": int(sel), "category": cat.strip()})
+            sel, _, cat = item.rpartition("=")
+            if not sel.strip() or not cat.strip():
+                raise CommandError(f"--source takes SELECTION=category, got {item!r}")
+            sources.append({"selection": _selection_id(sel.strip()), "category": cat.strip()})
         try:
             mix = mixture_create(user=None, name=opts["name"], stage=opts["stage"], budget_tokens=opts["budget"],
                                  targets=targets, sources=sources, strategy=opts["strategy"],

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.studio.formats import FORMATS
+from medstudio.datasets.convert import EXPORT_FORMATS as FORMATS
 from medstudio.handoffs.models import Selection
 from curation.studio.services import StudioError, selection_export_start
 from medstudio.jobs.services import job_execute
