@@ -9,6 +9,7 @@ urlpatterns = [
     path("backends/", include("medstudio.backends.urls")),
     path("jobs/", include("medstudio.jobs.urls")),
     path("datasets/", include("medstudio.datasets.urls")),
+    path("pipeline/", include("medstudio.handoffs.urls")),
     path("annotate/", include("medstudio.annotation.urls")),
     path("curation/", include("curation.urls")),
     path("studio/", include("curation.studio.urls")),

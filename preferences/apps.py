@@ -15,3 +15,4 @@ class PreferencesConfig(AppConfig):
         if find_spec(f"{self.name}.handlers"):
             import_module(f"{self.name}.handlers")
         from . import sources  # noqa: F401  (the preference_set training data source)
+        from . import board  # noqa: F401  (pipeline board steps)

@@ -134,7 +134,7 @@ def _check_build(builder: str, dataset, selection_id, path: str, params: dict) -
 @transaction.atomic
 def build_start(
     *, user, pref_set: PreferenceSet, builder: str, dataset=None, selection_id: int | None = None, path: str = "",
-    params: dict | None = None,
+    params: dict | None = None, enqueue: bool = True,
 ) -> BuildRun:
     """Create a build run and launch its job (pairs land in `pref_set`)."""
     from medstudio.jobs.services import job_create
@@ -156,14 +156,14 @@ def build_start(
               data={"set": pref_set.pk, "builder": builder, "dataset": getattr(dataset, "pk", None),
                     "selection": selection_id, "path": path, "params": _public(params)})
     job = job_create(kind="preferences.build", params={"run_id": run.pk}, user=user,
-                     queue="gpu" if builder in CHAT_BUILDERS else "cpu")
+                     queue="gpu" if builder in CHAT_BUILDERS else "cpu", enqueue=enqueue)
     BuildRun.objects.filter(pk=run.pk, job__isnull=True).update(job=job)
     run.refresh_from_db()
     return run
 
 
 @transaction.atomic
-def build_resume(*, user, run: BuildRun) -> BuildRun:
+def build_resume(*, user, run: BuildRun, enqueue: bool = True) -> BuildRun:
     """Start a new job for a stopped run; it continues after the last stored item."""
     from medstudio.jobs.services import job_create
 
@@ -173,7 +173,7 @@ def build_resume(*, user, run: BuildRun) -> BuildRun:
     BuildRun.objects.filter(pk=run.pk).update(status=RunStatus.QUEUED, error="")
     audit_log(actor=user, action="preferences.build_resume", target=run, data={"after": run.after})
     job = job_create(kind="preferences.build", params={"run_id": run.pk}, user=user,
-                     queue="gpu" if run.builder in CHAT_BUILDERS else "cpu")
+                     queue="gpu" if run.builder in CHAT_BUILDERS else "cpu", enqueue=enqueue)
     BuildRun.objects.filter(pk=run.pk).update(job=job)
     run.refresh_from_db()
     return run
@@ -237,7 +237,7 @@ def build_status_set(*, run: BuildRun, status: str, error: str = "") -> BuildRun
 
 @transaction.atomic
 def vote_start(*, user, pref_set: PreferenceSet, method: str, params: dict | None = None, flip_frac: float = 0.1,
-               drop_frac: float = 0.1) -> VoteRun:
+               drop_frac: float = 0.1, enqueue: bool = True) -> VoteRun:
     """Launch reward-model (or judge) voting over the set's ordered pairs."""
     from medstudio.jobs.services import job_create
 
@@ -263,7 +263,7 @@ def vote_start(*, user, pref_set: PreferenceSet, method: str, params: dict | Non
     audit_log(actor=user, action="preferences.vote_start", target=vote,
               data={"set": pref_set.pk, "method": method, "params": _public(params), "flip": flip_frac, "drop": drop_frac})
     job = job_create(kind="preferences.vote", params={"vote_id": vote.pk}, user=user,
-                     queue="training" if method == "reward_models" else "gpu")
+                     queue="training" if method == "reward_models" else "gpu", enqueue=enqueue)
     VoteRun.objects.filter(pk=vote.pk, job__isnull=True).update(job=job)
     vote.refresh_from_db()
     return vote

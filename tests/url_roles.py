@@ -30,6 +30,7 @@ URL_ROLES: dict[str, str] = {
     "datasets:export_download": "curator",
     "datasets:flag": "curator",
     "datasets:delete": "admin",
+    "pipeline:board": "clinician",  # clinicians are sent on to their queues
     "api:token": "public",
     "api:schema": "clinician",
     "api:api-root": "clinician",

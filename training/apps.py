@@ -15,3 +15,4 @@ class TrainingConfig(AppConfig):
         if find_spec(f"{self.name}.handlers"):
             import_module(f"{self.name}.handlers")
         from . import lineage  # noqa: F401  (model and run nodes in lineage graphs)
+        from . import board  # noqa: F401  (pipeline board steps)

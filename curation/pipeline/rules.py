@@ -1,7 +1,9 @@
 """Rule-based quality filters for zh + en text (PIPELINE.md 1.2).
 
-Each rule is a small function over a precomputed `TextStats`, returning None (pass) or a reason.
-Every threshold is a field of `RuleConfig` (a curator-facing setting) with its source:
+The rules come in blocks, one per family (length, PII, toxic, symbols, non-text, word shape,
+layout, repetition): each block reads a precomputed `TextStats`, records its measures and returns
+the rules it failed; called alone it gives a datatrove-style verdict (True or (False, reason)).
+`RuleFilter` runs the configured blocks in priority order. Every threshold is a field of `RuleConfig` (a curator-facing setting) with its source:
 
 - Gopher = Rae et al. 2021, "Scaling Language Models: Methods, Analysis & Insights from Training
   Gopher", appendix A (MassiveWeb quality filter and repetition removal, table A1).
@@ -26,7 +28,8 @@ import numpy as np
 
 from curation.pipeline import pii as pii_mod
 from curation.pipeline.base import RecordView, ScoreResult
-from curation.pipeline.textutil import _CJK, _TOKEN_RE, cjk_ratio, record_text_fields
+from curation.pipeline.textutil import _CJK, _TOKEN_RE, cjk_ratio
+from medstudio.datasets.convert import text_fields
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -151,28 +154,43 @@ _SPECIAL_CHAR_RE = re.compile(
 
 @dataclass
 class TextStats:
-    """Everything the rules read, computed once per text."""
+    """What the rule blocks read, computed once per text (and shared by all blocks)."""
 
+    text: str
+    kind: str
+    is_doc: bool
     n_tokens: int
     is_cjk: bool
     tokens: list[str]
     lines: list[str]
     paragraphs: list[str]
     n_chars: int
+    # for non-document kinds, the separate texts (question, answer, turns, options); None = whole text
+    fields: list[str] | None = None
+
+    @classmethod
+    def of(cls, text: str, kind: str = "document", fields: list[str] | None = None) -> "TextStats":
+        toks = _TOKEN_RE.findall(text)
+        return cls(
+            text=text,
+            kind=kind,
+            is_doc=kind in DOCUMENT_KINDS,
+            n_tokens=len(toks),
+            is_cjk=cjk_ratio(text) >= 0.3,
+            tokens=toks,
+            lines=_lines(text),
+            paragraphs=_paragraphs(text),
+            n_chars=len(text),
+            fields=fields,
+        )
 
 
-def _stats(text: str) -> TextStats:
-    toks = _TOKEN_RE.findall(text)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-    return TextStats(
-        n_tokens=len(toks),
-        is_cjk=cjk_ratio(text) >= 0.3,
-        tokens=toks,
-        lines=lines,
-        paragraphs=paras,
-        n_chars=len(text),
-    )
+def _lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
 def _dup_fraction(items: list[str]) -> tuple[float, float]:
@@ -274,170 +292,232 @@ def _toxic_matchers(en_path: str, zh_path: str) -> tuple[re.Pattern | None, re.P
     return en_re, zh_re
 
 
-def toxic_hits(text: str, cfg: RuleConfig) -> list[str]:
-    en_re, zh_re = _toxic_matchers(cfg.toxic_words_en, cfg.toxic_words_zh)
-    low = text.lower()
-    hits: list[str] = []
-    if en_re is not None:
-        hits += en_re.findall(low)
-    if zh_re is not None:
-        hits += zh_re.findall(text)
-    return hits
+# --------------------------------------------------------------------------- rule blocks
+#
+# One block per rule family. A block owns the rule names it can fail (in priority order), records
+# its measures and returns the failed names; called alone it gives a datatrove-style verdict.
+# RuleFilter runs the blocks in order, so the order of BLOCKS and of each block's `rules` is the
+# priority of the reason stored on the Score (the first failing rule).
 
+class RuleBlock:
+    """Base of the rule blocks: `name` (the family), `rules` (what it may fail, priority order)."""
 
-class RuleFilter:
-    """All rules over one text. `check` returns the list of failed rule names plus measures."""
-
-    # Order = priority of the reason stored on the Score (the first failing rule).
-    RULE_ORDER = (
-        "too_few_tokens",
-        "too_many_tokens",
-        "pii",
-        "toxic",
-        "special_chars",
-        "symbol_word_ratio",
-        "non_alpha_tokens",
-        "url_heavy",
-        "markup_heavy",
-        "boilerplate",
-        "mean_word_length",
-        "stop_words",
-        "bullet_lines",
-        "ellipsis_lines",
-        "line_punctuation",
-        "short_lines",
-        "dup_lines",
-        "dup_paragraphs",
-        "top_ngram_repetition",
-        "dup_ngram_repetition",
-    )
+    name: str = ""
+    rules: tuple[str, ...] = ()
 
     def __init__(self, cfg: RuleConfig | None = None):
         self.cfg = cfg or RuleConfig()
-        unknown = set(self.cfg.disabled) - set(self.RULE_ORDER)
-        if unknown:
-            raise ValueError(f"unknown rules in 'disabled': {sorted(unknown)}")
-        # fail early on a missing list rather than on the first record
-        _toxic_matchers(self.cfg.toxic_words_en, self.cfg.toxic_words_zh)
 
-    def check(self, text: str, kind: str = "document", fields: list[str] | None = None) -> tuple[list[str], dict[str, Any]]:
-        """Failed rule names (priority order) and the measures behind them.
+    def evaluate(self, st: TextStats, m: dict[str, Any]) -> list[str]:
+        """Failed rule names of this family (may repeat; RuleFilter orders them); measures go into `m`."""
+        raise NotImplementedError
 
-        `fields`: for non-document kinds, the separate texts (question, answer, turns, options);
-        repetition is then judged inside each field, because an answer restating its question or
-        MCQ options sharing a stem is normal, while one answer repeating itself is not.
-        """
+    def __call__(self, text: str, kind: str = "document", fields: list[str] | None = None) -> bool | tuple[bool, str]:
+        """This block alone, datatrove style: True, or (False, its first failing rule)."""
+        off = set(self.cfg.disabled)
+        failed = [r for r in self.evaluate(TextStats.of(text, kind, fields), {}) if r not in off]
+        return True if not failed else (False, min(failed, key=self.rules.index))
+
+
+class LengthBlock(RuleBlock):
+    """Gopher length bounds; SFT kinds use their own (lower) floor."""
+
+    name = "length"
+    rules = ("too_few_tokens", "too_many_tokens")
+
+    def evaluate(self, st, m):
         cfg = self.cfg
-        st = _stats(text)
-        failed: list[str] = []
-        m: dict[str, Any] = {"n_tokens": st.n_tokens, "cjk": st.is_cjk}
-        is_doc = kind in DOCUMENT_KINDS
-        off = set(cfg.disabled)
-
-        def fail(rule: str) -> None:
-            if rule not in off:
-                failed.append(rule)
-
-        min_tokens = cfg.min_tokens if is_doc else cfg.min_tokens_sft
-        if st.n_tokens < min_tokens:
-            fail("too_few_tokens")
+        failed = []
+        if st.n_tokens < (cfg.min_tokens if st.is_doc else cfg.min_tokens_sft):
+            failed.append("too_few_tokens")
         if st.n_tokens > cfg.max_tokens:
-            fail("too_many_tokens")
+            failed.append("too_many_tokens")
+        return failed
 
-        if "pii" not in off:
-            spans = pii_mod.detect(text, cfg.pii_types)
-            m["pii"] = pii_mod.counts(spans)
-            if len(spans) > cfg.max_pii_hits:
-                fail("pii")
-        if "toxic" not in off:
-            hits = toxic_hits(text, cfg)
-            m["toxic"] = sorted(set(hits))[:10]
-            if len(hits) > cfg.max_toxic_hits:
-                fail("toxic")
 
+class PiiBlock(RuleBlock):
+    """Private information (names, phones, IDs, addresses, e-mails): more than max_pii_hits spans."""
+
+    name = "pii"
+    rules = ("pii",)
+
+    def evaluate(self, st, m):
+        spans = pii_mod.detect(st.text, self.cfg.pii_types)
+        m["pii"] = pii_mod.counts(spans)
+        return ["pii"] if len(spans) > self.cfg.max_pii_hits else []
+
+
+class ToxicBlock(RuleBlock):
+    """C4-style block lists (en words on word boundaries, zh substrings): more than max_toxic_hits."""
+
+    name = "toxic"
+    rules = ("toxic",)
+
+    def __init__(self, cfg: RuleConfig | None = None):
+        super().__init__(cfg)
+        # fail early on a missing list rather than on the first record
+        self.en_re, self.zh_re = _toxic_matchers(self.cfg.toxic_words_en, self.cfg.toxic_words_zh)
+
+    def hits(self, text: str) -> list[str]:
+        hits: list[str] = []
+        if self.en_re is not None:
+            hits += self.en_re.findall(text.lower())
+        if self.zh_re is not None:
+            hits += self.zh_re.findall(text)
+        return hits
+
+    def evaluate(self, st, m):
+        hits = self.hits(st.text)
+        m["toxic"] = sorted(set(hits))[:10]
+        return ["toxic"] if len(hits) > self.cfg.max_toxic_hits else []
+
+
+class SymbolBlock(RuleBlock):
+    """Special-character ratio (ours), Gopher's #/ellipsis-to-word ratio and alphabetic-token share."""
+
+    name = "symbols"
+    rules = ("special_chars", "symbol_word_ratio", "non_alpha_tokens")
+
+    def evaluate(self, st, m):
+        cfg, text = self.cfg, st.text
+        failed = []
         non_space = (len(text) - len(_WS_RE.findall(text))) or 1
         special = len(_SPECIAL_CHAR_RE.findall(text))
         m["special_char_ratio"] = round(special / non_space, 4)
         if special / non_space > cfg.max_special_char_ratio:
-            fail("special_chars")
+            failed.append("special_chars")
         n_words = max(st.n_tokens, 1)
         symbols = text.count("#") + text.count("...") + text.count("…")
         m["symbol_word_ratio"] = round(symbols / n_words, 4)
         if symbols / n_words > cfg.max_symbol_word_ratio:
-            fail("symbol_word_ratio")
+            failed.append("symbol_word_ratio")
         if st.tokens:
             # a token is letters/digits/underscore (textutil); one without a letter is all digits
             alpha = len(st.tokens) - sum(map(str.isdigit, st.tokens))
             m["alpha_token_ratio"] = round(alpha / len(st.tokens), 4)
             if alpha / len(st.tokens) < cfg.min_alpha_token_ratio:
-                fail("non_alpha_tokens")
+                failed.append("non_alpha_tokens")
+        return failed
 
+
+class NonTextBlock(RuleBlock):
+    """Mostly not prose: URL share, markup share, boilerplate lines (C4 lorem ipsum / policies)."""
+
+    name = "non_text"
+    rules = ("url_heavy", "markup_heavy", "boilerplate")
+
+    def evaluate(self, st, m):
+        cfg, text = self.cfg, st.text
+        failed = []
         n_chars = max(st.n_chars, 1)
         url_chars = sum(len(u) for u in _URL_RE.findall(text))
         markup_chars = sum(len(u) for u in _MARKUP_RE.findall(text))
         m["url_char_ratio"] = round(url_chars / n_chars, 4)
         m["markup_char_ratio"] = round(markup_chars / n_chars, 4)
         if url_chars / n_chars > cfg.max_url_char_ratio:
-            fail("url_heavy")
+            failed.append("url_heavy")
         if markup_chars / n_chars > cfg.max_markup_char_ratio:
-            fail("markup_heavy")
+            failed.append("markup_heavy")
         if st.lines:
             if "lorem ipsum" in text.lower():
-                fail("boilerplate")
+                failed.append("boilerplate")
             else:
                 bp = sum(1 for ln in st.lines if _BOILERPLATE_RE.search(ln)) / len(st.lines)
                 m["boilerplate_lines_ratio"] = round(bp, 4)
                 if bp > cfg.max_boilerplate_lines_ratio:
-                    fail("boilerplate")
+                    failed.append("boilerplate")
+        return failed
 
-        if not st.is_cjk and st.tokens:
-            words = [t for t in st.tokens if not t.isdigit()] or st.tokens
-            mean_len = sum(len(w) for w in words) / len(words)
-            m["mean_word_len"] = round(mean_len, 3)
-            if not cfg.min_mean_word_len <= mean_len <= cfg.max_mean_word_len:
-                fail("mean_word_length")
-            if is_doc:
-                stop = sum(1 for t in st.tokens if t.lower() in _STOP_WORDS)
-                m["stop_words"] = stop
-                if stop < cfg.min_stop_words:
-                    fail("stop_words")
 
-        if is_doc and st.lines:
-            n_lines = len(st.lines)
-            bullets = sum(1 for ln in st.lines if ln.startswith(_BULLETS)) / n_lines
-            ellipsis = sum(1 for ln in st.lines if ln.endswith(_ELLIPSIS)) / n_lines
-            punct = sum(1 for ln in st.lines if ln.endswith(_TERMINAL)) / n_lines
-            short = sum(1 for ln in st.lines if len(ln) <= cfg.short_line_chars) / n_lines
-            m.update(
-                bullet_lines_ratio=round(bullets, 4),
-                ellipsis_lines_ratio=round(ellipsis, 4),
-                line_punct_ratio=round(punct, 4),
-                short_line_ratio=round(short, 4),
-            )
-            if bullets > cfg.max_bullet_lines_ratio:
-                fail("bullet_lines")
-            if ellipsis > cfg.max_ellipsis_lines_ratio:
-                fail("ellipsis_lines")
-            if punct < cfg.min_line_punct_ratio:
-                fail("line_punctuation")
-            # one- or two-line documents have no "layout" to judge
-            if n_lines >= 3 and short > cfg.max_short_line_ratio:
-                fail("short_lines")
+class WordShapeBlock(RuleBlock):
+    """Gopher mean word length and stop words; space-separated (non-CJK) text only."""
 
-        units = [text] if is_doc or not fields else fields
+    name = "word_shape"
+    rules = ("mean_word_length", "stop_words")
+
+    def evaluate(self, st, m):
+        cfg = self.cfg
+        failed = []
+        if st.is_cjk or not st.tokens:
+            return failed
+        words = [t for t in st.tokens if not t.isdigit()] or st.tokens
+        mean_len = sum(len(w) for w in words) / len(words)
+        m["mean_word_len"] = round(mean_len, 3)
+        if not cfg.min_mean_word_len <= mean_len <= cfg.max_mean_word_len:
+            failed.append("mean_word_length")
+        if st.is_doc:
+            stop = sum(1 for t in st.tokens if t.lower() in _STOP_WORDS)
+            m["stop_words"] = stop
+            if stop < cfg.min_stop_words:
+                failed.append("stop_words")
+        return failed
+
+
+class LayoutBlock(RuleBlock):
+    """Line layout of documents: bullets, ellipsis endings (Gopher), terminal punctuation and short
+    lines (FineWeb)."""
+
+    name = "layout"
+    rules = ("bullet_lines", "ellipsis_lines", "line_punctuation", "short_lines")
+
+    def evaluate(self, st, m):
+        cfg = self.cfg
+        failed = []
+        if not (st.is_doc and st.lines):
+            return failed
+        n_lines = len(st.lines)
+        bullets = sum(1 for ln in st.lines if ln.startswith(_BULLETS)) / n_lines
+        ellipsis = sum(1 for ln in st.lines if ln.endswith(_ELLIPSIS)) / n_lines
+        punct = sum(1 for ln in st.lines if ln.endswith(_TERMINAL)) / n_lines
+        short = sum(1 for ln in st.lines if len(ln) <= cfg.short_line_chars) / n_lines
+        m.update(
+            bullet_lines_ratio=round(bullets, 4),
+            ellipsis_lines_ratio=round(ellipsis, 4),
+            line_punct_ratio=round(punct, 4),
+            short_line_ratio=round(short, 4),
+        )
+        if bullets > cfg.max_bullet_lines_ratio:
+            failed.append("bullet_lines")
+        if ellipsis > cfg.max_ellipsis_lines_ratio:
+            failed.append("ellipsis_lines")
+        if punct < cfg.min_line_punct_ratio:
+            failed.append("line_punctuation")
+        # one- or two-line documents have no "layout" to judge
+        if n_lines >= 3 and short > cfg.max_short_line_ratio:
+            failed.append("short_lines")
+        return failed
+
+
+class RepetitionBlock(RuleBlock):
+    """Gopher repetition (table A1): duplicate lines / paragraphs, top 2-4-gram and duplicated
+    5-10-gram character shares (n-grams scaled to characters on CJK text).
+
+    For non-document kinds with `fields`, repetition is judged inside each field, because an answer
+    restating its question or MCQ options sharing a stem is normal, while one answer repeating
+    itself is not; the measures keep the worst field.
+    """
+
+    name = "repetition"
+    rules = ("dup_lines", "dup_paragraphs", "top_ngram_repetition", "dup_ngram_repetition")
+
+    def evaluate(self, st, m):
+        cfg = self.cfg
+        failed = []
         worst: dict[str, float] = {}
+        units = [None] if st.is_doc or not st.fields else st.fields
         for unit in units:
-            u_lines = [ln.strip() for ln in unit.splitlines() if ln.strip()] if unit is not text else st.lines
-            u_paras = [p.strip() for p in re.split(r"\n\s*\n", unit) if p.strip()] if unit is not text else st.paragraphs
-            u_toks = _TOKEN_RE.findall(unit) if unit is not text else st.tokens
+            # None = the whole text, whose lines / paragraphs / tokens are already in `st`
+            u_lines = st.lines if unit is None else _lines(unit)
+            u_paras = st.paragraphs if unit is None else _paragraphs(unit)
+            u_toks = st.tokens if unit is None else _TOKEN_RE.findall(unit)
             dl, dlc = _dup_fraction(u_lines)
             dp, dpc = _dup_fraction(u_paras)
             worst["dup_line_ratio"] = max(worst.get("dup_line_ratio", 0.0), dl)
             worst["dup_line_char_ratio"] = max(worst.get("dup_line_char_ratio", 0.0), dlc)
             if dl > cfg.max_dup_line_ratio or dlc > cfg.max_dup_line_char_ratio:
-                fail("dup_lines")
+                failed.append("dup_lines")
             if dp > cfg.max_dup_para_ratio or dpc > cfg.max_dup_para_char_ratio:
-                fail("dup_paragraphs")
+                failed.append("dup_paragraphs")
             # Gopher judges repetition on documents that passed its 50-word floor; on shorter texts
             # a single repeated phrase (an MCQ stem, a drug name) already exceeds the ratios.
             if len(u_toks) < cfg.min_tokens:
@@ -449,20 +529,63 @@ class RuleFilter:
                 r = view.top_ratio(n_eff)
                 if r > limit:
                     m["top_ngram"] = {"n": n_eff, "ratio": round(r, 4)}
-                    fail("top_ngram_repetition")
+                    failed.append("top_ngram_repetition")
                     break
             for n, limit in sorted(cfg.max_dup_ngram_char_ratio.items()):
                 n_eff = math.ceil(n * scale)
                 r = view.dup_ratio(n_eff)
                 if r > limit:
                     m["dup_ngram"] = {"n": n_eff, "ratio": round(r, 4)}
-                    fail("dup_ngram_repetition")
+                    failed.append("dup_ngram_repetition")
                     break
         m.update({k: round(v, 4) for k, v in worst.items()})
+        return failed
 
-        order = {name: i for i, name in enumerate(self.RULE_ORDER)}
-        failed = sorted(set(failed), key=order.__getitem__)
-        return failed, m
+
+# The default blocks, in priority order.
+BLOCKS: tuple[type[RuleBlock], ...] = (
+    LengthBlock,
+    PiiBlock,
+    ToxicBlock,
+    SymbolBlock,
+    NonTextBlock,
+    WordShapeBlock,
+    LayoutBlock,
+    RepetitionBlock,
+)
+
+
+class RuleFilter:
+    """The configured rule blocks over one text. `check` returns the failed rule names plus measures."""
+
+    # Order = priority of the reason stored on the Score (the first failing rule).
+    RULE_ORDER = tuple(rule for block in BLOCKS for rule in block.rules)
+
+    def __init__(self, cfg: RuleConfig | None = None, blocks: tuple[type[RuleBlock], ...] = BLOCKS):
+        self.cfg = cfg or RuleConfig()
+        known = {rule for block in blocks for rule in block.rules}
+        unknown = set(self.cfg.disabled) - known
+        if unknown:
+            raise ValueError(f"unknown rules in 'disabled': {sorted(unknown)}")
+        # every block is built (so a bad setting fails here, e.g. a missing toxic list, even when
+        # disabled); one whose rules are all disabled is not run
+        off = set(self.cfg.disabled)
+        self.blocks = [b for b in (cls(self.cfg) for cls in blocks) if set(b.rules) - off]
+        self._order = {rule: i for i, rule in enumerate(r for b in blocks for r in b.rules)}
+
+    def check(self, text: str, kind: str = "document", fields: list[str] | None = None) -> tuple[list[str], dict[str, Any]]:
+        """Failed rule names (priority order) and the measures behind them.
+
+        `fields`: for non-document kinds, the separate texts (question, answer, turns, options),
+        inside which repetition is judged (see RepetitionBlock).
+        """
+        st = TextStats.of(text, kind, fields)
+        m: dict[str, Any] = {"n_tokens": st.n_tokens, "cjk": st.is_cjk}
+        off = set(self.cfg.disabled)
+        failed: set[str] = set()
+        for block in self.blocks:
+            failed.update(r for r in block.evaluate(st, m) if r not in off)
+        return sorted(failed, key=self._order.__getitem__), m
 
     def __call__(self, text: str, kind: str = "document") -> bool | tuple[bool, str]:
         """datatrove-style verdict: True, or (False, first failing rule)."""
@@ -482,7 +605,7 @@ class RulesScorer:
     def score_batch(self, records: list[RecordView]) -> list[ScoreResult]:
         out = []
         for rec in records:
-            fields = record_text_fields(rec.content, rec.kind) if rec.content else None
+            fields = text_fields(rec.kind, rec.content) if rec.content else None
             failed, measures = self.filter.check(rec.text, rec.kind, fields)
             out.append(
                 ScoreResult(

@@ -243,7 +243,9 @@ def mixture_new(request):
         "categories": request.POST.get("categories") or ",".join(f"{k}={v:g}" for k, v in preset.categories.items()),
         "langs": request.POST.get("langs") or ",".join(f"{k}={v:g}" for k, v in preset.langs.items()),
     }
-    tags = {s.pk: request.POST.get(f"cat.{s.pk}", "") for s in selections}
+    # GET ?cat.<id>=tag pre-tags a selection (the pipeline board's "next step" from a selection).
+    tags = {s.pk: request.POST.get(f"cat.{s.pk}", "") if request.method == "POST" else request.GET.get(f"cat.{s.pk}", "")
+            for s in selections}
     context = {"selections": selections, "form": form, "tags": tags, "stages": list(PRESETS) + ["custom"]}
     if request.method == "POST":
         try:

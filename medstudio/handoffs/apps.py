@@ -15,4 +15,4 @@ class HandoffsConfig(AppConfig):
     def ready(self) -> None:
         # Register the platform's own data sources and lineage resolvers (datasets, selections,
         # mixtures; recipe versions, scorer runs, queues). Stages register theirs in their ready().
-        from . import lineage, sources  # noqa: F401
+        from . import board, lineage, sources  # noqa: F401

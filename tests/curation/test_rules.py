@@ -7,7 +7,8 @@ import pytest
 
 from curation.pipeline.base import RecordView
 from curation.pipeline.rules import RuleConfig, RuleFilter, RulesScorer
-from curation.pipeline.textutil import count_tokens, record_text_fields
+from curation.pipeline.textutil import count_tokens
+from medstudio.datasets.convert import text_fields
 
 DATA = Path(os.environ.get("MEDSTUDIO_SHARED_DATA", "/work/shared/data"))
 
@@ -101,7 +102,7 @@ def test_scorer_on_shared_data_gives_plausible_reasons():
     with open(DATA / "hh_rlhf_harmless_pairs.jsonl", encoding="utf-8") as fh:
         for _, line in zip(range(300), fh):
             rows.append(json.loads(line))
-    recs = [RecordView(i, "pair", "en", "\n".join(record_text_fields(r, "pair")), r) for i, r in enumerate(rows)]
+    recs = [RecordView(i, "pair", "en", "\n".join(text_fields("pair", r)), r) for i, r in enumerate(rows)]
     res = RulesScorer().score_batch(recs)
     dropped = [r for r in res if not r.keep]
     # red-teaming dialogues: some toxic drops, but most records are plain conversation
@@ -144,3 +145,57 @@ def test_vectorised_ngram_measures_match_a_plain_python_reference():
         for n in (2, 3, 5):
             assert view.dup_ratio(n) == pytest.approx(_ref_dup(toks, n))
             assert view.top_ratio(n) == pytest.approx(_ref_top(toks, n))
+
+
+# ---------------------------------------------------------------- each rule block alone
+
+BLOCK_FAILURES = {
+    # block name: (text that breaks it, kind, expected reason)
+    "length": ("Fever for three days.", "document", "too_few_tokens"),
+    "pii": (CLEAN_ZH + "联系电话13812345678。", "document", "pii"),
+    "toxic": (CLEAN_EN + " You are a fucking idiot.", "document", "toxic"),
+    "symbols": (CLEAN_EN + " ☆★☆★♪♪♪ ■■■ ◆◆◆ ♥♥♥ " * 30, "document", "special_chars"),
+    "non_text": (CLEAN_EN + " " + " ".join(f"https://example.com/page/{i}?ref=nav" for i in range(40)), "document",
+                 "url_heavy"),
+    "word_shape": (" ".join(["a"] * 60), "qa", "mean_word_length"),
+    "layout": ("\n".join(f"- item {i} short" for i in range(80)), "document", "bullet_lines"),
+    "repetition": ("\n".join([CLEAN_EN] + ["Click here to subscribe to our newsletter today."] * 6), "document",
+                   "dup_lines"),
+}
+
+
+def test_rule_blocks_cover_every_rule_once_in_priority_order():
+    from curation.pipeline.rules import BLOCKS
+
+    assert [b.name for b in BLOCKS] == list(BLOCK_FAILURES)
+    assert tuple(r for b in BLOCKS for r in b.rules) == RuleFilter.RULE_ORDER
+    assert len(set(RuleFilter.RULE_ORDER)) == len(RuleFilter.RULE_ORDER)
+
+
+@pytest.mark.parametrize("name", list(BLOCK_FAILURES))
+def test_each_rule_block_alone_accepts_clean_text_and_rejects_its_failure(name):
+    from curation.pipeline.rules import BLOCKS
+
+    block = {b.name: b for b in BLOCKS}[name](RuleConfig())
+    text, kind, reason = BLOCK_FAILURES[name]
+    assert block(CLEAN_EN) is True
+    assert block(CLEAN_ZH) is True
+    assert block(text, kind) == (False, reason)
+    assert reason in block.rules
+    # the whole filter gives the same reason among its failures
+    assert reason in failed(text, kind)
+    # a disabled rule is not reported by its block either
+    assert type(block)(RuleConfig(disabled=block.rules))(text, kind) is True
+
+
+def test_filter_runs_only_the_configured_blocks_in_their_order():
+    from curation.pipeline.rules import LengthBlock, RepetitionBlock
+
+    rep = "\n".join(["Click here to subscribe to our newsletter today."] * 6)
+    assert failed(rep)[:1] == ["too_few_tokens"] and "dup_lines" in failed(rep)
+    only_rep = RuleFilter(RuleConfig(), blocks=(RepetitionBlock,))
+    assert only_rep.check(rep)[0] == ["dup_lines"]
+    assert only_rep(rep) == (False, "dup_lines")
+    assert RuleFilter(RuleConfig(), blocks=(LengthBlock,))(CLEAN_EN) is True
+    with pytest.raises(ValueError, match="unknown rules"):
+        RuleFilter(RuleConfig(disabled=("pii",)), blocks=(LengthBlock,))

@@ -64,7 +64,7 @@ def _train(stage, base, data, *sets, merge_base=""):
     return model
 
 
-def test_cli_chain_on_curated_data(tiny_llama_path, make_dataset):  # noqa: F811
+def test_cli_chain_on_curated_data(tiny_llama_path, make_dataset, client_for):  # noqa: F811
     med, gen = _documents()
     make_dataset("med-docs", "document", med)
     make_dataset("general-docs", "document", gen)
@@ -118,3 +118,22 @@ def test_cli_chain_on_curated_data(tiny_llama_path, make_dataset):  # noqa: F811
     assert {("mixture", "stable-mix"), ("mixture", "boost-mix"), ("selection", "qa-clean"),
             ("preference_set", "exam-pairs"), ("dataset", "exam")} <= names
     assert TrainingRun.objects.filter(status="succeeded").count() == 4
+
+    # The model page draws the same graph, every node a link.
+    page = client_for("curator").get(f"/training/models/{dpo.pk}/").content.decode()
+    assert page.count('class="lineage-node"') == len(g["nodes"])
+
+    # The pipeline board follows this line of descent and offers each next step pre-filled.
+    html = client_for("curator").get("/pipeline/").content.decode()
+    for step in ("score", "select", "mix", "cpt-stable", "cpt-boost", "sft", "pairs", "dpo"):
+        block = html.split(f'data-step="{step}"')[1].split("</li>")[0]
+        assert 'class="artefact"' in block, step
+    dpo_block = html.split('data-step="dpo"')[1].split("</li>")[0]
+    assert f"?model_ref={dpo.pk}" in dpo_block  # next: evaluate this model
+    pairs_block = html.split('data-step="pairs"')[1].split("</li>")[0]  # next: DPO from the SFT model on this set
+    assert f"base={sft.pk}" in pairs_block and f"merge_base={boost.pk}" in pairs_block
+    assert f"data=preference_set:{dpo.run.data_ref['id']}" in pairs_block
+    mix_block = html.split('data-step="mix"')[1].split("</li>")[0]
+    assert "stage=cpt-stable" in mix_block and "data=mixture:" in mix_block
+    r = client_for("clinician").get("/pipeline/")
+    assert r.status_code == 302 and r["Location"].endswith("/annotate/")

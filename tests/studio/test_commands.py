@@ -57,5 +57,7 @@ def test_command_errors_are_clear(scored):
             json.dumps({"bounds": [{"scorer": "t_rater", "min": 3, "max": 1}]}))
     with pytest.raises(CommandError, match="No selection"):
         run("export_selection", "--selection", "999999")
-    with pytest.raises(CommandError, match="unknown selection"):
+    with pytest.raises(CommandError, match="no ready selection named '999999'"):
         run("build_mixture", "--name", "m", "--budget", "10", "--source", "999999=medical")
+    with pytest.raises(CommandError, match="no ready selection named 'nope'"):
+        run("build_mixture", "--name", "m", "--budget", "10", "--source", "nope=medical")

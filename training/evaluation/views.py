@@ -29,7 +29,8 @@ def home(request):
 
 @role_required(Role.ADMIN)
 def run_new(request):
-    initial = {"kind": request.GET.get("kind") or EvalKind.MCQ, "dataset": request.GET.get("dataset")}
+    initial = {"kind": request.GET.get("kind") or EvalKind.MCQ, "dataset": request.GET.get("dataset"),
+               "model_ref": request.GET.get("model_ref")}  # the pipeline board's next step after DPO
     form = EvalRunForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         spec, params = form.spec_and_params()
