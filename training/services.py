@@ -89,7 +89,7 @@ def training_run_start(*, actor, spec: TrainingSpec, base_model: ModelRef, data_
     spec = replace(spec, base_model=base_model.path, data_path="", output_dir="")
     if spec.merging.enabled and merge_base is not None:
         spec = replace(spec, merging=replace(spec.merging, base_model=merge_base.path))
-    errors.update(spec.errors())
+    errors = {**spec.errors(), **errors}  # the pre-flight wording says what to change; it wins on the same field
     if errors:
         raise SpecError(errors)
     run = TrainingRun.objects.create(

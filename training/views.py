@@ -58,6 +58,26 @@ def run_new(request):
     return render(request, template, {"form": form})
 
 
+def _data_node(run: TrainingRun) -> dict | None:
+    from medstudio.handoffs import lineage
+
+    ref = run.data_ref or {}
+    return lineage.node(lineage.node_id(ref["type"], ref["id"])) if ref.get("type") and ref.get("id") else None
+
+
+def _shares(ref: dict) -> list[dict]:
+    """Planned vs achieved token shares of a mixture run, by category and by language."""
+    targets, achieved = ref.get("targets") or {}, ref.get("achieved") or {}
+    rows = []
+    for axis, label in (("categories", "category"), ("langs", "language")):
+        want = targets.get(axis) or {}
+        total = sum(want.values()) or 1
+        for key in sorted(set(want) | set(achieved.get(axis) or {})):
+            planned, got = want.get(key, 0) / total, (achieved.get(axis) or {}).get(key, 0.0)
+            rows.append({"axis": label, "key": key, "planned": 100 * planned, "achieved": 100 * got, "diff": 100 * (got - planned)})
+    return rows
+
+
 @role_required(Role.CLINICIAN)
 def run_detail(request, pk: int):
     run = get_object_or_404(selectors.runs_list(), pk=pk)
@@ -69,6 +89,7 @@ def run_detail(request, pk: int):
             charts.append(mark_safe(line_chart(title, present)))  # noqa: S308 - built from escaped numbers and names
     final = run.checkpoints.filter(is_final=True).select_related("model_ref").first()
     context = {
+        "data_node": _data_node(run), "shares": _shares(run.data_ref or {}),
         "run": run, "charts": charts, "checkpoints": selectors.run_checkpoints(run),
         "latest": {n: pts[-1][1] for n, pts in series.items() if pts},
         "next_stage": NEXT_STAGE.get(run.stage), "final": final,

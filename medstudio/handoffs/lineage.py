@@ -28,6 +28,14 @@ def node_id(kind: str, pk) -> str:
     return f"{kind}:{pk}"
 
 
+def node(nid: str) -> dict | None:
+    """One node (its name and page), without walking further."""
+    kind, _, pk = nid.partition(":")
+    resolver = _RESOLVERS.get(kind)
+    found = resolver(int(pk)) if resolver and pk.isdigit() else None
+    return {"id": nid, **found[0]} if found else None
+
+
 def graph(start: str) -> dict:
     """Walk upstream from `start` (breadth first); {"nodes": [...], "edges": [[from, to], ...]}."""
     nodes: dict[str, dict] = {}
