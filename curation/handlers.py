@@ -8,7 +8,8 @@ from __future__ import annotations
 from django.db import transaction
 
 import curation.scoring  # noqa: F401  (registers the curation.score job handler)
-from curation.scoring import register_scorer, scores_write
+from curation.scoring import scores_write
+from medstudio.handoffs.scorers import register_scorer
 from curation.services import duplicate_clusters_write, scorer_run_summary_set
 from medstudio.jobs.context import JobContext, JobFailed
 from medstudio.jobs.registry import job_handler

@@ -21,7 +21,7 @@ from medstudio.jobs.context import JobContext, JobFailed
 from medstudio.jobs.registry import job_handler
 
 from medstudio.handoffs.models import Score, ScorerRun
-from medstudio.handoffs.scorers import ScorerSpec, get_scorer, register_scorer, scorers  # noqa: F401  (the registry is the platform's)
+from medstudio.handoffs.scorers import get_scorer
 
 
 def record_view(r: Record, kind: str) -> RecordView:

@@ -163,7 +163,7 @@ class ReviewRound(models.Model):
 
 
 class DiversifyRun(models.Model):
-    """Instruction diversification (PIPELINE.md 2.4); its instructions become system prompts of a new SFT dataset."""
+    """Instruction diversification (docs/METHODS.md 2.4); its instructions become system prompts of a new SFT dataset."""
 
     seeds = models.JSONField(help_text="Seed system instructions.")
     params = models.JSONField(default=dict, blank=True, help_text="rounds, m, n, k, model, seed.")

@@ -150,7 +150,7 @@ def rater_factory(kind: str) -> Callable[[dict], LazyBlock]:
 
 
 def register_all() -> None:
-    from curation.scoring import register_scorer
+    from medstudio.handoffs.scorers import register_scorer
 
     register_scorer(
         "domain", rater_factory("domain"), queue="cpu", batch_size=512,

@@ -33,7 +33,7 @@ def ready_model(kind: str, version: Any = None) -> TrainedModel | None:
 def training_labels(model: TrainedModel) -> tuple[list[tuple[int, Any]], int]:
     """([(record_id, agreed value)], number of labelled items before the consensus rule).
 
-    The rule is the annotation engine's (PIPELINE.md 1.1 / 1.3): two ratings differing by the
+    The rule is the annotation engine's (docs/METHODS.md 1.1 / 1.3): two ratings differing by the
     threshold (default 2) or more, or two different labels, drop the item.
     """
     src = model.params.get("source") or {}

@@ -1,4 +1,4 @@
-"""ConFilter (CareBot; PIPELINE.md 2.2): how much a dialogue's history helps each turn.
+"""ConFilter (CareBot; docs/METHODS.md 2.2): how much a dialogue's history helps each turn.
 
 For turns t_i = (user q_i, assistant r_i), with the loss taken over the reply tokens only:
     L(t_i | H) = mean over r_i's tokens of -log P(token | system, t_1..t_{i-1}, q_i, earlier r_i tokens)

@@ -1,5 +1,5 @@
 """Decontamination: flag training text that shares a long n-gram with a benchmark item
-(PIPELINE.md 1.4: training text must not contain benchmark test items).
+(docs/METHODS.md 1.4: training text must not contain benchmark test items).
 
 Method after GPT-3 (Brown et al. 2020, appendix C): a training document is contaminated when it
 shares a word n-gram with a benchmark item; GPT-3 used N = 13 for most benchmarks (down to 8 for

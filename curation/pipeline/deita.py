@@ -1,4 +1,4 @@
-"""Deita scoring (CareBot; PIPELINE.md 2.1): s = complexity(instruction) * quality(instruction, response).
+"""Deita scoring (CareBot; docs/METHODS.md 2.1): s = complexity(instruction) * quality(instruction, response).
 
 The published Deita scorers (hkust-nlp/deita-complexity-scorer, hkust-nlp/deita-quality-scorer) are
 LLaMA models fine-tuned to answer a digit 1-6 after the prompt templates below (their model cards).

@@ -1,4 +1,4 @@
-"""MinHash-LSH near-duplicate detection (PIPELINE.md 1.5 and 2.3; SF-Med: within each source,
+"""MinHash-LSH near-duplicate detection (docs/METHODS.md 1.5 and 2.3; SF-Med: within each source,
 then across all sources after merging).
 
 Pipeline, per text:

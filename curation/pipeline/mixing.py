@@ -1,6 +1,6 @@
 """CPT mixture planner (pure Python, no Django).
 
-PIPELINE.md section 1.6, two-stage mixing, both ratios counted in tokens:
+docs/METHODS.md section 1.6, two-stage mixing, both ratios counted in tokens:
   * Stable CPT: high-quality medical : general = 19 : 1, Chinese : English = 1 : 9.
   * Boost CPT:  very-high-quality medical : open-source medical SFT = 1 : 1, Chinese : English = 4 : 6.
 
@@ -41,7 +41,7 @@ class MixTargets:
         return _normalise(self.categories, "category"), _normalise(self.langs, "language")
 
 
-# Defaults from PIPELINE.md 1.6 (CareBot); editable in the app.
+# Defaults from docs/METHODS.md 1.6 (CareBot); editable in the app.
 STABLE_CPT = MixTargets(categories={"medical": 19.0, "general": 1.0}, langs={"zh": 1.0, "en": 9.0})
 BOOST_CPT = MixTargets(categories={"medical": 1.0, "sft": 1.0}, langs={"zh": 4.0, "en": 6.0})
 PRESETS: dict[str, MixTargets] = {"stable": STABLE_CPT, "boost": BOOST_CPT}

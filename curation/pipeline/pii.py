@@ -1,4 +1,4 @@
-"""Personal information (PII) detection and redaction, zh + en (PIPELINE.md 1.2: drop or redact
+"""Personal information (PII) detection and redaction, zh + en (docs/METHODS.md 1.2: drop or redact
 documents with private information: phone numbers, ID numbers, e-mails...).
 
 Why not presidio-analyzer: its recognisers need a spaCy language model downloaded at run time

@@ -1,4 +1,4 @@
-"""Domain classifier and DataRater (CareBot; PIPELINE.md 1.1 and 1.3), plain Python.
+"""Domain classifier and DataRater (CareBot; docs/METHODS.md 1.1 and 1.3), plain Python.
 
 Both are a text encoder + a trained head:
   - encoder "embedding": a sentence-transformers model (production: BAAI/bge-m3) or an embeddings
@@ -29,7 +29,7 @@ from curation.pipeline.base import RecordView, ScoreResult
 
 CLASSIFY = "classify"  # domain
 REGRESS = "regress"  # DataRater 0-5
-SCORE_RANGE = (0.0, 5.0)  # PIPELINE.md 1.3
+SCORE_RANGE = (0.0, 5.0)  # docs/METHODS.md 1.3
 ENCODERS = ("hashed", "embedding")
 FORMAT_VERSION = 1
 

@@ -1,4 +1,4 @@
-"""Rule-based quality filters for zh + en text (PIPELINE.md 1.2).
+"""Rule-based quality filters for zh + en text (docs/METHODS.md 1.2).
 
 The rules come in blocks, one per family (length, PII, toxic, symbols, non-text, word shape,
 layout, repetition): each block reads a precomputed `TextStats`, records its measures and returns
@@ -96,7 +96,7 @@ class RuleConfig:
     max_toxic_hits: int = 0
     toxic_words_en: str = str(DATA_DIR / "toxic_en.txt")
     toxic_words_zh: str = str(DATA_DIR / "toxic_zh.txt")
-    # --- private information (PIPELINE 1.2: drop documents with private information) ---
+    # --- private information (docs/METHODS.md 1.2: drop documents with private information) ---
     max_pii_hits: int = 0
     pii_types: tuple[str, ...] = pii_mod.PII_TYPES
     # Rule names to skip entirely (e.g. ["pii"] when PII is redacted instead of dropped).

@@ -99,7 +99,7 @@ def _provenance(sel: Selection, fmt: str) -> dict[str, Any]:
 @job_handler("studio.export_selection", queue="cpu", description="Export a frozen selection (JSONL, Parquet, TRL, LLaMA-Factory, text).")
 def export_selection_job(ctx: JobContext) -> dict:
     from medstudio.datasets import convert as formats
-    from .selectors import selection_records
+    from medstudio.handoffs.selectors import selection_records
 
     export = SelectionExport.objects.select_related("selection").filter(pk=ctx.params["export_id"]).first()
     if export is None:
@@ -204,7 +204,9 @@ def export_selection_job(ctx: JobContext) -> dict:
 def build_mixture_job(ctx: JobContext) -> dict:
     from curation.pipeline.mixing import MixingError, RecordRef, interleave, plan_mixture, realize, shard
 
-    from .selectors import mix_sources, mix_targets, selection_records
+    from medstudio.handoffs.selectors import selection_records
+
+    from .selectors import mix_sources, mix_targets
 
     mix = Mixture.objects.filter(pk=ctx.params["mixture_id"]).first()
     if mix is None:

@@ -3,7 +3,7 @@ from django.conf import settings
 from django.db import models
 
 # Value columns of the score matrix: one per scorer run placed in a slot. Twelve covers the
-# curation scorers of PIPELINE.md (rater, domain, deita, confilter, perplexity...) with room to spare;
+# curation scorers of docs/METHODS.md (rater, domain, deita, confilter, perplexity...) with room to spare;
 # filters (rules, PII, dedup, decontamination) use bits of `drop_mask` instead of a column.
 N_VALUE_SLOTS = 12
 N_FLAG_SLOTS = 62

@@ -460,10 +460,6 @@ def selections_list():
     return Selection.objects.select_related("recipe_version__recipe").order_by("-created_at", "-id")
 
 
-def selection_records(selection: Selection):
-    from medstudio.datasets.models import Record
-
-    return Record.objects.filter(pk__in=SelectionRecord.objects.filter(selection=selection).values("record_id")).order_by("id")
 
 
 def mix_targets(data: dict[str, Any]):

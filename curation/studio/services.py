@@ -262,7 +262,7 @@ def selection_export_start(*, user, selection: Selection, fmt: str, enqueue: boo
 def mixture_create(*, user, name: str, stage: str, budget_tokens: int, targets: dict, sources: list[dict],
                    strategy: str = "independent", seed: str = "medstudio-mix", shard_tokens: int = 50_000_000,
                    build: bool = True, enqueue: bool = True) -> Mixture:
-    """Plan a CPT mixture over tagged selections (PIPELINE.md 1.6); optionally start the shard export job."""
+    """Plan a CPT mixture over tagged selections (docs/METHODS.md 1.6); optionally start the shard export job."""
     from curation.pipeline.mixing import MixingError, plan_mixture
 
     from .selectors import mix_sources, mix_targets

@@ -18,7 +18,7 @@ from typing import Any, Hashable, Mapping
 
 Ratings = Mapping[Hashable, Mapping[str, Any]]
 
-# PIPELINE.md 1.1 and 1.3: documents whose two scores differ by about 2 points or more are dropped
+# docs/METHODS.md 1.1 and 1.3: documents whose two scores differ by about 2 points or more are dropped
 # (DataRater labels); documents whose two domain labels differ are dropped (classifier labels).
 DEFAULT_CONSENSUS_THRESHOLD = 2.0
 
@@ -251,7 +251,7 @@ class ConsensusItem:
 
 def consensus(ratings: Ratings, *, level: str, threshold: float = DEFAULT_CONSENSUS_THRESHOLD, min_labels: int = 2,
               adjudicated: Mapping[Hashable, Any] | None = None) -> dict[Hashable, ConsensusItem]:
-    """The papers' rule (PIPELINE.md 1.1, 1.3): an item with ratings that differ by `threshold`
+    """The papers' rule (docs/METHODS.md 1.1, 1.3): an item with ratings that differ by `threshold`
     or more (max - min, ordinal) or with differing labels (nominal) is set aside; otherwise its
     consensus value is the mean rating (ordinal) or the shared label (nominal). Items with fewer
     than `min_labels` ratings are pending. A curator's adjudication overrides the rule.

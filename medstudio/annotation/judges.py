@@ -6,7 +6,7 @@ form goes through, so a judge's label is stored exactly like a clinician's, with
 as the annotator and its prompt and raw reply kept beside it.
 
 CareBot labelled DataRater and domain data by asking the same judge twice, independently
-(PIPELINE.md 1.1, 1.3): here that is two judge passes with run tags "#1" and "#2", each call a
+(docs/METHODS.md 1.1, 1.3): here that is two judge passes with run tags "#1" and "#2", each call a
 fresh conversation with no memory of the other, which become two annotators for agreement and
 consensus.
 """

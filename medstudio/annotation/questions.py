@@ -17,13 +17,13 @@ PREFERENCE = "preference"
 TEXT = "text"
 KINDS = (RATING, LABEL, TURN_RATING, PREFERENCE, TEXT)
 
-# The four DataRater aspects (PIPELINE.md section 1.3) and the four consultation aspects
-# (PIPELINE.md sections 3.1 and 5: fluency, relevance, completeness, proficiency).
+# The four DataRater aspects (docs/METHODS.md section 1.3) and the four consultation aspects
+# (docs/METHODS.md sections 3.1 and 5: fluency, relevance, completeness, proficiency).
 DATARATER_ASPECTS = ["grammar", "information_density", "semantic_consistency", "domain_relevance"]
 DIALOGUE_ASPECTS = ["fluency", "relevance", "completeness", "proficiency"]
 
 DEFAULT_SCHEMAS: dict[str, dict[str, Any]] = {
-    # DataRater: 0-5 overall quality (PIPELINE.md 1.3); aspects are optional so a clinician can
+    # DataRater: 0-5 overall quality (docs/METHODS.md 1.3); aspects are optional so a clinician can
     # label with one keystroke and add aspects when they matter.
     RATING: {"scale": [0, 5], "aspects": DATARATER_ASPECTS, "aspects_required": False},
     LABEL: {"labels": ["medical", "general", "computing", "other"]},

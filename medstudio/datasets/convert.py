@@ -43,7 +43,8 @@ Decisions, where the four earlier copies disagreed:
   then the explanation on a new line when present. (The training copy wrote the bare letter.)
   The row's extras (`meta`, e.g. PubMedQA's context) are not added to the prompt.
 * Pair as SFT: the prompt turns followed by the chosen answer (the rejected answer is never
-  trained on). The prompt must end with a user turn. (The training copy skipped pairs.)
+  trained on). The prompt is cut to start at its first user turn and must end with a user
+  turn, else Unconvertible. (The training copy skipped pairs.)
 * Pair as CPT text: prompt + chosen, like SFT. (The training copy skipped pairs; `flat_text`,
   which is for search and counts, keeps the rejected answer too.)
 * CPT text: a document is "title\\ntext" unless the text already starts with its title; a

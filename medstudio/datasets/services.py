@@ -206,13 +206,9 @@ _FLAT_FIELDS = {
 
 def record_to_row(record: Record, kind: str) -> dict:
     """The shared-data schema: id, source, lang, the kind's fields, and the original extra fields."""
-    row = {"id": record.external_id, "source": record.source, "lang": record.lang}
-    content = dict(record.content)
-    meta = content.pop("meta", {}) or {}
-    row.update(content)
-    for k, v in meta.items():
-        row.setdefault(k, v)
-    return row
+    from .convert import to_flat_row
+
+    return to_flat_row(kind, record.content, id=record.external_id, source=record.source, lang=record.lang)
 
 
 def _parquet_row(row: dict, kind: str) -> dict:

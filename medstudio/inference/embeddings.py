@@ -14,7 +14,7 @@ from typing import Any, Protocol, Sequence
 from medstudio.inference.errors import ModelNotAvailable
 from medstudio.inference.resolve import resolve_local_model
 
-DEFAULT_EMBEDDING_MODEL = "BAAI/bge-m3"  # CareBot's encoder (PIPELINE.md 1.1)
+DEFAULT_EMBEDDING_MODEL = "BAAI/bge-m3"  # CareBot's encoder (docs/METHODS.md 1.1)
 DEFAULT_SETTING = "MEDSTUDIO_EMBEDDING_MODEL"
 
 

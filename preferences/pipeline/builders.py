@@ -1,4 +1,4 @@
-"""Preference-pair builders (PIPELINE.md section 3), plain Python over RecordView-like objects.
+"""Preference-pair builders (docs/METHODS.md section 3), plain Python over RecordView-like objects.
 
 Each builder turns one record into a `Pair` (possibly a tie, kept apart and never forced into a
 chosen/rejected order) or raises `ItemError` with a reason. The Django job runs them in bounded
@@ -48,7 +48,7 @@ def _lang(record: Any) -> str:
     return (lang or "en")[:2]
 
 
-# --- objective pairs (CareBot, PIPELINE.md 3.2) -----------------------------------------------
+# --- objective pairs (CareBot, docs/METHODS.md 3.2) -----------------------------------------------
 
 _LABELS = {
     "zh": {"answer": "答案", "explanation": "解析", "sep": "："},
@@ -203,7 +203,7 @@ def prompt_and_answer(record: Any) -> tuple[list[dict[str, str]], str | None]:
     raise ItemError("record has no question or dialogue")
 
 
-# --- subjective pairs (CareBot, PIPELINE.md 3.1) -----------------------------------------------
+# --- subjective pairs (CareBot, docs/METHODS.md 3.1) -----------------------------------------------
 
 
 def subjective_pair(
@@ -266,7 +266,7 @@ def subjective_pair(
     )
 
 
-# --- sampled pairs (SF-Med, PIPELINE.md 3.3) ---------------------------------------------------
+# --- sampled pairs (SF-Med, docs/METHODS.md 3.3) ---------------------------------------------------
 
 
 def sampled_pair(

@@ -1,4 +1,4 @@
-"""Instruction diversification (SF-Med, PIPELINE.md 2.4), plain Python.
+"""Instruction diversification (SF-Med, docs/METHODS.md 2.4), plain Python.
 
 Seed system instructions are split evenly into a Question bank and an Answer bank. Each round
 shows the LLM a 5-exchange history (5 Question-bank instructions as user turns, 5 Answer-bank
@@ -38,7 +38,7 @@ _END = re.compile(r"[。．.!！?？”\"』」)）]$")
 @dataclass
 class DiversifyConfig:
     rounds: int = 10
-    history: int = 5  # PIPELINE.md 2.4: 5 Question + 5 Answer instructions as history, then 1 to expand
+    history: int = 5  # docs/METHODS.md 2.4: 5 Question + 5 Answer instructions as history, then 1 to expand
     keep_oldest: int = 20  # m
     keep_newest: int = 40  # n
     swap_every: int = 3  # k

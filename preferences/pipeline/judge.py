@@ -1,6 +1,6 @@
 """LLM judge and generator calls for preference pairs (plain Python, no Django).
 
-The judge rates ONE answer per prompt, 1-5 on the four CareBot aspects (PIPELINE.md 3.1, 5):
+The judge rates ONE answer per prompt, 1-5 on the four CareBot aspects (docs/METHODS.md 3.1, 5):
 putting both answers in one prompt lets the first position win too often, so a pairwise verdict
 is always derived from two independent scores.
 
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 ASPECTS: tuple[str, ...] = ("fluency", "relevance", "completeness", "proficiency")
 
-# PIPELINE.md 3.1: the generator answers "as a professional and helpful doctor".
+# docs/METHODS.md 3.1: the generator answers "as a professional and helpful doctor".
 DOCTOR_SYSTEM = {
     "en": "You are a professional and helpful doctor. Answer the patient's question accurately, "
     "completely and kindly, as a professional and helpful doctor would.",
@@ -224,7 +224,7 @@ def judge_answer(
 
 
 def generate_answer(generator: Backend, prompt_turns: list[dict[str, str]], lang: str, usage: Usage, **params: Any) -> Call:
-    """Write a new answer "as a professional and helpful doctor" (PIPELINE.md 3.1)."""
+    """Write a new answer "as a professional and helpful doctor" (docs/METHODS.md 3.1)."""
     system = DOCTOR_SYSTEM.get(lang[:2] if lang else "en", DOCTOR_SYSTEM["en"])
     turns = [t for t in prompt_turns if t["role"] != "system"]
     messages = [{"role": "system", "content": system}, *turns]
@@ -237,7 +237,7 @@ def generate_answer(generator: Backend, prompt_turns: list[dict[str, str]], lang
 def judge_votes(
     judges: list[Backend], prompt_turns: list[dict[str, str]], chosen: str, rejected: str, usage: Usage, **params: Any
 ) -> tuple[list[float | None], list[float | None], list[str]]:
-    """The cheap voting variant (PIPELINE.md 3.4 with judges as voters): each judge scores the two
+    """The cheap voting variant (docs/METHODS.md 3.4 with judges as voters): each judge scores the two
     answers of a pair, each alone. A judge that fails on a pair gives None (left out of the mean);
     a transient failure (outage) is raised so the job can stop and resume."""
     c_scores: list[float | None] = []

@@ -1,4 +1,4 @@
-"""K reward models for preference voting (SF-Med, PIPELINE.md 3.4), trained with TRL's RewardTrainer.
+"""K reward models for preference voting (SF-Med, docs/METHODS.md 3.4), trained with TRL's RewardTrainer.
 
 Plain Python; torch / transformers / trl / datasets are imported inside the functions so the web
 process never loads them. Pairs are dicts {"prompt_turns", "chosen", "rejected"} (the conversational

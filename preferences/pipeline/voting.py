@@ -1,4 +1,4 @@
-"""Voting over judges and reward models (SF-Med, PIPELINE.md 3.3-3.4), plain Python + numpy.
+"""Voting over judges and reward models (SF-Med, docs/METHODS.md 3.3-3.4), plain Python + numpy.
 
 Strength of a pair = mean over K voters of r_k(chosen) - r_k(rejected). The lowest `flip_frac`
 (SF-Med: 10%) are taken as mislabelled and swapped; the highest `drop_frac` (10%) are removed as
@@ -16,7 +16,7 @@ DROP = "drop"
 KEEP = "keep"
 UNSCORED = "unscored"
 
-# SF-Med (PIPELINE.md 3.4): lowest 10% flipped, highest 10% dropped.
+# SF-Med (docs/METHODS.md 3.4): lowest 10% flipped, highest 10% dropped.
 DEFAULT_FLIP_FRAC = 0.10
 DEFAULT_DROP_FRAC = 0.10
 

@@ -1,4 +1,4 @@
-"""MCQ answer extraction on real-looking zh/en model output (PIPELINE.md 5: never a default letter)."""
+"""MCQ answer extraction on real-looking zh/en model output (docs/METHODS.md 5: never a default letter)."""
 import pytest
 
 from training.pipeline.extraction import extract_choice, is_correct

@@ -1,4 +1,4 @@
-"""ConFilter (PIPELINE.md 2.2): the one-pass computation equals a naive turn-by-turn one."""
+"""ConFilter (docs/METHODS.md 2.2): the one-pass computation equals a naive turn-by-turn one."""
 from __future__ import annotations
 
 import json

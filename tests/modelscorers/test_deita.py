@@ -1,4 +1,4 @@
-"""Deita (PIPELINE.md 2.1): expected digit over the six digit tokens, s = c * q, dialogue mean, unscored."""
+"""Deita (docs/METHODS.md 2.1): expected digit over the six digit tokens, s = c * q, dialogue mean, unscored."""
 from __future__ import annotations
 
 import math

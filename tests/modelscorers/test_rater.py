@@ -1,4 +1,4 @@
-"""Domain classifier and DataRater heads (PIPELINE.md 1.1, 1.3) on the shared public data."""
+"""Domain classifier and DataRater heads (docs/METHODS.md 1.1, 1.3) on the shared public data."""
 from __future__ import annotations
 
 import json

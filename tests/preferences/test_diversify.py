@@ -1,4 +1,4 @@
-"""Instruction diversification loop (PIPELINE.md 2.4) against a scripted backend."""
+"""Instruction diversification loop (docs/METHODS.md 2.4) against a scripted backend."""
 from __future__ import annotations
 
 import pytest

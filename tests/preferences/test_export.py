@@ -59,7 +59,7 @@ def test_exported_trl_file_loads_and_trains_in_dpo_trainer(tiny_llama_path, tmp_
     assert len(ds) == 9 and set(ds.column_names) == {"prompt", "chosen", "rejected"}
     tok = AutoTokenizer.from_pretrained(tiny_llama_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_path)
-    # PIPELINE.md 4: DPO beta 0.03.
+    # docs/METHODS.md 4: DPO beta 0.03.
     args = DPOConfig(output_dir=str(tmp_path / "out"), beta=0.03, max_steps=2, per_device_train_batch_size=4,
                      max_length=256, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
                      activation_checkpointing=False, disable_tqdm=True)

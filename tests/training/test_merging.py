@@ -1,4 +1,4 @@
-"""Pins the online-merging update rule on small tensors (PIPELINE.md section 4)."""
+"""Pins the online-merging update rule on small tensors (docs/METHODS.md section 4)."""
 import math
 
 import pytest

@@ -148,14 +148,21 @@ def test_cancel_from_the_job_kills_the_training_process(base_model, make_dataset
 
 
 @pytest.mark.slow
-def test_crashed_run_is_reported_with_log_tail(make_dataset, admin_user, tmp_path):
+def test_crashed_run_is_reported_with_log_tail(make_dataset, admin_user, tmp_path, tiny_llama_path):  # noqa: F811
+    import shutil
+
     ds = make_dataset("docs", "document", _raw_docs())
-    broken = services.model_ref_create(actor=None, name="broken", path=str(tmp_path / "no-such-model"))
+    # Config and tokenizer load (pre-flight passes), but the weights are corrupt: the training
+    # process itself dies, and the run reports it with the log tail.
+    path = tmp_path / "corrupt-weights"
+    shutil.copytree(tiny_llama_path, path)
+    (path / "model.safetensors").write_bytes(b"not a safetensors file")
+    broken = services.model_ref_create(actor=None, name="broken", path=str(path))
     spec = default_spec("cpt-stable", broken.path, max_steps=2, **TINY)
     run = services.training_run_start(actor=admin_user, spec=spec, base_model=broken, data_ref={"type": "dataset", "id": ds.pk})
     run.refresh_from_db()
     assert run.status == "failed" and run.job.status == "failed"
-    assert "no-such-model" in run.log_tail
+    assert "Traceback" in run.log_tail or "Error" in run.log_tail
     assert "exited with code" in run.error
 
 

@@ -1,4 +1,4 @@
-"""Run specs: the papers' defaults (PIPELINE.md 1.6 and 4) and validation before launch."""
+"""Run specs: the papers' defaults (docs/METHODS.md 1.6 and 4) and validation before launch."""
 import json
 
 import pytest

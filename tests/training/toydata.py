@@ -37,7 +37,7 @@ def sft_qa(n: int = 4, chars: int = 60) -> list[dict]:
 
 
 def objective_pairs(n: int = 4) -> list[dict]:
-    """CareBot objective pairs (PIPELINE.md 3.2): chosen = ground truth, rejected = a wrong option."""
+    """CareBot objective pairs (docs/METHODS.md 3.2): chosen = ground truth, rejected = a wrong option."""
     rng = random.Random(0)
     out = []
     for r in _rows("cmmlu_med.jsonl", n):

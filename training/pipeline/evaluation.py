@@ -1,4 +1,4 @@
-"""Evaluation core (PIPELINE.md section 5): MCQ prompts and accuracy over seeds, consultation items,
+"""Evaluation core (docs/METHODS.md section 5): MCQ prompts and accuracy over seeds, consultation items,
 judge prompts and their parsing, per-turn tables, pairwise win/tie/loss, and generation backends.
 
 Plain Python: no Django. torch / transformers / vllm are imported inside the generator classes only.
@@ -20,7 +20,7 @@ Message = dict[str, Any]
 # MCQ
 # ---------------------------------------------------------------------------------------------
 
-# PIPELINE.md 5: 0-shot, mean of 3 runs.
+# docs/METHODS.md 5: 0-shot, mean of 3 runs.
 DEFAULT_SEEDS = (0, 1, 2)
 
 SUBJECT_ZH = {
@@ -184,7 +184,7 @@ JUDGE_SYSTEM_EN = (
 
 def judge_messages(item: ConsultItem, reply: str) -> list[Message]:
     """One reply per judge prompt: pairwise verdicts are derived later from individual scores, because
-    a prompt holding both answers favours the first position (PIPELINE.md 5)."""
+    a prompt holding both answers favours the first position (docs/METHODS.md 5)."""
     zh = _is_zh(item.lang)
     dialogue = "\n".join(
         f"{('患者' if zh else 'Patient') if m['role'] == 'user' else ('医生' if zh else 'Doctor') if m['role'] == 'assistant' else ('系统' if zh else 'System')}: {m['content']}"

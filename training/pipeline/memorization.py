@@ -1,4 +1,4 @@
-"""Memorisation audit and high-risk embedding store (SF-Med appendix B; PIPELINE.md section 5).
+"""Memorisation audit and high-risk embedding store (SF-Med appendix B; docs/METHODS.md section 5).
 
 Audit: split a training sample into prefix A and suffix B, let the model continue A, and flag the
 sample when ROUGE-L(output, B) > 0.8 (SF-Med found 512 of 61,225 samples, 0.84%).

@@ -3,7 +3,7 @@
 Imported only by the training process (training/pipeline/train.py), never by the web process,
 so torch is imported at module level here.
 
-The update rule, per parameter tensor, follows PIPELINE.md section 4:
+The update rule, per parameter tensor, follows docs/METHODS.md section 4:
   once at start:  tau = clip(SPARSIFY(theta_SFT - theta_base), -c, c)
   each step:      delta = the plain AdamW update (-lr * m_hat / (sqrt(v_hat) + eps))
                   delta' = SPARSIFY(delta)            (same p; optionally rescaled to |delta|_1)

@@ -1,4 +1,4 @@
-"""ROUGE-L that works on Chinese (PIPELINE.md section 5: ROUGE-L win/tie/loss, memorisation audit).
+"""ROUGE-L that works on Chinese (docs/METHODS.md section 5: ROUGE-L win/tie/loss, memorisation audit).
 
 rouge-score's DefaultTokenizer keeps only [a-z0-9] runs, so a Chinese sentence becomes zero tokens
 and every score is 0. We hand rouge-score an explicit tokenizer instead: every CJK character is a
@@ -78,7 +78,7 @@ class WinTieLoss:
 
 
 def win_tie_loss(a: Sequence[float | None], b: Sequence[float | None], *, margin: float = 0.0) -> WinTieLoss:
-    """Compare two models item by item from their *individual* scores (PIPELINE.md 5: never from a
+    """Compare two models item by item from their *individual* scores (docs/METHODS.md 5: never from a
     prompt holding both answers). |a - b| <= margin is a tie; items where either side is None
     (failed generation or judge) are left out rather than counted for anyone."""
     if len(a) != len(b):

@@ -4,7 +4,7 @@ A spec is what an admin fills in on the "new run" form and what the worker write
 ``config.json`` for the training process; it is also copied into every checkpoint
 (``medstudio_spec.json``) so a checkpoint always says how it was made.
 
-Defaults come from ../shared/docs/PIPELINE.md section 1.6 (CPT) and section 4 (SFT, DPO, merging):
+Defaults come from docs/METHODS.md section 1.6 (CPT) and section 4 (SFT, DPO, merging):
 - CPT stable: lr 8e-6, cosine, warmup 0.1, max length 4096, batch 4M tokens (CareBot).
 - CPT boost:  lr 2e-6, other settings unchanged (CareBot).
 - SFT: seq 2048, batch 128, lr 2e-6 cosine, weight decay 0.1, dropout 0.1, AdamW, bf16, ZeRO-3,
@@ -23,7 +23,7 @@ STAGES = ("cpt-stable", "cpt-boost", "sft", "dpo")
 # The chain the papers run; "next stage" buttons follow it.
 NEXT_STAGE = {"cpt-stable": "cpt-boost", "cpt-boost": "sft", "sft": "dpo", "dpo": None}
 # Which dataset kinds each stage can consume (document text for CPT; conversations for SFT; pairs for DPO).
-# CPT-boost mixes open medical SFT data into the corpus (PIPELINE.md 1.6), so it accepts conversations too.
+# CPT-boost mixes open medical SFT data into the corpus (docs/METHODS.md 1.6), so it accepts conversations too.
 STAGE_DATA_KINDS = {
     "cpt-stable": ("document",),
     "cpt-boost": ("document", "qa", "dialogue"),
@@ -35,7 +35,7 @@ DISTRIBUTED = ("none", "zero3", "fsdp")
 MERGE_METHODS = ("ondare", "onties")
 
 CPT_SEQ = 4096
-CPT_BATCH_TOKENS = 4_000_000  # PIPELINE.md 1.6: "batch 4M tokens"
+CPT_BATCH_TOKENS = 4_000_000  # docs/METHODS.md 1.6: "batch 4M tokens"
 
 
 class SpecError(ValueError):
@@ -54,7 +54,7 @@ class Resources:
     gpus_per_node: int = 0  # 0 = CPU (tests, CI)
     hosts: list[str] = field(default_factory=list)
     launcher: str = "accelerate"  # accelerate | deepspeed
-    # none: plain DDP/single process. zero3: DeepSpeed ZeRO-3 (SFT/CPT on GPUs, PIPELINE.md 4).
+    # none: plain DDP/single process. zero3: DeepSpeed ZeRO-3 (SFT/CPT on GPUs, docs/METHODS.md 4).
     # fsdp: FSDP with use_orig_params, the setup online merging needs (parameter names survive).
     distributed: str = "none"
 
@@ -69,7 +69,7 @@ class Resources:
 
 @dataclass
 class MergingSpec:
-    """Online merging optimizer settings (PIPELINE.md 4; reference DPO script: p=0.01, alpha=1e-7).
+    """Online merging optimizer settings (docs/METHODS.md 4; reference DPO script: p=0.01, alpha=1e-7).
 
     p is the *keep* probability of the Bernoulli mask (DARE survivors are divided by p).
     base_model is theta_base of the task vector tau = theta_SFT - theta_base; theta_SFT is the
@@ -212,7 +212,7 @@ class TrainingSpec:
                 e["merging.clip"] = "must be > 0"
             if not m.base_model:
                 e["merging.base_model"] = "the task vector needs theta_base (the model before SFT)"
-            # ZeRO partitions parameters and hides their names; the merge needs them (PIPELINE.md 4).
+            # ZeRO partitions parameters and hides their names; the merge needs them (docs/METHODS.md 4).
             if r.distributed == "zero3":
                 e["resources.distributed"] = "online merging needs parameter names: use fsdp (or none), not zero3"
         return e
@@ -225,7 +225,7 @@ class TrainingSpec:
 
 
 def stage_defaults(stage: str) -> dict[str, Any]:
-    """The papers' hyper-parameters for a stage (PIPELINE.md 1.6 and 4), as form initial values."""
+    """The papers' hyper-parameters for a stage (docs/METHODS.md 1.6 and 4), as form initial values."""
     if stage == "cpt-stable":
         return dict(
             learning_rate=8e-6, lr_scheduler_type="cosine", warmup_ratio=0.1, max_length=CPT_SEQ,

@@ -68,7 +68,7 @@ def _load_model(spec: TrainingSpec):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(spec.base_model)
-    # Dropout (SFT: 0.1, PIPELINE.md 4) lives under different names per architecture.
+    # Dropout (SFT: 0.1, docs/METHODS.md 4) lives under different names per architecture.
     for attr in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "dropout"):
         if hasattr(config, attr):
             setattr(config, attr, spec.dropout)
@@ -102,7 +102,7 @@ def _common_args(spec: TrainingSpec, has_eval: bool, run_dir: Path) -> dict[str,
     if spec.save_steps:
         args["save_steps"] = spec.save_steps
     if has_eval:
-        # "best of 2 epochs" (PIPELINE.md 4): evaluate when saving, keep the best by eval loss.
+        # "best of 2 epochs" (docs/METHODS.md 4): evaluate when saving, keep the best by eval loss.
         args.update(eval_strategy=save_strategy, load_best_model_at_end=True,
                     metric_for_best_model="eval_loss", greater_is_better=False)
         if spec.save_steps:

@@ -2,7 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.scoring import get_scorer, scorer_run_start, scorers
+from curation.scoring import scorer_run_start
+from medstudio.handoffs.scorers import get_scorer, scorers
 from medstudio.datasets.models import Dataset
 from medstudio.jobs.models import Job
 from medstudio.jobs.services import job_execute
