@@ -1,8 +1,8 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
-from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.routers import DefaultRouter
 
+from medstudio.accounts.api import AuditedObtainAuthToken
 from medstudio.annotation.api import AnnotationQueueViewSet
 from medstudio.datasets.api import DatasetViewSet, ExportViewSet, ImportViewSet, RecordViewSet
 from medstudio.jobs.api import JobViewSet
@@ -18,7 +18,7 @@ router.register("annotation/queues", AnnotationQueueViewSet, basename="annotatio
 app_name = "api"
 
 urlpatterns = [
-    path("token/", ObtainAuthToken.as_view(), name="token"),
+    path("token/", AuditedObtainAuthToken.as_view(), name="token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("", include(router.urls)),
 ]

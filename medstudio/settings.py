@@ -7,6 +7,7 @@ CELERY_BROKER_URL (Redis).
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "axes",
     # platform
     "medstudio.accounts",
     "medstudio.audit",
@@ -81,7 +83,34 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Login rate limiting (django-axes): after AXES_FAILURE_LIMIT failed logins for one username from
+# one address, that pair is locked out for the cool-off period; a successful login resets it.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("MEDSTUDIO_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("MEDSTUDIO_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+# Behind a proxy every client shares the proxy's address, so the pair still locks one username
+# only (never the whole site); install django-axes[ipware] to read X-Forwarded-For instead.
+
+# MEDSTUDIO_PRODUCTION=1: served over HTTPS behind a proxy that sets X-Forwarded-Proto
+# (`manage.py check --deploy` is then clean). Off for the embedded default on 127.0.0.1.
+PRODUCTION = env_bool("MEDSTUDIO_PRODUCTION", False)
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = env_int("MEDSTUDIO_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_REFERRER_POLICY = "same-origin"
 
 ROOT_URLCONF = "medstudio.urls"
 WSGI_APPLICATION = "medstudio.wsgi.application"

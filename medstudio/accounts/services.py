@@ -56,3 +56,31 @@ def admin_ensure(*, username: str, password: str | None) -> tuple[User, str | No
     user.save(update_fields=["role"])
     audit_log(actor=None, action="accounts.admin_create", target=user)
     return user, password
+
+
+@transaction.atomic
+def api_token_rotate(*, user: User, reuse: bool = False) -> tuple[str, bool]:
+    """The user's API token: a new one replacing any old one, or (reuse) the existing one.
+
+    Returns (key, created). Creating and revoking tokens is audited; the key itself never is.
+    """
+    from rest_framework.authtoken.models import Token
+
+    if reuse and (existing := Token.objects.filter(user=user).first()):
+        return existing.key, False
+    revoked = Token.objects.filter(user=user).delete()[0]
+    token = Token.objects.create(user=user)
+    if revoked:
+        audit_log(actor=user, action="accounts.api_token_revoke", target=user)
+    audit_log(actor=user, action="accounts.api_token_create", target=user)
+    return token.key, True
+
+
+@transaction.atomic
+def api_token_revoke(*, user: User) -> bool:
+    from rest_framework.authtoken.models import Token
+
+    revoked = bool(Token.objects.filter(user=user).delete()[0])
+    if revoked:
+        audit_log(actor=user, action="accounts.api_token_revoke", target=user)
+    return revoked

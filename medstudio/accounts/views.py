@@ -45,11 +45,14 @@ def user_update(request, pk: int):
 
 @role_required(Role.CLINICIAN)
 def profile(request):
-    from rest_framework.authtoken.models import Token
+    from .services import api_token_revoke, api_token_rotate
 
     token = None
     if request.method == "POST":
-        Token.objects.filter(user=request.user).delete()
-        token = Token.objects.create(user=request.user).key
-        messages.success(request, "New API token created. Copy it now: it is shown once.")
+        if request.POST.get("action") == "revoke":
+            if api_token_revoke(user=request.user):
+                messages.success(request, "API token revoked.")
+        else:
+            token, _ = api_token_rotate(user=request.user)
+            messages.success(request, "New API token created. Copy it now: it is shown once.")
     return render(request, "accounts/profile.html", {"token": token})
