@@ -196,6 +196,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+    # The same transport with atomic writes (medstudio/jobs/broker.py explains the race it closes).
+    CELERY_BROKER_TRANSPORT = "medstudio.jobs.broker:Transport"
 elif CELERY_BROKER_URL.startswith("redis"):
     # Longer than the longest job, so an unacked job is not redelivered while still running.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 12 * 3600)}
@@ -215,6 +217,9 @@ JOB_QUEUES = ("default", "cpu", "gpu", "training")
 JOBS_EAGER = env_bool("MEDSTUDIO_JOBS_EAGER", False)
 # A running job whose heartbeat is older than this is considered orphaned and resumed.
 JOB_STALE_SECONDS = env_int("MEDSTUDIO_JOB_STALE_SECONDS", 120)
+# A job still queued after this long is sent to the broker again (its message may have been lost
+# with a broker or worker crash); a duplicate delivery is harmless (job_execute claims a job once).
+JOB_RESEND_SECONDS = env_int("MEDSTUDIO_JOB_RESEND_SECONDS", 600)
 
 # --- imports --------------------------------------------------------------------------------
 IMPORT_BATCH_SIZE = env_int("MEDSTUDIO_IMPORT_BATCH_SIZE", 1000)

@@ -21,9 +21,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     queryset = Job.objects.all().order_by("-id")
     serializer_class = JobSerializer
     permission_classes = [IsCurator]
+    lookup_value_regex = r"\d+"
 
     @action(detail=True, methods=["post"])
-    def cancel(self, request, pk=None):
+    def cancel(self, request, pk=None, format=None):
         job = self.get_object()
         if job.kind.startswith("training.") and not request.user.has_role("admin"):
             return Response({"detail": "Only admins cancel training runs."}, status=403)

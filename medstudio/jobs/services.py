@@ -122,12 +122,29 @@ def job_cancel(*, job: Job, user) -> Job:
     return job
 
 
+RESENT = "Still queued; sent to the broker again."
+
+
 def jobs_recover() -> list[int]:
-    """Re-enqueue running jobs whose worker stopped heart-beating (killed, crashed machine)."""
-    stale_before = timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS)
+    """Re-enqueue running jobs whose worker stopped heart-beating (killed, crashed machine), and
+    re-send jobs queued for longer than JOB_RESEND_SECONDS (their message may be lost).
+
+    Idempotent: a job that gets two messages is claimed once (`_claim`), and a queued job is
+    re-sent at most once per JOB_RESEND_SECONDS, so a long backlog does not fill the broker.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
     ids = list(Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before).values_list("pk", flat=True))
     for job in Job.objects.filter(pk__in=ids):
         JobLog.objects.create(job=job, level="warning", message="Worker lost; job re-queued.")
         Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
         _enqueue(job)
-    return ids
+    resend_before = now - timedelta(seconds=settings.JOB_RESEND_SECONDS)
+    waiting = Job.objects.filter(status=JobStatus.QUEUED, cancel_requested=False, created_at__lt=resend_before).exclude(pk__in=ids)
+    recently = set(JobLog.objects.filter(job__in=waiting, message=RESENT, at__gte=resend_before).values_list("job_id", flat=True))
+    resent = []
+    for job in waiting.exclude(pk__in=recently)[:1000]:
+        JobLog.objects.create(job=job, level="warning", message=RESENT)
+        _enqueue(job)
+        resent.append(job.pk)
+    return ids + resent
