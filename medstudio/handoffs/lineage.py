@@ -61,27 +61,43 @@ def graph(start: str) -> dict:
 
 
 def layered(g: dict) -> list[list[dict]]:
-    """Nodes in columns for drawing: sources on the left, the start node on the right."""
+    """Nodes in columns for drawing: the start node on the right, each node one column left of its
+    furthest-left consumer (longest path to the start), so every edge points right and a source
+    sits next to what used it; inside a column nodes are ordered by where their consumers are
+    (barycentre), which keeps most edges from crossing."""
     ids = [n["id"] for n in g["nodes"]]
-    ups: dict[str, list[str]] = {i: [] for i in ids}
+    downs: dict[str, list[str]] = {i: [] for i in ids}
     for a, b in g["edges"]:
-        ups.setdefault(b, []).append(a)
-    depth: dict[str, int] = {}
+        if a in downs and b in downs:
+            downs[a].append(b)
+    dist: dict[str, int] = {}
 
     def d(i: str, seen=()) -> int:
-        if i in depth:
-            return depth[i]
-        if i in seen:
+        if i in dist:
+            return dist[i]
+        if i in seen:  # a cycle would be a bug upstream; draw it rather than recurse forever
             return 0
-        depth[i] = 1 + max((d(u, (*seen, i)) for u in ups.get(i, [])), default=-1)
-        return depth[i]
+        dist[i] = 1 + max((d(c, (*seen, i)) for c in downs[i]), default=-1)
+        return dist[i]
 
     for i in ids:
         d(i)
+    width = max(dist.values(), default=0)
     cols: dict[int, list[dict]] = {}
     for n in g["nodes"]:
-        cols.setdefault(depth[n["id"]], []).append(n)
-    return [sorted(cols[k], key=lambda n: (n["type"], n["name"])) for k in sorted(cols)]
+        cols.setdefault(width - dist[n["id"]], []).append(n)
+    order: dict[str, float] = {}
+    out: list[list[dict]] = []
+    for k in sorted(cols, reverse=True):
+        def key(n):
+            ys = [order[c] for c in downs[n["id"]] if c in order]
+            return (sum(ys) / len(ys) if ys else 0.0, n["type"], n["name"])
+
+        col = sorted(cols[k], key=key)
+        for i, n in enumerate(col):
+            order[n["id"]] = i - (len(col) - 1) / 2
+        out.append(col)
+    return out[::-1]
 
 
 # --- platform nodes ---------------------------------------------------------------------------

@@ -87,8 +87,10 @@ def _launch(page, **fields):
     page.wait_for_selector("#run-form")
     for name, value in {**TINY, **fields}.items():
         page.fill(f"#run-form input[name={name}]", value)
-    page.click("#launch")
-    page.wait_for_selector("#run-status, #run-form .error", timeout=TRAIN_TIMEOUT)
+    # The POST answers only once the eager job has trained: wait for that navigation, not the click's.
+    with page.expect_navigation(timeout=TRAIN_TIMEOUT):
+        page.click("#launch", no_wait_after=True)
+    page.wait_for_selector("#run-status, #run-form .error")
     assert page.locator("#run-form .error").count() == 0, page.locator("#run-form").inner_text()
     m = re.search(r"/training/runs/(\d+)/$", page.url)
     assert m, page.url
@@ -113,6 +115,7 @@ def test_admin_clicks_the_chain_through_the_board(live_server, page, django_user
     base_url = live_server.url
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1280, "height": 800})
+    page.set_default_timeout(60_000)  # scoring, freezing, mixing and pair building run eagerly inside their POSTs
 
     # Setup (not part of the chain): an admin, the imported datasets, the registered base model.
     django_user_model.objects.create_user(username="boss", password="pw-boss-123", role="admin")
@@ -135,15 +138,16 @@ def test_admin_clicks_the_chain_through_the_board(live_server, page, django_user
     med_sel = _freeze_selection(page, "clean-medical")
 
     # 2. The general documents and the QA set: scored, then opened from the studio's home page.
-    for ds, recipe in ((gen_ds, "clean-general"), (qa_ds, "clean-qa")):
+    def from_studio_home(ds, recipe):
         _run_scorer(page, base_url, ds)
         page.goto(f"{base_url}/studio/")
         page.check(f"input[name=ds][value='{ds.pk}']")
         page.click("text=Open studio")
-        if recipe == "clean-general":
-            gen_sel = _freeze_selection(page, recipe)
-        else:
-            qa_sel = _freeze_selection(page, recipe)
+        page.wait_for_url(re.compile(rf"/studio/open/\?ds={ds.pk}$"))
+        return _freeze_selection(page, recipe)
+
+    gen_sel = from_studio_home(gen_ds, "clean-general")
+    qa_sel = from_studio_home(qa_ds, "clean-qa")
 
     # 3. Stable mixture from the board: follow the medical recipe, whose selection's next step
     #    opens the mixture form with that selection tagged "medical".
@@ -245,7 +249,16 @@ def test_admin_clicks_the_chain_through_the_board(live_server, page, django_user
         assert r.status == 200, (href, r.status)
     _no_horizontal_overflow(page)
     page.screenshot(path=str(SHOTS / "model_page.png"))
-    page.locator("svg#lineage-graph").screenshot(path=str(SHOTS / "lineage_graph.png"))
+    # The graph is wider than the page: it scrolls inside its own box. Its right end, as a reader
+    # scrolls there, and the whole drawing in a viewport wide enough to hold it.
+    page.locator(".lineage-graph").evaluate("el => { el.scrollLeft = el.scrollWidth; }")
+    page.locator(".lineage-graph").screenshot(path=str(SHOTS / "lineage_graph_right.png"))
+    svg = page.locator("svg#lineage-graph").evaluate("el => el.outerHTML")
+    whole = page.context.new_page()
+    whole.set_viewport_size({"width": int(page.locator("svg#lineage-graph").get_attribute("width")) + 20, "height": 800})
+    whole.set_content(f"<!doctype html><body style='margin:10px;font-family:sans-serif'>{svg}</body>")
+    whole.screenshot(path=str(SHOTS / "lineage_graph.png"), full_page=True)
+    whole.close()
 
     # 11. The board now shows an artefact at every stage up to DPO; DPO's next step is Evaluate.
     page.goto(f"{base_url}/pipeline/")

@@ -52,6 +52,27 @@ def mcq_summary(run: EvalRun) -> dict[str, Any]:
     return agg
 
 
+def invalid_extractions(*, runs, examples: int = 3) -> list[dict[str, Any]]:
+    """Invalid MCQ answers (a reply came back but no option could be read from it) per (model, subject),
+    highest rate first, each with up to `examples` raw replies to read. Rates are over all items of the
+    group, as the summary's invalid_rate is; failed generations are counted apart, not as invalid."""
+    base = EvalItem.objects.filter(run__in=runs)
+    invalid_q = Q(extracted__isnull=True, output__isnull=False)
+    rows = (base.values("run__model_name", "subset")
+            .annotate(n=Count("id"), invalid=Count("id", filter=invalid_q), failed=Count("id", filter=Q(output__isnull=True)))
+            .order_by("run__model_name", "subset"))
+    groups = []
+    for r in rows:
+        g = {"model": r["run__model_name"], "subject": r["subset"] or "-", "n": r["n"], "invalid": r["invalid"],
+             "failed": r["failed"], "rate": r["invalid"] / r["n"] if r["n"] else 0.0, "examples": []}
+        if r["invalid"] and examples:
+            g["examples"] = list(base.filter(invalid_q, run__model_name=r["run__model_name"], subset=r["subset"])
+                                 .order_by("id").values("id", "run_id", "record_id", "seed", "output", "extraction_method")[:examples])
+        groups.append(g)
+    groups.sort(key=lambda g: (-g["rate"], g["model"], g["subject"]))
+    return groups
+
+
 def consultation_summary(run: EvalRun) -> dict[str, Any]:
     rows = [(turn, scores) for turn, scores in run.items.values_list("turn", "judge_scores")]
     agg = run.items.aggregate(n=Count("id"), rouge=Avg("rouge_l"), failed=Count("id", filter=Q(output__isnull=True)),

@@ -57,6 +57,8 @@ def run_detail(request, pk: int):
            "per_subject": sorted((run.summary.get("per_subject") or {}).items())}
     if request.htmx:
         return render(request, "evaluation/run_detail.html#items", ctx)
+    if run.kind == EvalKind.MCQ:
+        ctx["invalid_groups"] = selectors.invalid_extractions(runs=[run])
     return render(request, "evaluation/run_detail.html", ctx)
 
 

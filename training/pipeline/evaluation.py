@@ -77,7 +77,8 @@ def mcq_verdicts(items: Sequence[McqItem], outputs: Sequence[str | None]) -> lis
         raise ValueError(f"{len(items)} items but {len(outputs)} outputs")
     out = []
     for item, text in zip(items, outputs):
-        ext = extract_choice(text, item.options) if text is not None else Extraction(None, "failed")
+        # A single-answer item read as several letters is invalid (two readings), never half right.
+        ext = extract_choice(text, item.options, multi=len(item.answer) > 1) if text is not None else Extraction(None, "failed")
         out.append(McqVerdict(item.key, item.subject, ext, is_correct(ext, item.answer), text is None))
     return out
 
