@@ -106,14 +106,19 @@ def _stable_mixture(chain: dict):
 
 
 def _select(chain: dict):
-    """The selection the newest Stable mixture draws from (its first part), else the newest selection."""
+    """The selection the newest Stable mixture draws from (its medical part), else the newest selection."""
     from .models import Selection
 
     qs = Selection.objects.filter(status=Selection.Status.READY)
     if chain.get("recipe"):
         qs = qs.filter(recipe_version__recipe_id=chain["recipe"])
     mix = _stable_mixture(chain)
-    sel = (qs.filter(mixture_parts__mixture=mix).order_by("mixture_parts__position").first() if mix else None) or qs.first()
+    sel = None
+    if mix:  # the mixture's medical part first: that is the selection the curation work is about
+        parts = list(mix.parts.order_by("position").values_list("selection_id", "category"))
+        ordered = [sid for sid, cat in parts if cat == "medical"] + [sid for sid, cat in parts if cat != "medical"]
+        sel = next((qs.filter(pk=sid).first() for sid in ordered if qs.filter(pk=sid).exists()), None)
+    sel = sel or qs.first()
     if sel is None:
         return None
     return {"name": sel.name, "url": _url("studio:selection", sel.pk), "status": sel.status, "id": sel.pk,
