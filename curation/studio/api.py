@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.response import Response
@@ -46,6 +48,54 @@ class MixtureSerializer(serializers.ModelSerializer):
                   "achieved", "status", "job", "files", "created_at"]
 
 
+# ---- request bodies (OpenAPI only: the views read request.data themselves) -----------------------
+
+class CountsRequestSerializer(serializers.Serializer):
+    datasets = serializers.ListField(child=serializers.IntegerField())
+    conditions = serializers.JSONField(required=False, help_text="{bounds, flags}")
+    base = serializers.CharField(required=False, help_text="A spec key to count against.")
+
+
+class RecipeVersionRequestSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    datasets = serializers.ListField(child=serializers.IntegerField())
+    conditions = serializers.JSONField(required=False)
+    note = serializers.CharField(required=False, allow_blank=True)
+
+
+class RecipeVersionCreatedSerializer(VersionSerializer):
+    recipe = serializers.IntegerField()
+
+    class Meta(VersionSerializer.Meta):
+        fields = ["recipe", *VersionSerializer.Meta.fields]
+
+
+class MixtureRequestSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    stage = serializers.CharField(required=False, default="custom")
+    budget_tokens = serializers.IntegerField()
+    targets = serializers.JSONField(required=False)
+    sources = serializers.JSONField(help_text="[{selection, category}]")
+    strategy = serializers.CharField(required=False, default="independent")
+    shard_tokens = serializers.IntegerField(required=False)
+    build = serializers.BooleanField(required=False, default=True)
+
+
+DetailSerializer = inline_serializer("StudioErrorDetail", fields={"detail": serializers.CharField()})
+NameRequest = inline_serializer("StudioApplyRequest", fields={"name": serializers.CharField(required=False)})
+FormatRequest = inline_serializer("StudioExportRequest", fields={"format": serializers.CharField()})
+class SelectionExportSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    format = serializers.CharField()
+    status = serializers.CharField()
+    job = serializers.IntegerField(allow_null=True)
+    n_written = serializers.IntegerField()
+    skipped = serializers.JSONField()
+    files = serializers.JSONField()
+    sha256 = serializers.JSONField()
+    provenance = serializers.JSONField()
+
+
 def _datasets(ids) -> list[Dataset]:
     if not isinstance(ids, list) or not ids:
         raise serializers.ValidationError({"datasets": "give a non-empty list of dataset ids"})
@@ -55,6 +105,8 @@ def _datasets(ids) -> list[Dataset]:
     return found
 
 
+@extend_schema(operation_id="studio_api_counts", request=CountsRequestSerializer,
+               responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
 @api_view(["POST"])
 @permission_classes([IsCurator])
 def counts(request):
@@ -68,6 +120,9 @@ def counts(request):
     return Response(selectors.kept_counts(scope, spec, base_key=request.data.get("base")).as_dict())
 
 
+@extend_schema(methods=["GET"], operation_id="studio_api_recipes_list", responses=RecipeSerializer(many=True))
+@extend_schema(methods=["POST"], operation_id="studio_api_recipes_create", request=RecipeVersionRequestSerializer,
+               responses={201: RecipeVersionCreatedSerializer, 400: DetailSerializer})
 @api_view(["GET", "POST"])
 @permission_classes([IsCurator])
 def recipes(request):
@@ -83,12 +138,16 @@ def recipes(request):
     return Response({"recipe": version.recipe_id, **VersionSerializer(version).data}, status=status.HTTP_201_CREATED)
 
 
+@extend_schema(operation_id="studio_api_recipes_retrieve", responses=RecipeSerializer)
 @api_view(["GET"])
 @permission_classes([IsCurator])
 def recipe_detail(request, pk: int):
     return Response(RecipeSerializer(get_object_or_404(Recipe, pk=pk)).data)
 
 
+@extend_schema(operation_id="studio_api_recipes_diff", responses={200: OpenApiTypes.OBJECT, 400: DetailSerializer},
+               parameters=[OpenApiParameter("a", int, required=True, description="A version id of this recipe."),
+                           OpenApiParameter("b", int, required=True, description="Another version id of this recipe.")])
 @api_view(["GET"])
 @permission_classes([IsCurator])
 def recipe_diff(request, pk: int):
@@ -102,6 +161,7 @@ def recipe_diff(request, pk: int):
     return Response(selectors.recipe_diff(a, b))
 
 
+@extend_schema(operation_id="studio_api_versions_apply", request=NameRequest, responses={202: SelectionSerializer})
 @api_view(["POST"])
 @permission_classes([IsCurator])
 def version_apply(request, pk: int):
@@ -110,18 +170,24 @@ def version_apply(request, pk: int):
     return Response(SelectionSerializer(sel).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema(operation_id="studio_api_selections_list", responses=SelectionSerializer(many=True))
 @api_view(["GET"])
 @permission_classes([IsCurator])
 def selections(request):
     return Response(SelectionSerializer(selectors.selections_list()[:200], many=True).data)
 
 
+@extend_schema(operation_id="studio_api_selections_retrieve", responses=SelectionSerializer)
 @api_view(["GET"])
 @permission_classes([IsCurator])
 def selection_detail(request, pk: int):
     return Response(SelectionSerializer(get_object_or_404(Selection, pk=pk)).data)
 
 
+@extend_schema(methods=["GET"], operation_id="studio_api_selections_exports_list",
+               responses=SelectionExportSerializer(many=True))
+@extend_schema(methods=["POST"], operation_id="studio_api_selections_exports_create", request=FormatRequest,
+               responses={202: SelectionExportSerializer(many=True), 400: DetailSerializer})
 @api_view(["GET", "POST"])
 @permission_classes([IsCurator])
 def selection_exports(request, pk: int):
@@ -137,6 +203,9 @@ def selection_exports(request, pk: int):
     return Response(rows, status=status.HTTP_202_ACCEPTED if request.method == "POST" else status.HTTP_200_OK)
 
 
+@extend_schema(methods=["GET"], operation_id="studio_api_mixtures_list", responses=MixtureSerializer(many=True))
+@extend_schema(methods=["POST"], operation_id="studio_api_mixtures_create", request=MixtureRequestSerializer,
+               responses={201: MixtureSerializer, 400: DetailSerializer})
 @api_view(["GET", "POST"])
 @permission_classes([IsCurator])
 def mixtures(request):
@@ -154,6 +223,7 @@ def mixtures(request):
     return Response(MixtureSerializer(mix).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema(operation_id="studio_api_mixtures_retrieve", responses=MixtureSerializer)
 @api_view(["GET"])
 @permission_classes([IsCurator])
 def mixture_detail(request, pk: int):

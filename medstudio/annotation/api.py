@@ -173,20 +173,20 @@ class AnnotationQueueViewSet(viewsets.GenericViewSet):
         return a
 
     @extend_schema(responses=QueueSerializer(many=True))
-    def list(self, request):
+    def list(self, request, format=None):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(QueueSerializer(page, many=True, context={"request": request}).data)
 
     @extend_schema(request=None, responses={200: WorkSerializer, 403: DetailSerializer, 404: DetailSerializer})
     @action(detail=True, methods=["get"], url_path="next", url_name="next")
-    def next_item(self, request, pk=None):
+    def next_item(self, request, pk=None, format=None):
         queue = self._labelable(pk)
         return Response(work_payload(queue, services.assignment_next(queue=queue, user=request.user), request.user))
 
     @extend_schema(request=SubmitSerializer,
                    responses={201: SubmitResultSerializer, 400: DetailSerializer, 409: DetailSerializer})
     @action(detail=True, methods=["post"])
-    def submit(self, request, pk=None):
+    def submit(self, request, pk=None, format=None):
         queue = self._labelable(pk)
         ser = SubmitSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
@@ -208,7 +208,7 @@ class AnnotationQueueViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=SkipSerializer, responses={200: SkipResultSerializer, 400: DetailSerializer})
     @action(detail=True, methods=["post"])
-    def skip(self, request, pk=None):
+    def skip(self, request, pk=None, format=None):
         queue = self._labelable(pk)
         ser = SkipSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
@@ -224,7 +224,7 @@ class AnnotationQueueViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=None, responses={200: UndoResultSerializer})
     @action(detail=True, methods=["post"])
-    def undo(self, request, pk=None):
+    def undo(self, request, pk=None, format=None):
         queue = self._labelable(pk)
         reopened = services.assignment_undo(queue=queue, user=request.user)
         return Response({"reopened": work_payload(queue, reopened, request.user) if reopened is not None else None})
@@ -232,7 +232,7 @@ class AnnotationQueueViewSet(viewsets.GenericViewSet):
     @extend_schema(responses=LabelSerializer(many=True), parameters=[
         OpenApiParameter("source", str, enum=["human", "model"], description="Only labels from this source.")])
     @action(detail=True, methods=["get"], permission_classes=[IsCurator])
-    def labels(self, request, pk=None):
+    def labels(self, request, pk=None, format=None):
         queue = get_object_or_404(Queue, pk=pk)
         rows = Label.objects.filter(queue=queue)
         if source := request.query_params.get("source"):

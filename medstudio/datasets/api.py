@@ -1,8 +1,9 @@
 """REST API for datasets, records, imports and exports (token or session auth)."""
-from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -55,6 +56,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Up
     queryset = Dataset.objects.all().order_by("id")
     serializer_class = DatasetSerializer
     permission_classes = [ReadClinicianWriteCurator]
+    lookup_value_regex = r"\d+"
     http_method_names = ["get", "patch", "head", "options"]
 
     def perform_update(self, serializer):
@@ -64,7 +66,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Up
 
     @extend_schema(responses=RecordSerializer(many=True))
     @action(detail=True, methods=["get"])
-    def records(self, request, pk=None):
+    def records(self, request, pk=None, format=None):
         dataset = self.get_object()
         qs = Record.objects.filter(dataset=dataset).order_by("id")
         if lang := request.query_params.get("lang"):
@@ -78,6 +80,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Up
 class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Record.objects.all()
     serializer_class = RecordSerializer
+    lookup_value_regex = r"\d+"
 
 
 class ImportViewSet(viewsets.GenericViewSet):
@@ -88,7 +91,7 @@ class ImportViewSet(viewsets.GenericViewSet):
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(request=ImportSerializer, responses={202: JobSerializer})
-    def create(self, request):
+    def create(self, request, format=None):
         ser = ImportSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
@@ -111,9 +114,10 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     queryset = Export.objects.all().order_by("-id")
     serializer_class = ExportSerializer
     permission_classes = [IsCurator]
+    lookup_value_regex = r"\d+"
 
     @extend_schema(request=ExportRequestSerializer, responses={202: JobSerializer})
-    def create(self, request):
+    def create(self, request, format=None):
         ser = ExportRequestSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
@@ -121,9 +125,14 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         job = services.export_start(user=request.user, dataset=d["dataset"], fmt=d["format"], filters=filters)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])
-    def download(self, request, pk=None):
+    def download(self, request, pk=None, format=None):
         from django.http import FileResponse
 
-        export = get_object_or_404(Export, pk=pk)
-        return FileResponse(open(export.path, "rb"), as_attachment=True, filename=export.path.rsplit("/", 1)[-1])
+        export = self.get_object()
+        try:
+            fh = open(export.path, "rb")
+        except FileNotFoundError:
+            raise NotFound("The export file is gone.") from None
+        return FileResponse(fh, as_attachment=True, filename=export.path.rsplit("/", 1)[-1])

@@ -272,9 +272,28 @@ def to_flat_row(kind: str, content: dict, *, id: Any = None, source: str | None 
     body = dict(content)
     meta = body.pop("meta", None) or {}
     row.update(body)
+    nested: dict[str, Any] = {}
     for k, v in meta.items():
-        row.setdefault(k, v)
+        # An extra field goes back beside the content fields (the shared-data schema), unless the
+        # reader would take it for a content field or it collides with one: those stay in `meta`,
+        # which the reader merges back, so the round trip is lossless either way.
+        if k in row or k in READER_FIELDS:
+            nested[k] = v
+        else:
+            row[k] = v
+    if nested:
+        row["meta"] = nested
     return row
+
+
+# Every field name the reader (`formats.normalize_row`) may take as content or provenance, for
+# any kind (a row's other fields are its extras, kept in content["meta"]). `title` is left out:
+# only documents read it, and other kinds keep it among their extras.
+READER_FIELDS = frozenset({
+    "id", "source", "lang", "meta", "system", "text", "content", "document", "instruction", "input", "output",
+    "messages", "conversations", "turns", "question", "prompt", "query", "answer", "response", "options",
+    "choices", "label", "explanation", "prompt_turns", "chosen", "rejected", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+})
 
 
 def dumps(row: Any) -> str:

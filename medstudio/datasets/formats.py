@@ -41,6 +41,7 @@ class NormalizedRecord:
     text: str
     n_tokens: int
     text_hash: str
+    n_nul: int = 0  # NUL characters stripped from the row (PostgreSQL cannot store them)
 
 
 def detect_format(name: str) -> str:
@@ -99,6 +100,11 @@ def _iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[tuple[int, dict | R
                 continue
             if lineno == 1 and line.startswith("\ufeff"):
                 line = line[1:]
+            if "\x00" in line:
+                # A raw NUL byte is not valid inside a JSON string; as an escape it reaches the
+                # normaliser, which strips and counts it like an escaped one (outside a string it
+                # still makes the line invalid JSON).
+                line = line.replace("\x00", "\\u0000")
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -148,19 +154,97 @@ def _iter_parquet(path: Path, max_line_bytes: int) -> Iterator[tuple[int, dict |
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a non-parquet file
         raise FileError(f"Not a readable Parquet file: {exc}") from exc
+    meta = pf.schema_arrow.metadata or {}
+    json_columns = set(meta[PARQUET_JSON_COLUMNS_KEY].decode().split(",")) if PARQUET_JSON_COLUMNS_KEY in meta else None
     lineno = 0
     for batch in pf.iter_batches(batch_size=1000):
         for row in batch.to_pylist():
             lineno += 1
-            yield lineno, {k: _maybe_json(k, v) if isinstance(v, str) else v for k, v in row.items() if v is not None}
+            if json_columns is None:  # a file from elsewhere: decode JSON-looking text in the usual columns
+                yield lineno, {k: _maybe_json(k, v) if isinstance(v, str) else v for k, v in row.items() if v is not None}
+                continue
+            out: dict = {}
+            try:
+                for k, v in row.items():
+                    if v is not None:
+                        out[k] = json.loads(v) if k in json_columns and isinstance(v, str) else v
+            except json.JSONDecodeError as exc:
+                yield lineno, RowError(f"column {k!r} is not valid JSON: {exc.msg}")
+                continue
+            yield lineno, out
+
+
+# A MedStudio Parquet export names (comma-separated) the columns it wrote as JSON text, so reading
+# it back decodes exactly those (a text answer that happens to start with "[" stays text).
+PARQUET_JSON_COLUMNS_KEY = b"medstudio.json_columns"
 
 
 # --------------------------------------------------------------------------------------------
 # normalisation
 
+# Role names people use, mapped onto user / assistant / system (documented in README, "Data in and out").
 _ROLE_MAP = {"user": "user", "human": "user", "patient": "user", "question": "user", "prompter": "user",
              "assistant": "assistant", "gpt": "assistant", "bot": "assistant", "model": "assistant",
              "doctor": "assistant", "chatgpt": "assistant", "system": "system"}
+
+
+# ---- cleaning: what neither database can store -----------------------------------------------
+# PostgreSQL text and jsonb cannot hold NUL (U+0000); neither database (nor the UTF-8 encoder)
+# takes a lone surrogate (an unpaired "\ud800" escape in JSON). NULs are stripped and counted (a
+# NUL is never meaningful text); a lone surrogate makes the line bad. This runs inside the
+# normaliser, so SQLite and PostgreSQL import exactly the same records.
+
+
+def _clean(value: Any, path: str, counter: list[int]) -> Any:
+    if isinstance(value, str):
+        if "\x00" in value:
+            counter[0] += value.count("\x00")
+            value = value.replace("\x00", "")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise RowError(f"field {path!r} holds an unpaired surrogate (\\u{ord(value[exc.start]):04x}), "
+                           "which is not valid Unicode") from None
+        return value
+    if isinstance(value, dict):
+        return {_clean(k, path, counter) if isinstance(k, str) else k:
+                _clean(v, f"{path}.{k}" if path else str(k), counter) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v, f"{path}[{i}]", counter) for i, v in enumerate(value)]
+    return value
+
+
+def clean_row(row: dict) -> tuple[dict, int]:
+    """(the row without NUL characters, how many were stripped); RowError on a lone surrogate."""
+    counter = [0]
+    return _clean(row, "", counter), counter[0]
+
+
+# ---- per-kind normalisers -------------------------------------------------------------------
+# Each reads the fields it uses through `_Fields`, which remembers them: every field a normaliser
+# did not use is kept in content["meta"] (so nothing in a row is silently dropped, e.g. a QA
+# row's `title`), and export writes meta back as fields, so files round-trip.
+
+
+class _Fields:
+    def __init__(self, row: dict):
+        self.row = row
+        self.used: set[str] = {"id", "source", "lang", "meta"}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.row
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.used.add(key)
+        return self.row.get(key, default)
+
+    def first(self, *keys: str) -> Any:
+        """The value of the first of `keys` the row has (not null); only that field counts as used."""
+        for k in keys:
+            if self.row.get(k) is not None:
+                self.used.add(k)
+                return self.row[k]
+        return None
 
 
 def _text(value: Any, field: str) -> str:
@@ -203,6 +287,31 @@ def _turns(value: Any, field: str) -> tuple[list[dict], str]:
     return turns, system
 
 
+def _roles_seen(value: list) -> str:
+    names = []
+    for msg in value:
+        r = msg.get("role", msg.get("from")) if isinstance(msg, dict) else None
+        if isinstance(r, str) and r not in names:
+            names.append(r)
+    return ", ".join(repr(n) for n in names)
+
+
+def _no_user_turn(field: str, value: list) -> RowError:
+    return RowError(f"{field!r} has no user turn: every turn maps to the assistant (roles {_roles_seen(value)}; "
+                    "user roles are user, human, patient, question, prompter)")
+
+
+def _system(f: _Fields, found: str = "") -> str:
+    """The system prompt found in the messages, else the row's `system` text field (any kind may
+    carry one: a diversified record keeps its drawn instruction there). A `system` field that is
+    not text is left to meta."""
+    value = f.row.get("system")
+    if not isinstance(value, str):
+        return found
+    f.used.add("system")
+    return found or (value if value.strip() else "")
+
+
 def _answer_text(value: Any, field: str) -> str:
     """chosen/rejected may be a string or a (TRL conversational) list ending in an assistant turn."""
     if isinstance(value, list):
@@ -213,49 +322,55 @@ def _answer_text(value: Any, field: str) -> str:
     return _text(value, field)
 
 
-def _norm_document(row: dict) -> dict:
-    text = row.get("text", row.get("content", row.get("document")))
-    out = {"text": _text(text, "text")}
-    if row.get("title"):
-        out["title"] = str(row["title"])
+def _norm_document(f: _Fields) -> dict:
+    out = {"text": _text(f.first("text", "content", "document"), "text")}
+    if f.get("title"):
+        out["title"] = str(f.row["title"])
+    if system := _system(f):
+        out["system"] = system
     return out
 
 
-def _norm_qa(row: dict) -> dict:
-    if "instruction" in row:  # Alpaca
-        instruction = _text(row.get("instruction"), "instruction")
-        extra = row.get("input") or ""
+def _norm_qa(f: _Fields) -> dict:
+    if "instruction" in f:  # Alpaca
+        instruction = _text(f.get("instruction"), "instruction")
+        extra = f.get("input") or ""
         question = f"{instruction}\n{extra}" if extra else instruction
-        out = {"question": question, "answer": _text(row.get("output"), "output")}
-    elif "messages" in row or "conversations" in row:
-        field = "messages" if "messages" in row else "conversations"
-        turns, system = _turns(row[field], field)
+        out = {"question": question, "answer": _text(f.get("output"), "output")}
+        found = ""
+    elif "messages" in f or "conversations" in f:
+        field = "messages" if "messages" in f else "conversations"
+        turns, found = _turns(f.get(field), field)
         if len(turns) != 2 or turns[0]["role"] != "user" or turns[1]["role"] != "assistant":
             raise RowError(f"a qa record needs exactly one user and one assistant message; got {len(turns)} turns (import it as dialogue)")
         out = {"question": turns[0]["content"], "answer": turns[1]["content"]}
-        if system:
-            out["system"] = system
     else:
-        q = row.get("question", row.get("prompt", row.get("query")))
-        a = row.get("answer", row.get("response", row.get("output")))
+        q = f.first("question", "prompt", "query")
+        a = f.first("answer", "response", "output")
         out = {"question": _text(q, "question"), "answer": _text(a, "answer")}
-    if row.get("system") and "system" not in out:
-        out["system"] = _text(row["system"], "system")
+        found = ""
+    if system := _system(f, found):
+        out["system"] = system
     return out
 
 
-def _norm_dialogue(row: dict) -> dict:
+def _norm_dialogue(f: _Fields) -> dict:
     for field in ("turns", "messages", "conversations"):
-        if field in row:
-            turns, system = _turns(row[field], field)
+        if field in f:
+            raw = f.get(field)
+            turns, found = _turns(raw, field)
             break
     else:
         raise RowError("missing field 'turns' (or 'messages' / 'conversations')")
+    if not any(t["role"] == "user" for t in turns):
+        raise _no_user_turn(field, raw)
     if not any(t["role"] == "assistant" for t in turns):
         raise RowError("dialogue has no assistant turn")
+    first_user = next(i for i, t in enumerate(turns) if t["role"] == "user")
+    if not any(t["role"] == "assistant" for t in turns[first_user:]):
+        raise RowError("dialogue has no user turn answered by an assistant turn")
     out: dict[str, Any] = {"turns": turns}
-    system = system or (row.get("system") if isinstance(row.get("system"), str) else "")
-    if system:
+    if system := _system(f, found):
         out["system"] = system
     return out
 
@@ -263,17 +378,17 @@ def _norm_dialogue(row: dict) -> dict:
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def _norm_mcq(row: dict) -> dict:
-    question = _text(row.get("question"), "question")
-    options = row.get("options", row.get("choices"))
-    if options is None and all(k in row for k in "ABCD"):
-        options = {k: row[k] for k in _LETTERS if k in row}
+def _norm_mcq(f: _Fields) -> dict:
+    question = _text(f.get("question"), "question")
+    options = f.first("options", "choices")
+    if options is None and all(k in f for k in "ABCD"):
+        options = {k: f.get(k) for k in _LETTERS if k in f}
     if isinstance(options, list):
         options = {_LETTERS[i]: v for i, v in enumerate(options)}
     if not isinstance(options, dict) or len(options) < 2:
         raise RowError("field 'options' must map letters to at least two options")
     options = {str(k).strip().upper(): _text(v, f"options.{k}") for k, v in options.items()}
-    answer = row.get("answer", row.get("label"))
+    answer = f.first("answer", "label")
     if isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < len(options):
         answer = list(options)[answer]
     if not isinstance(answer, str) or not answer.strip():
@@ -285,34 +400,36 @@ def _norm_mcq(row: dict) -> dict:
             raise RowError(f"answer {answer!r} is not one of the option letters {''.join(options)}")
         letters = by_text[0]
     out = {"question": question, "options": options, "answer": letters}
-    if row.get("explanation"):
-        out["explanation"] = str(row["explanation"])
+    if f.get("explanation"):
+        out["explanation"] = str(f.row["explanation"])
+    if system := _system(f):
+        out["system"] = system
     return out
 
 
-def _norm_pair(row: dict) -> dict:
-    prompt = row.get("prompt_turns", row.get("prompt"))
+def _norm_pair(f: _Fields) -> dict:
+    prompt = f.first("prompt_turns", "prompt")
     if prompt is None:
         raise RowError("missing field 'prompt' (or 'prompt_turns')")
     if isinstance(prompt, str):
-        prompt_turns, system = [{"role": "user", "content": _text(prompt, "prompt")}], ""
+        prompt_turns, found = [{"role": "user", "content": _text(prompt, "prompt")}], ""
     else:
-        prompt_turns, system = _turns(prompt, "prompt")
-    system = system or (row["system"] if isinstance(row.get("system"), str) and row["system"].strip() else "")
+        prompt_turns, found = _turns(prompt, "prompt")
+        if not any(t["role"] == "user" for t in prompt_turns):
+            raise _no_user_turn("prompt", prompt)
+    system = _system(f, found)
     if system:  # the system prompt is kept as the first prompt turn (as preference pairs store it)
         prompt_turns = [{"role": "system", "content": system}] + prompt_turns
-    chosen = _answer_text(row.get("chosen"), "chosen")
-    rejected = _answer_text(row.get("rejected"), "rejected")
+    chosen = _answer_text(f.get("chosen"), "chosen")
+    rejected = _answer_text(f.get("rejected"), "rejected")
     if chosen == rejected:
         raise RowError("chosen and rejected are identical")
     return {"prompt_turns": prompt_turns, "chosen": chosen, "rejected": rejected}
 
 
 _NORMALIZERS = {"document": _norm_document, "qa": _norm_qa, "dialogue": _norm_dialogue, "mcq": _norm_mcq, "pair": _norm_pair}
-# Fields consumed by the normalisers (the rest goes to content["meta"]).
-_CONSUMED = {"id", "source", "lang", "text", "content", "document", "title", "instruction", "input", "output",
-             "messages", "conversations", "turns", "system", "question", "prompt", "query", "answer", "response",
-             "options", "choices", "label", "explanation", "prompt_turns", "chosen", "rejected", "meta", *_LETTERS[:8]}
+# Record.subset: the first of these a row has (as a field, or inside its `meta`).
+SUBSET_FIELDS = ("department", "subject", "domain")
 
 
 def detect_kind(row: dict) -> str:
@@ -336,15 +453,29 @@ def flatten_text(kind: str, content: dict) -> str:
     return flat_text(kind, content)
 
 
-def normalize_content(row: dict, kind: str) -> tuple[str, dict]:
-    """Validate and map one raw row onto the content schema of `kind` (the cheap part of a row)."""
+@dataclass
+class CheckedRow:
+    """The cheap part of normalising a row (what validation needs): no text stats."""
+
+    kind: str
+    content: dict[str, Any]
+    row: dict  # the cleaned row
+    external_id: str
+    content_hash: str
+    n_nul: int  # NUL characters stripped
+
+
+def check_row(row: dict, kind: str) -> CheckedRow:
+    """Clean, validate and map one raw row onto the content schema of `kind`; RowError says why not."""
+    row, n_nul = clean_row(row)
     if kind == "auto":
         kind = detect_kind(row)
     if kind not in _NORMALIZERS:
         raise RowError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-    content = _NORMALIZERS[kind](row)
+    fields = _Fields(row)
+    content = _NORMALIZERS[kind](fields)
     meta = dict(row["meta"]) if isinstance(row.get("meta"), dict) else {}
-    meta.update({k: v for k, v in row.items() if k not in _CONSUMED})
+    meta.update({k: v for k, v in row.items() if k not in fields.used})
     if meta:
         content["meta"] = meta
     for field in ("lang", "source"):
@@ -355,19 +486,33 @@ def normalize_content(row: dict, kind: str) -> tuple[str, dict]:
         raise RowError(f"field 'id' must be text or a number, got {type(ext).__name__}")
     if ext is not None and len(str(ext)) > 255:
         raise RowError("field 'id' is longer than 255 characters")
-    return kind, content
+    chash = content_hash(content)
+    # Without an id, the content hash is the id, so re-importing the same file stays idempotent.
+    external_id = str(ext) if ext not in (None, "") else f"sha256:{chash[:32]}"
+    return CheckedRow(kind=kind, content=content, row=row, external_id=external_id, content_hash=chash, n_nul=n_nul)
+
+
+def normalize_content(row: dict, kind: str) -> tuple[str, dict]:
+    """Validate and map one raw row onto the content schema of `kind` (the cheap part of a row)."""
+    checked = check_row(row, kind)
+    return checked.kind, checked.content
+
+
+def record_subset(content: dict) -> str:
+    """Record.subset from a record's content: its department, subject or domain (kept in meta)."""
+    meta = content.get("meta") if isinstance(content.get("meta"), dict) else {}
+    for k in SUBSET_FIELDS:
+        if meta.get(k) not in (None, ""):
+            return str(meta[k])[:200]
+    return ""
 
 
 def normalize_row(row: dict, kind: str) -> NormalizedRecord:
     """Map one raw row onto the content schema of `kind`; raise RowError with the reason."""
-    kind, content = normalize_content(row, kind)
-    text = flatten_text(kind, content)
+    c = check_row(row, kind)
+    text = flatten_text(c.kind, c.content)
     n_tokens, guessed = text_stats(text)
-    lang = (row.get("lang") or guessed).strip().lower()[:16]
-    subset = row.get("department") or row.get("subject") or row.get("domain") or ""
-    chash = content_hash(content)
-    ext = row.get("id")
-    # Without an id, the content hash is the id, so re-importing the same file stays idempotent.
-    external_id = str(ext) if ext not in (None, "") else f"sha256:{chash[:32]}"
-    return NormalizedRecord(external_id=external_id, lang=lang, source=(row.get("source") or "")[:200],
-                            subset=str(subset)[:200], content=content, text=text, n_tokens=n_tokens, text_hash=chash)
+    lang = (c.row.get("lang") or guessed).strip().lower()[:16]
+    return NormalizedRecord(external_id=c.external_id, lang=lang, source=(c.row.get("source") or "")[:200],
+                            subset=record_subset(c.content), content=c.content, text=text, n_tokens=n_tokens,
+                            text_hash=c.content_hash, n_nul=c.n_nul)

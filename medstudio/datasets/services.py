@@ -3,20 +3,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, Sum
+from django.db import DatabaseError, transaction
+from django.db.models import Count, Max, Sum
 
 from medstudio.audit.services import audit_log
 from medstudio.jobs.context import JobContext, JobFailed
 from medstudio.jobs.registry import job_handler
 
-from .formats import KINDS, FileError, NormalizedRecord, RowError, iter_rows, normalize_content, normalize_row
+from .formats import (KINDS, PARQUET_JSON_COLUMNS_KEY, FileError, NormalizedRecord, RowError, check_row, iter_rows,
+                      normalize_row)
 from .models import Dataset, Export, Record
+
+log = logging.getLogger("medstudio.datasets")
 
 
 class ImportRejected(Exception):
@@ -27,6 +31,11 @@ class ImportRejected(Exception):
         super().__init__(report.summary())
 
 
+def _lines_text(lines: list[int], n: int) -> str:
+    shown = ", ".join(map(str, lines[:20]))
+    return shown + (f" (and {n - 20} more)" if n > 20 else "")
+
+
 @dataclass
 class ValidationReport:
     n_rows: int = 0
@@ -34,6 +43,9 @@ class ValidationReport:
     errors: list[tuple[int, str]] = field(default_factory=list)  # first N (line, reason)
     n_bad: int = 0
     file_error: str = ""
+    n_nul: int = 0  # NUL characters stripped (PostgreSQL cannot store them)
+    nul_lines: list[int] = field(default_factory=list)  # first N lines that had some
+    n_nul_lines: int = 0
 
     def summary(self) -> str:
         if self.file_error:
@@ -44,30 +56,62 @@ class ValidationReport:
         more = f" (and {self.n_bad - 20} more)" if self.n_bad > 20 else ""
         return f"{self.n_bad} bad line(s) of {self.n_rows}: {shown}{more}"
 
+    def nul_summary(self) -> str:
+        if not self.n_nul:
+            return ""
+        return (f"Stripped {self.n_nul} NUL character(s) on line(s) {_lines_text(self.nul_lines, self.n_nul_lines)} "
+                "(PostgreSQL cannot store them).")
+
     def as_dict(self) -> dict:
-        return {"n_rows": self.n_rows, "n_ok": self.n_ok, "n_bad": self.n_bad, "file_error": self.file_error,
-                "errors": [{"line": ln, "reason": r} for ln, r in self.errors]}
+        out = {"n_rows": self.n_rows, "n_ok": self.n_ok, "n_bad": self.n_bad, "file_error": self.file_error,
+               "errors": [{"line": ln, "reason": r} for ln, r in self.errors]}
+        if self.n_nul:
+            out["nul_stripped"] = {"characters": self.n_nul, "lines": self.nul_lines, "n_lines": self.n_nul_lines}
+        return out
+
+
+def _duplicate_reason(external_id: str, row: dict, first_line: int) -> str:
+    if row.get("id") in (None, ""):
+        return f"same content as line {first_line} (a row without an id is keyed by its content)"
+    return f"id {external_id!r} already used on line {first_line}"
 
 
 def import_validate(*, path: str | Path, fmt: str, kind: str) -> ValidationReport:
-    """Read the whole file once (streaming) and report every bad line; writes nothing."""
+    """Read the whole file once (streaming) and report every bad line; writes nothing.
+
+    A line is bad when it cannot be read or normalised, or when its id was already used by an
+    earlier line of the file (rows without an id: the same content).
+    """
     report = ValidationReport()
     if kind != "auto" and kind not in KINDS:
         report.file_error = f"Unknown kind {kind!r}; expected one of {', '.join(KINDS)} (or auto)."
         return report
+    seen: dict[str, int] = {}  # external id -> first line
+    max_reported = settings.IMPORT_MAX_REPORTED_ERRORS
     try:
         for lineno, row in iter_rows(path, fmt, max_line_bytes=settings.IMPORT_MAX_LINE_BYTES):
             report.n_rows += 1
-            if not isinstance(row, RowError):
+            reason = str(row) if isinstance(row, RowError) else ""
+            if not reason:
                 try:
-                    normalize_content(row, kind)
-                    report.n_ok += 1
-                    continue
+                    checked = check_row(row, kind)
                 except RowError as exc:
-                    row = exc
+                    reason = str(exc)
+                else:
+                    first = seen.setdefault(checked.external_id, lineno)
+                    if first != lineno:
+                        reason = _duplicate_reason(checked.external_id, checked.row, first)
+                    else:
+                        report.n_ok += 1
+                        if checked.n_nul:
+                            report.n_nul += checked.n_nul
+                            report.n_nul_lines += 1
+                            if len(report.nul_lines) < max_reported:
+                                report.nul_lines.append(lineno)
+                        continue
             report.n_bad += 1
-            if len(report.errors) < settings.IMPORT_MAX_REPORTED_ERRORS:
-                report.errors.append((lineno, str(row)))
+            if len(report.errors) < max_reported:
+                report.errors.append((lineno, reason))
     except FileError as exc:
         report.file_error = str(exc)
     return report
@@ -83,15 +127,16 @@ def dataset_create(*, actor, name: str, kind: str, description: str = "", parent
     return dataset
 
 
-def _dataset_for_import(*, name: str, kind: str, user, description: str = "") -> Dataset:
+def _dataset_for_import(*, name: str, kind: str, user, description: str = "") -> tuple[Dataset, bool]:
+    """(the dataset to import into, whether this import created it)."""
     dataset = Dataset.objects.filter(name=name).first()
     if dataset is None:
         if kind == "auto":
             raise JobFailed("A new dataset needs a kind (document, qa, dialogue, mcq or pair), not auto.")
-        dataset = dataset_create(actor=user, name=name, kind=kind, description=description)
-    elif kind not in ("auto", dataset.kind):
+        return dataset_create(actor=user, name=name, kind=kind, description=description), True
+    if kind not in ("auto", dataset.kind):
         raise JobFailed(f"Dataset {name!r} holds {dataset.kind} records, not {kind}.")
-    return dataset
+    return dataset, False
 
 
 def records_insert(*, dataset: Dataset, rows: list[NormalizedRecord]) -> int:
@@ -117,8 +162,63 @@ def dataset_refresh_stats(*, dataset: Dataset) -> Dataset:
     return dataset
 
 
+def _ids_up_to(*, path: str, fmt: str, kind: str, line: int) -> set[str]:
+    """External ids of the good lines up to `line` (a resumed import: what earlier attempts handled)."""
+    ids: set[str] = set()
+    for lineno, row in iter_rows(path, fmt, max_line_bytes=settings.IMPORT_MAX_LINE_BYTES):
+        if lineno > line:
+            break
+        if not isinstance(row, RowError):
+            try:
+                ids.add(check_row(row, kind).external_id)
+            except RowError:
+                pass
+    return ids
+
+
+def _import_rollback(ctx: JobContext, cursor: dict, ids: set[str]) -> str:
+    """Undo what a failing import wrote: the dataset it created, or the records it added."""
+    dataset = Dataset.objects.filter(pk=cursor["dataset_id"]).first()
+    if dataset is None:
+        return ""
+    try:
+        with transaction.atomic():
+            if cursor.get("created"):
+                audit_log(actor=ctx.job.created_by, action="datasets.delete", target=dataset,
+                          data={"reason": "import failed", "job": ctx.job.pk})
+                dataset.delete()
+                message = f"Nothing was imported: the new dataset {dataset.name!r} was removed."
+            elif cursor.get("watermark") is not None:
+                # Only records added since this import started (pk above the watermark) with ids from this file.
+                n = 0
+                batch = sorted(ids)
+                for i in range(0, len(batch), 500):
+                    _, per_model = Record.objects.filter(dataset=dataset, pk__gt=cursor["watermark"],
+                                                         external_id__in=batch[i:i + 500]).delete()
+                    n += per_model.get(Record._meta.label, 0)
+                dataset_refresh_stats(dataset=dataset)
+                message = f"Nothing was imported: the {n} record(s) this import had added to {dataset.name!r} were removed."
+            else:
+                return ""
+    except Exception:  # the original error matters more; say that the cleanup failed too
+        log.exception("job %s: removing a failed import failed", ctx.job.pk)
+        return f"Removing the partly imported records from {dataset.name!r} failed as well; see the server log."
+    if cursor.get("created"):  # the job no longer points at the removed dataset
+        from medstudio.jobs.models import Job
+
+        ctx.job.result = {**(ctx.job.result or {}), "dataset_id": None, "rolled_back": message}
+        Job.objects.filter(pk=ctx.job.pk).update(result=ctx.job.result)
+    ctx.log(message, "warning")
+    return message
+
+
 @job_handler("datasets.import", queue="cpu", description="Validate and import a JSONL/CSV/Parquet file.")
 def import_job(ctx: JobContext) -> dict:
+    """Validate the whole file, then insert in batches (each batch commits with the resume cursor).
+
+    All or nothing: when an import fails or is cancelled after its first batch, what it wrote is
+    removed again (the dataset it created, or the records it added to an existing one).
+    """
     p = ctx.params
     path, fmt, kind, skip_bad = p["path"], p["format"], p.get("kind", "auto"), bool(p.get("skip_bad"))
     cursor = ctx.cursor
@@ -130,45 +230,68 @@ def import_job(ctx: JobContext) -> dict:
             exc.result = {"validation": report.as_dict()}
             raise exc
         with transaction.atomic():
-            dataset = _dataset_for_import(name=p["dataset"], kind=kind, user=ctx.job.created_by,
-                                          description=p.get("description", ""))
-            cursor = {"line": 0, "dataset_id": dataset.pk, "inserted": 0}
+            dataset, created = _dataset_for_import(name=p["dataset"], kind=kind, user=ctx.job.created_by,
+                                                   description=p.get("description", ""))
+            watermark = Record.objects.filter(dataset=dataset).aggregate(m=Max("pk"))["m"] or 0
+            cursor = {"line": 0, "dataset_id": dataset.pk, "inserted": 0, "created": created, "watermark": watermark}
             ctx.progress(done=0, total=report.n_ok, cursor=cursor,
                          result={"validation": report.as_dict(), "dataset_id": dataset.pk})
         if report.n_bad:
             ctx.log(f"Skipping {report.n_bad} bad line(s): " + report.summary(), "warning")
+        if report.n_nul:
+            ctx.log(report.nul_summary(), "warning")
     dataset = Dataset.objects.get(pk=cursor["dataset_id"])
     kind = dataset.kind
+    start = dict(cursor)
     batch: list[NormalizedRecord] = []
     done = ctx.job.done
     inserted = cursor.get("inserted", 0)
     last_line = cursor["line"]
+    # External ids met so far: a later line with one of them is a duplicate (a bad line, skipped).
+    seen = _ids_up_to(path=path, fmt=fmt, kind=kind, line=last_line) if last_line else set()
 
     def flush() -> None:
         nonlocal batch, done, inserted
         with transaction.atomic():
             inserted += records_insert(dataset=dataset, rows=batch)
             done += len(batch)
-            ctx.progress(done=done, cursor={"line": last_line, "dataset_id": dataset.pk, "inserted": inserted})
+            ctx.progress(done=done, cursor={**start, "line": last_line, "inserted": inserted})
         batch = []
 
-    for lineno, row in iter_rows(path, fmt, max_line_bytes=settings.IMPORT_MAX_LINE_BYTES, start_line=cursor["line"]):
-        last_line = lineno
-        if isinstance(row, RowError):
-            continue
-        try:
-            batch.append(normalize_row(row, kind))
-        except RowError:
-            continue  # reported by validation; only reached with skip_bad
-        if len(batch) >= settings.IMPORT_BATCH_SIZE:
+    try:
+        for lineno, row in iter_rows(path, fmt, max_line_bytes=settings.IMPORT_MAX_LINE_BYTES, start_line=start["line"]):
+            last_line = lineno
+            if isinstance(row, RowError):
+                continue
+            try:
+                record = normalize_row(row, kind)
+            except RowError:
+                continue  # reported by validation; only reached with skip_bad
+            if record.external_id in seen:
+                continue  # a duplicate id within the file: reported by validation
+            seen.add(record.external_id)
+            batch.append(record)
+            if len(batch) >= settings.IMPORT_BATCH_SIZE:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
-    dataset_refresh_stats(dataset=dataset)
-    audit_log(actor=ctx.job.created_by, action="datasets.import", target=dataset,
-              data={"file": Path(path).name, "inserted": inserted, "rows": done, "job": ctx.job.pk})
-    ctx.log(f"Imported {inserted} new record(s) ({done - inserted} already present) into {dataset.name}.")
-    return {"dataset_id": dataset.pk, "inserted": inserted, "already_present": done - inserted, "rows": done}
+        dataset_refresh_stats(dataset=dataset)
+        audit_log(actor=ctx.job.created_by, action="datasets.import", target=dataset,
+                  data={"file": Path(path).name, "inserted": inserted, "rows": done, "job": ctx.job.pk})
+    except Exception as exc:
+        undone = _import_rollback(ctx, start, seen)
+        if isinstance(exc, DatabaseError):
+            log.exception("job %s: import failed", ctx.job.pk)
+            raise JobFailed(f"The database refused the batch ending at line {last_line} "
+                            f"({type(exc).__name__}: {exc}). {undone}".strip()) from exc
+        raise
+    nul = (ctx.job.result or {}).get("validation", {}).get("nul_stripped")
+    note = f" Stripped {nul['characters']} NUL character(s) on {nul['n_lines']} line(s)." if nul else ""
+    ctx.log(f"Imported {inserted} new record(s) ({done - inserted} already present) into {dataset.name}.{note}")
+    out = {"dataset_id": dataset.pk, "inserted": inserted, "already_present": done - inserted, "rows": done}
+    if nul:
+        out["nul_stripped"] = nul
+    return out
 
 
 def upload_store(*, uploaded_file) -> Path:
@@ -195,13 +318,16 @@ def import_start(*, user, path: str | Path, fmt: str, kind: str, dataset: str, s
 # ----------------------------------------------------------------------------------------------
 # export
 
-_FLAT_FIELDS = {
-    "document": ("title", "text"),
+# Parquet columns per kind: id, source, lang, the kind's content fields, meta (the extra fields).
+_PARQUET_FIELDS = {
+    "document": ("title", "text", "system"),
     "qa": ("question", "answer", "system"),
     "dialogue": ("turns", "system"),
-    "mcq": ("question", "options", "answer", "explanation"),
+    "mcq": ("question", "options", "answer", "explanation", "system"),
     "pair": ("prompt_turns", "chosen", "rejected"),
 }
+# Written as JSON text (and named in the file's metadata, so the reader decodes exactly these).
+_PARQUET_JSON = ("turns", "options", "prompt_turns", "meta")
 
 
 def record_to_row(record: Record, kind: str) -> dict:
@@ -211,13 +337,23 @@ def record_to_row(record: Record, kind: str) -> dict:
     return to_flat_row(kind, record.content, id=record.external_id, source=record.source, lang=record.lang)
 
 
-def _parquet_row(row: dict, kind: str) -> dict:
-    out = {"id": row["id"], "source": row.get("source", ""), "lang": row.get("lang", "")}
-    for f in _FLAT_FIELDS[kind]:
-        v = row.get(f)
-        out[f] = json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
-    extra = {k: v for k, v in row.items() if k not in out}
-    out["meta"] = json.dumps(extra, ensure_ascii=False) if extra else None
+def _parquet_columns(kind: str) -> list[str]:
+    return ["id", "source", "lang", *_PARQUET_FIELDS[kind], "meta"]
+
+
+def _parquet_row(record: Record, kind: str) -> dict:
+    """One Parquet row: the content fields as columns, the extras (content["meta"]) as one JSON column."""
+    content = record.content or {}
+    out: dict = {"id": record.external_id, "source": record.source, "lang": record.lang}
+    for f in _PARQUET_FIELDS[kind]:
+        v = content.get(f)
+        out[f] = json.dumps(v, ensure_ascii=False) if f in _PARQUET_JSON and v is not None else (
+            v if v is None or isinstance(v, str) else str(v))
+    meta = dict(content.get("meta") or {})
+    for k, v in content.items():  # a content field this layout has no column for stays in meta
+        if k != "meta" and k not in out:
+            meta.setdefault(k, v)
+    out["meta"] = json.dumps(meta, ensure_ascii=False) if meta else None
     return out
 
 
@@ -250,13 +386,13 @@ def export_job(ctx: JobContext) -> dict:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        fields = [("id", pa.string()), ("source", pa.string()), ("lang", pa.string())]
-        fields += [(f, pa.string()) for f in _FLAT_FIELDS[dataset.kind]] + [("meta", pa.string())]
-        schema = pa.schema(fields)
+        columns = _parquet_columns(dataset.kind)
+        json_columns = ",".join(c for c in columns if c in _PARQUET_JSON)
+        schema = pa.schema([(c, pa.string()) for c in columns], metadata={PARQUET_JSON_COLUMNS_KEY: json_columns})
         with pq.ParquetWriter(tmp, schema) as writer:
             rows: list[dict] = []
             for record in qs.iterator(chunk_size=2000):
-                rows.append(_parquet_row(record_to_row(record, dataset.kind), dataset.kind))
+                rows.append(_parquet_row(record, dataset.kind))
                 n += 1
                 if len(rows) >= 5000:
                     writer.write_table(pa.Table.from_pylist(rows, schema=schema))
