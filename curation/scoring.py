@@ -8,32 +8,23 @@ register a `corpus_handler` instead and do their own passes.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import transaction
 from django.db.models import Max, Min
-from django.utils import timezone
 
 from curation.pipeline.base import RecordView
-from medstudio.audit.services import audit_log
 from medstudio.datasets.models import Dataset, Record
 from medstudio.jobs.context import JobContext, JobFailed
-from medstudio.jobs.registry import job_handler
-
-from medstudio.handoffs.models import Score, ScorerRun
+from medstudio.handoffs import services as handoffs
+from medstudio.handoffs.models import ScorerRun
 from medstudio.handoffs.scorers import get_scorer
+from medstudio.handoffs.services import scores_write
+from medstudio.jobs.registry import job_handler
 
 
 def record_view(r: Record, kind: str) -> RecordView:
     return RecordView(id=r.pk, kind=kind, lang=r.lang, text=r.text, content=r.content, source=r.source, subset=r.subset)
 
 
-def scores_write(*, run: ScorerRun, rows: list[tuple[int, Any]]) -> int:
-    """Store (record_id, ScoreResult) rows; a row already stored for this run is left as it is."""
-    objs = [Score(run=run, record_id=rid, value=res.value, keep=res.keep, reason=(res.reason or "")[:100],
-                  detail=res.detail or {}) for rid, res in rows]
-    Score.objects.bulk_create(objs, ignore_conflicts=True)
-    return len(objs)
 
 
 @transaction.atomic
@@ -53,10 +44,8 @@ def scorer_run_start(*, user, dataset: Dataset, scorer: str, params: dict | None
         except Exception as exc:  # a bad param or a missing model must be shown, not a 500
             raise ValueError(str(exc)) from exc
         version = str(getattr(block, "version", version))
-    run = ScorerRun.objects.create(dataset=dataset, scorer=scorer, version=version, params=params,
-                                   model_ref=model_ref or str(params.get("model", "")),
-                                   created_by=user if getattr(user, "is_authenticated", False) else None)
-    audit_log(actor=user, action="curation.scorer_run_start", target=run, data={"scorer": scorer, "params": params})
+    run = handoffs.scorer_run_create(user=user, dataset=dataset, scorer=scorer, version=version, params=params,
+                                     model_ref=model_ref or str(params.get("model", "")))
     bounds = Record.objects.filter(dataset=dataset).aggregate(lo=Min("id"), hi=Max("id"))
     lo, hi = bounds["lo"] or 0, bounds["hi"] or 0
     shards = max(1, min(int(shards), 64)) if spec.factory is not None or spec.shardable else 1
@@ -68,8 +57,8 @@ def scorer_run_start(*, user, dataset: Dataset, scorer: str, params: dict | None
                                                          "shards": shards}, user=user, queue=spec.queue,
                          enqueue=enqueue)
         first_job = first_job or job
+    handoffs.scorer_run_update(run=run, job=first_job)
     run.job = first_job
-    run.save(update_fields=["job"])
     return run
 
 
@@ -81,7 +70,7 @@ def _finish_run_if_complete(run: ScorerRun, current_job_id: int | None = None, c
     jobs = Job.objects.filter(kind="curation.score", params__run_id=run.pk).exclude(pk=current_job_id)
     statuses = set(jobs.values_list("status", flat=True)) | {current_status}
     if statuses <= {JobStatus.SUCCEEDED}:
-        ScorerRun.objects.filter(pk=run.pk).update(status="succeeded", finished_at=timezone.now())
+        handoffs.scorer_run_update(run=run, status="succeeded", finished=True)
         from medstudio.jobs.registry import handlers
 
         if "studio.matrix_sync" in handlers():
@@ -90,7 +79,7 @@ def _finish_run_if_complete(run: ScorerRun, current_job_id: int | None = None, c
 
             job_create(kind="studio.matrix_sync", params={"dataset_id": run.dataset_id}, user=run.created_by)
     elif JobStatus.FAILED in statuses and not statuses & {JobStatus.QUEUED, JobStatus.RUNNING}:
-        ScorerRun.objects.filter(pk=run.pk).update(status="failed", finished_at=timezone.now())
+        handoffs.scorer_run_update(run=run, status="failed", finished=True)
 
 
 @job_handler("curation.score", queue="cpu", description="Run a scorer over (a shard of) a dataset.")
@@ -111,7 +100,7 @@ def _score_job(ctx: JobContext) -> dict:
     if run is None:
         raise JobFailed("The scorer run was deleted.")
     spec = get_scorer(run.scorer)
-    ScorerRun.objects.filter(pk=run.pk, status="queued").update(status="running")
+    handoffs.scorer_run_update(run=run, only_if_status="queued", status="running")
     records = Record.objects.filter(dataset=run.dataset, id__gte=p["id_from"], id__lte=p["id_to"]).order_by("id")
     if spec.corpus_handler is not None:
         result = spec.corpus_handler(ctx, run, records) or {}

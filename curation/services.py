@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from curation.scoring import scorer_run_start, scores_write  # noqa: F401  (the public write path)
+from curation.scoring import scorer_run_start  # noqa: F401  (the public write path)
+from medstudio.handoffs.services import scorer_run_update, scores_write  # noqa: F401
 from medstudio.audit.services import audit_log
 
 
@@ -40,8 +41,6 @@ def scorer_run_summarize(*, run) -> dict:
     Needs one pass over the run's Score.detail, so it is done once, when the run has finished,
     and cached in run.summary; the page's other counts are indexed SQL aggregates.
     """
-    from medstudio.handoffs.models import ScorerRun
-
     if run.status != "succeeded" or "per_rule" in (run.summary or {}):
         return run.summary or {}
     per_rule: dict[str, int] = {}
@@ -57,7 +56,7 @@ def scorer_run_summarize(*, run) -> dict:
             pii[k] = pii.get(k, 0) + int(v)
     summary = {**(run.summary or {}), "per_rule": dict(sorted(per_rule.items(), key=lambda kv: -kv[1])),
                "pii_totals": dict(sorted(pii.items(), key=lambda kv: -kv[1])), "pii_records": pii_records}
-    ScorerRun.objects.filter(pk=run.pk).update(summary=summary)
+    scorer_run_update(run=run, summary=summary)
     run.summary = summary
     return summary
 
@@ -74,7 +73,5 @@ def duplicate_clusters_write(*, run, clusters: list[dict]) -> int:
 
 def scorer_run_summary_set(*, run, summary: dict) -> None:
     """Record what a corpus-level run found (shown on its page); merged into any existing summary."""
-    from medstudio.handoffs.models import ScorerRun
-
     run.summary = {**(run.summary or {}), **summary}
-    ScorerRun.objects.filter(pk=run.pk).update(summary=run.summary)
+    scorer_run_update(run=run, summary=run.summary)

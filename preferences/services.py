@@ -36,17 +36,14 @@ CHAT_BUILDERS = {Origin.SUBJECTIVE, Origin.SAMPLED}
 # ----------------------------------------------------------------------------------------- sets
 
 
-@transaction.atomic
 def preference_set_create(*, user, name: str, description: str = "") -> PreferenceSet:
-    """Create an empty preference set."""
-    name = (name or "").strip()
-    if not name:
-        raise PreferenceError("A preference set needs a name.")
-    if PreferenceSet.objects.filter(name=name).exists():
-        raise PreferenceError(f"A preference set named {name!r} already exists.")
-    pref_set = PreferenceSet.objects.create(name=name, description=description, created_by=_user(user))
-    audit_log(actor=user, action="preferences.set_create", target=pref_set, data={"name": name})
-    return pref_set
+    """Create an empty preference set (a platform entity: written by the platform's service)."""
+    from medstudio.handoffs import services as handoffs
+
+    try:
+        return handoffs.preference_set_create(user=user, name=name, description=description)
+    except handoffs.HandoffError as exc:
+        raise PreferenceError(str(exc)) from exc
 
 
 def _user(user):

@@ -20,6 +20,7 @@ from medstudio.jobs.context import JobContext, JobFailed
 from medstudio.jobs.registry import job_handler
 
 from .models import SelectionExport
+from medstudio.handoffs import services as handoffs
 from medstudio.handoffs.models import Mixture, Selection
 
 
@@ -72,10 +73,10 @@ def apply_recipe_job(ctx: JobContext) -> dict:
             ctx.log(f"No finished run of {', '.join(missing)} on these datasets: those bounds keep nothing.")
         selection_freeze(selection=sel, spec=spec, runs=scope.runs_for(spec), q=kept_q(scope, spec))
     except (SpecError, StudioError) as exc:
-        Selection.objects.filter(pk=sel.pk).update(status=Selection.Status.FAILED)
+        handoffs.selection_update(selection=sel, status=Selection.Status.FAILED)
         raise JobFailed(str(exc)) from exc
     except Exception:
-        Selection.objects.filter(pk=sel.pk).update(status=Selection.Status.FAILED)
+        handoffs.selection_update(selection=sel, status=Selection.Status.FAILED)
         raise
     sel.refresh_from_db()
     ctx.progress(done=len(datasets) + 1)
@@ -221,7 +222,7 @@ def build_mixture_job(ctx: JobContext) -> dict:
                                  selection_records(sel).values_list("id", "lang", "n_tokens").iterator(chunk_size=10000)]
         realised = realize(plan, refs, seed=mix.seed)
     except (MixingError, ValueError) as exc:
-        Mixture.objects.filter(pk=mix.pk).update(status="failed")
+        handoffs.mixture_update(mixture=mix, status="failed")
         raise JobFailed(str(exc)) from exc
     draws = interleave(realised.draws, seed=mix.seed)
     ctx.progress(done=0, total=len(draws))
@@ -255,7 +256,7 @@ def build_mixture_job(ctx: JobContext) -> dict:
                                for s in mix.sources}}
     (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
     with transaction.atomic():
-        Mixture.objects.filter(pk=mix.pk).update(status="succeeded", plan=plan.as_dict(), achieved=achieved,
+        handoffs.mixture_update(mixture=mix, status="succeeded", plan=plan.as_dict(), achieved=achieved,
                                                  path=str(folder), files=files + ["manifest.json"])
         audit_log(actor=ctx.job.created_by, action="studio.mixture_built", target=mix,
                   data={"shards": len(files), "tokens": realised.total, "max_rel_error": achieved["max_rel_error"]})

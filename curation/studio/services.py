@@ -1,18 +1,17 @@
 """Writes of the threshold studio: the score matrix, recipes, selections, exports and mixtures."""
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Max, Min, Q
 
 from medstudio.handoffs.models import Score, ScorerRun
 from medstudio.audit.services import audit_log
 from medstudio.datasets.models import Dataset, Record
 
 from .models import N_FLAG_SLOTS, N_VALUE_SLOTS, MatrixSlot, ScoreMatrix, SelectionExport
-from medstudio.handoffs.models import Mixture, MixtureSource, Recipe, RecipeVersion, Selection, SelectionRecord
+from medstudio.handoffs.models import Mixture, RecipeVersion, Selection
 from .spec import Spec, SpecError, parse_spec
 
 
@@ -161,18 +160,13 @@ def recipe_version_create(*, user, name: str, datasets: list[Dataset], condition
         spec = parse_spec(conditions)
     except SpecError as exc:
         raise StudioError(str(exc)) from exc
-    recipe, created = Recipe.objects.select_for_update().get_or_create(
-        name=name, defaults={"description": description, "created_by": user if getattr(user, "is_authenticated", False) else None})
-    last = recipe.versions.order_by("-number").first()
-    ds_ids = sorted(d.pk for d in datasets)
-    if last and last.conditions == spec.as_dict() and sorted(last.datasets.values_list("id", flat=True)) == ds_ids:
-        return last
-    version = RecipeVersion.objects.create(recipe=recipe, number=(last.number + 1) if last else 1, conditions=spec.as_dict(),
-                                           note=note[:500], created_by=user if getattr(user, "is_authenticated", False) else None)
-    version.datasets.set(ds_ids)
-    audit_log(actor=user, action="studio.recipe_version_create", target=version,
-              data={"recipe": recipe.name, "number": version.number, "conditions": spec.as_dict(), "datasets": ds_ids})
-    return version
+    from medstudio.handoffs import services as handoffs
+
+    try:
+        return handoffs.recipe_version_save(user=user, name=name, datasets=datasets, conditions=spec.as_dict(), note=note,
+                                            description=description)
+    except handoffs.HandoffError as exc:
+        raise StudioError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,55 +178,23 @@ def selection_apply_start(*, user, version: RecipeVersion, name: str = "", enque
     """Freeze the records a recipe version keeps into a new Selection (a job does the work)."""
     from medstudio.jobs.services import job_create
 
-    sel = Selection.objects.create(name=(name or f"{version.recipe.name} v{version.number}")[:200], recipe_version=version,
-                                   conditions=version.conditions,
-                                   created_by=user if getattr(user, "is_authenticated", False) else None)
-    sel.datasets.set(version.datasets.all())
+    from medstudio.handoffs import services as handoffs
+
+    sel = handoffs.selection_create(user=user, version=version, name=name)
     job = job_create(kind="studio.apply_recipe", params={"selection_id": sel.pk}, user=user, enqueue=enqueue)
-    Selection.objects.filter(pk=sel.pk).update(job=job)  # the job may already have run (eager mode)
+    handoffs.selection_update(selection=sel, job=job)  # the job may already have run (eager mode)
     sel.refresh_from_db()
     audit_log(actor=user, action="studio.selection_apply", target=sel, data={"recipe_version": version.pk, "job": job.pk})
     return sel
 
 
-def selection_content_hash(selection: Selection) -> str:
-    """sha256 over "record_id:text_hash" lines in id order: equal hashes mean the same records and texts."""
-    digest = hashlib.sha256()
-    rows = (Record.objects.filter(pk__in=SelectionRecord.objects.filter(selection=selection).values("record_id"))
-            .order_by("id").values_list("id", "text_hash"))
-    for rid, th in rows.iterator(chunk_size=10000):
-        digest.update(f"{rid}:{th}\n".encode())
-    return digest.hexdigest()
-
-
 def selection_freeze(*, selection: Selection, spec: Spec, runs: list[dict], q: Q) -> Selection:
-    """Store the kept record ids (INSERT ... SELECT in the database), then counts, stats and the hash."""
+    """Freeze what the conditions keep: the matrix query is the studio's, the write the platform's."""
+    from medstudio.handoffs import services as handoffs
+
     ds_ids = list(selection.datasets.values_list("id", flat=True))
-    with transaction.atomic():
-        SelectionRecord.objects.filter(selection=selection).delete()
-        kept = ScoreMatrix.objects.filter(dataset_id__in=ds_ids).filter(q).values("record_id")
-        sql, params = kept.query.sql_with_params()
-        with connection.cursor() as cur:
-            cur.execute(f"INSERT INTO {SelectionRecord._meta.db_table} (selection_id, record_id) "
-                        f"SELECT %s, sub.record_id FROM ({sql}) sub", [selection.pk, *params])
-        items = Record.objects.filter(pk__in=SelectionRecord.objects.filter(selection=selection).values("record_id"))
-        by_lang = {r["lang"]: {"records": r["n"], "tokens": r["t"] or 0}
-                   for r in items.values("lang").annotate(n=Count("id"), t=Sum("n_tokens")).order_by()}
-        by_source = {r["source"] or "(none)": {"records": r["n"], "tokens": r["t"] or 0}
-                     for r in items.values("source").annotate(n=Count("id"), t=Sum("n_tokens")).order_by()}
-        selection.n_records = sum(v["records"] for v in by_lang.values())
-        selection.n_tokens = sum(v["tokens"] for v in by_lang.values())
-        selection.stats = {"by_lang": by_lang, "by_source": by_source}
-        selection.runs = runs
-        selection.conditions = spec.as_dict()
-        selection.content_hash = selection_content_hash(selection)
-        selection.status = Selection.Status.READY
-        selection.save()
-        # The foreign keys behind `runs` (lineage walks these; the JSON keeps versions for display).
-        selection.scorer_runs.set(ScorerRun.objects.filter(pk__in=[int(r["run"]) for r in runs if r.get("run")]))
-        audit_log(actor=selection.created_by, action="studio.selection_freeze", target=selection,
-                  data={"n_records": selection.n_records, "n_tokens": selection.n_tokens, "hash": selection.content_hash})
-    return selection
+    kept = ScoreMatrix.objects.filter(dataset_id__in=ds_ids).filter(q).values("record_id")
+    return handoffs.selection_freeze(selection=selection, kept=kept, conditions=spec.as_dict(), runs=runs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,18 +238,19 @@ def mixture_create(*, user, name: str, stage: str, budget_tokens: int, targets: 
         raise StudioError(str(exc)) from exc
     if int(shard_tokens) <= 0:
         raise StudioError("Shard size must be positive.")
-    mix = Mixture.objects.create(name=name.strip()[:200], stage=stage, budget_tokens=int(budget_tokens),
-                                 targets={"categories": mt.categories, "langs": mt.langs}, strategy=strategy,
-                                 sources=sources, seed=seed, shard_tokens=int(shard_tokens), plan=plan.as_dict(),
-                                 created_by=user if getattr(user, "is_authenticated", False) else None)
-    MixtureSource.objects.bulk_create([MixtureSource(mixture=mix, selection_id=int(src["selection"]), category=str(src["category"])[:64],
-                                                     position=i) for i, src in enumerate(sources)])
-    audit_log(actor=user, action="studio.mixture_create", target=mix, data={"plan": plan.as_dict()})
+    from medstudio.handoffs import services as handoffs
+
+    try:
+        mix = handoffs.mixture_create(user=user, name=name, stage=stage, budget_tokens=int(budget_tokens),
+                                      targets={"categories": mt.categories, "langs": mt.langs}, sources=sources,
+                                      strategy=strategy, seed=seed, shard_tokens=int(shard_tokens), plan=plan.as_dict())
+    except handoffs.HandoffError as exc:
+        raise StudioError(str(exc)) from exc
     if build:
         from medstudio.jobs.services import job_create
 
-        Mixture.objects.filter(pk=mix.pk).update(status="building")
+        handoffs.mixture_update(mixture=mix, status="building")
         job = job_create(kind="studio.build_mixture", params={"mixture_id": mix.pk}, user=user, enqueue=enqueue)
-        Mixture.objects.filter(pk=mix.pk).update(job=job)
+        handoffs.mixture_update(mixture=mix, job=job)
         mix.refresh_from_db()
     return mix

@@ -1,0 +1,170 @@
+"""The one write path for hand-off entities (audited, under transaction.atomic).
+
+Stages validate what is theirs to validate (a recipe's condition grammar, a mixture plan, a
+scorer's params) and then record the result here; nothing else creates these rows.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable
+
+from django.db import connection, transaction
+from django.db.models import Count, QuerySet, Sum
+from django.utils import timezone
+
+from medstudio.audit.services import audit_log
+
+from .models import Mixture, MixtureSource, PreferenceSet, Recipe, RecipeVersion, Score, ScorerRun, Selection, SelectionRecord
+
+
+class HandoffError(ValueError):
+    """A hand-off entity cannot be written as asked; the message says why."""
+
+
+def _user(user):
+    return user if getattr(user, "is_authenticated", False) else None
+
+
+# --- scorer runs and scores -------------------------------------------------------------------
+
+@transaction.atomic
+def scorer_run_create(*, user, dataset, scorer: str, version: str, params: dict, model_ref: str = "") -> ScorerRun:
+    run = ScorerRun.objects.create(dataset=dataset, scorer=scorer, version=version, params=params, model_ref=model_ref,
+                                   created_by=_user(user))
+    audit_log(actor=user, action="curation.scorer_run_start", target=run, data={"scorer": scorer, "params": params})
+    return run
+
+
+def scorer_run_update(*, run: ScorerRun | int, finished: bool = False, only_if_status: str | None = None, **fields) -> int:
+    """Status, summary or job of a run (machine writes from its jobs: not audited one by one)."""
+    if finished:
+        fields["finished_at"] = timezone.now()
+    qs = ScorerRun.objects.filter(pk=run.pk if isinstance(run, ScorerRun) else run)
+    if only_if_status:
+        qs = qs.filter(status=only_if_status)
+    return qs.update(**fields)
+
+
+def scores_write(*, run: ScorerRun, rows: Iterable[tuple[int, Any]]) -> int:
+    """Store (record_id, result) rows, result having value/keep/reason/detail; a row already stored
+    for this run is left as it is (a resumed job re-writing a batch changes nothing)."""
+    objs = [Score(run=run, record_id=rid, value=res.value, keep=res.keep, reason=(res.reason or "")[:100],
+                  detail=res.detail or {}) for rid, res in rows]
+    Score.objects.bulk_create(objs, ignore_conflicts=True)
+    return len(objs)
+
+
+# --- recipes and selections -------------------------------------------------------------------
+
+@transaction.atomic
+def recipe_version_save(*, user, name: str, datasets: list, conditions: dict, note: str = "", description: str = "") -> RecipeVersion:
+    """`conditions` (already validated and canonical) as the next version of recipe `name`;
+    the same conditions and datasets as the latest version return that version unchanged."""
+    name = (name or "").strip()
+    if not name:
+        raise HandoffError("A recipe needs a name.")
+    if not datasets:
+        raise HandoffError("A recipe needs at least one dataset.")
+    recipe, _ = Recipe.objects.select_for_update().get_or_create(name=name, defaults={"description": description, "created_by": _user(user)})
+    last = recipe.versions.order_by("-number").first()
+    ds_ids = sorted(d.pk for d in datasets)
+    if last and last.conditions == conditions and sorted(last.datasets.values_list("id", flat=True)) == ds_ids:
+        return last
+    version = RecipeVersion.objects.create(recipe=recipe, number=(last.number + 1) if last else 1, conditions=conditions,
+                                           note=note[:500], created_by=_user(user))
+    version.datasets.set(ds_ids)
+    audit_log(actor=user, action="studio.recipe_version_create", target=version,
+              data={"recipe": recipe.name, "number": version.number, "conditions": conditions, "datasets": ds_ids})
+    return version
+
+
+@transaction.atomic
+def selection_create(*, user, version: RecipeVersion, name: str = "") -> Selection:
+    """A new selection of `version`, status building (a job freezes its records)."""
+    sel = Selection.objects.create(name=(name or f"{version.recipe.name} v{version.number}")[:200], recipe_version=version,
+                                   conditions=version.conditions, created_by=_user(user))
+    sel.datasets.set(version.datasets.all())
+    return sel
+
+
+def selection_update(*, selection: Selection | int, **fields) -> int:
+    return Selection.objects.filter(pk=selection.pk if isinstance(selection, Selection) else selection).update(**fields)
+
+
+def selection_content_hash(selection: Selection) -> str:
+    """sha256 over "record_id:text_hash" lines in id order: equal hashes mean the same records and texts."""
+    from .selectors import selection_records
+
+    digest = hashlib.sha256()
+    for rid, th in selection_records(selection).values_list("id", "text_hash").iterator(chunk_size=10000):
+        digest.update(f"{rid}:{th}\n".encode())
+    return digest.hexdigest()
+
+
+def selection_freeze(*, selection: Selection, kept: QuerySet, conditions: dict, runs: list[dict]) -> Selection:
+    """Store the kept record ids (one INSERT ... SELECT from `kept`, a queryset of `record_id`s),
+    then counts and tokens by language and source, the scorer runs behind it and the content hash."""
+    from medstudio.datasets.models import Record
+
+    with transaction.atomic():
+        SelectionRecord.objects.filter(selection=selection).delete()
+        sql, params = kept.query.sql_with_params()
+        with connection.cursor() as cur:
+            cur.execute(f"INSERT INTO {SelectionRecord._meta.db_table} (selection_id, record_id) "
+                        f"SELECT %s, sub.record_id FROM ({sql}) sub", [selection.pk, *params])
+        items = Record.objects.filter(pk__in=SelectionRecord.objects.filter(selection=selection).values("record_id"))
+        by_lang = {r["lang"]: {"records": r["n"], "tokens": r["t"] or 0}
+                   for r in items.values("lang").annotate(n=Count("id"), t=Sum("n_tokens")).order_by()}
+        by_source = {r["source"] or "(none)": {"records": r["n"], "tokens": r["t"] or 0}
+                     for r in items.values("source").annotate(n=Count("id"), t=Sum("n_tokens")).order_by()}
+        selection.n_records = sum(v["records"] for v in by_lang.values())
+        selection.n_tokens = sum(v["tokens"] for v in by_lang.values())
+        selection.stats = {"by_lang": by_lang, "by_source": by_source}
+        selection.runs = runs
+        selection.conditions = conditions
+        selection.content_hash = selection_content_hash(selection)
+        selection.status = Selection.Status.READY
+        selection.save()
+        # The foreign keys behind `runs` (lineage walks these; the JSON keeps versions for display).
+        selection.scorer_runs.set(ScorerRun.objects.filter(pk__in=[int(r["run"]) for r in runs if r.get("run")]))
+        audit_log(actor=selection.created_by, action="studio.selection_freeze", target=selection,
+                  data={"n_records": selection.n_records, "n_tokens": selection.n_tokens, "hash": selection.content_hash})
+    return selection
+
+
+# --- mixtures ---------------------------------------------------------------------------------
+
+@transaction.atomic
+def mixture_create(*, user, name: str, stage: str, budget_tokens: int, targets: dict, sources: list[dict], strategy: str,
+                   seed: str, shard_tokens: int, plan: dict) -> Mixture:
+    """Record a planned mixture and its tagged selections (the plan was computed by the studio)."""
+    if not (name or "").strip():
+        raise HandoffError("A mixture needs a name.")
+    ids = [int(s["selection"]) for s in sources]
+    if len(set(ids)) != len(ids):
+        raise HandoffError("Each selection can be tagged once per mixture.")
+    mix = Mixture.objects.create(name=name.strip()[:200], stage=stage, budget_tokens=int(budget_tokens), targets=targets,
+                                 strategy=strategy, sources=sources, seed=seed, shard_tokens=int(shard_tokens), plan=plan,
+                                 created_by=_user(user))
+    MixtureSource.objects.bulk_create([MixtureSource(mixture=mix, selection_id=int(s["selection"]), category=str(s["category"])[:64],
+                                                     position=i) for i, s in enumerate(sources)])
+    audit_log(actor=user, action="studio.mixture_create", target=mix, data={"plan": plan})
+    return mix
+
+
+def mixture_update(*, mixture: Mixture | int, **fields) -> int:
+    return Mixture.objects.filter(pk=mixture.pk if isinstance(mixture, Mixture) else mixture).update(**fields)
+
+
+# --- preference sets --------------------------------------------------------------------------
+
+@transaction.atomic
+def preference_set_create(*, user, name: str, description: str = "") -> PreferenceSet:
+    name = (name or "").strip()
+    if not name:
+        raise HandoffError("A preference set needs a name.")
+    if PreferenceSet.objects.filter(name=name).exists():
+        raise HandoffError(f"A preference set named {name!r} already exists.")
+    pref_set = PreferenceSet.objects.create(name=name, description=description, created_by=_user(user))
+    audit_log(actor=user, action="preferences.set_create", target=pref_set)
+    return pref_set
