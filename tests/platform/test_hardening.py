@@ -15,6 +15,7 @@ def _deploy_check(extra_env: dict) -> str:
     env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 20 + "Q9-long-random-production-key-" + "z" * 30,
            "DJANGO_ALLOWED_HOSTS": "medstudio.example.org", **extra_env}
     env.pop("DJANGO_DEBUG", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser-test fixtures, never in a deployment
     out = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], capture_output=True, text=True, env=env, timeout=120)
     return out.stdout + out.stderr
 
