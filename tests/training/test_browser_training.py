@@ -6,6 +6,7 @@ The run's progress is fed through the same services the training job calls (no t
 here: the job path is covered by test_runs.py and test_chain.py)."""
 import pytest
 
+from tests.fakes.fixtures import tiny_llama_path  # noqa: F401
 from training import services
 from training.models import TrainingRun
 from training.pipeline.specs import default_spec
@@ -25,12 +26,14 @@ def _log(step, loss):
             "metrics": {"loss": loss, "learning_rate": 1e-5 * step, "grad_norm": 1.0, "tokens_per_second": 100.0 + step}}
 
 
-def test_live_curves_next_stage_and_roles(live_server, page, django_user_model, make_dataset, tmp_path, settings):
+def test_live_curves_next_stage_and_roles(live_server, page, django_user_model, make_dataset, tmp_path, settings,
+                                          tiny_llama_path):  # noqa: F811
     settings.MEDSTUDIO_TRAINING_DIR = tmp_path / "runs"
     django_user_model.objects.create_user(username="boss", password="pw-boss-123", role="admin")
     django_user_model.objects.create_user(username="doc", password="pw-doc-123", role="clinician")
     ds = make_dataset("docs", "document", [{"id": "d1", "text": "Hypertension is treated with lifestyle changes."}])
-    base = services.model_ref_create(actor=None, name="base-model", path=str(tmp_path / "base"))
+    # A loadable model directory: launch runs the pre-flight checks (the run itself is fed below).
+    base = services.model_ref_create(actor=None, name="base-model", path=tiny_llama_path)
     run = services.training_run_start(actor=None, spec=default_spec("cpt-stable", base.path, max_steps=10), base_model=base,
                                       data_ref={"type": "dataset", "id": ds.pk}, enqueue=False)
     services.training_run_mark_started(run=run, data_info={"n_records": 1}, max_steps=10)
