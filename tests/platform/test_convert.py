@@ -8,18 +8,9 @@ import pytest
 
 from medstudio.datasets import convert as cv
 from medstudio.datasets.formats import normalize_row
+from tests.shared_lines import shared_lines as _lines
 
 
-def _lines(shared_data, name: str, pred=lambda row: True, n: int = 1) -> list[dict]:
-    out = []
-    with open(shared_data / name, encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            if pred(row):
-                out.append(row)
-                if len(out) == n:
-                    return out
-    pytest.fail(f"{name}: fewer than {n} matching lines")
 
 
 def _alternates(msgs: list[dict]) -> None:

@@ -7,6 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from medstudio.datasets.models import Record
+from tests.shared_lines import shared_lines as _lines
 
 pytestmark = pytest.mark.django_db
 
@@ -40,16 +41,6 @@ EDGE_CASES = {
 }
 
 
-def _lines(shared_data, name, n, pred):
-    out = []
-    with open(shared_data / name, encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            if pred(row):
-                out.append(row)
-                if len(out) == n:
-                    return out
-    pytest.fail(f"{name}: fewer than {n} matching lines")
 
 
 def _title(r: Record):
@@ -65,7 +56,7 @@ def _snapshot(name):
 @pytest.mark.parametrize("fmt", EXPORT_FORMATS)
 @pytest.mark.parametrize("kind", list(SOURCES))
 def test_export_then_reimport_is_lossless(kind, fmt, shared_data, tmp_path, make_dataset):
-    rows = [r for name, n, pred in SOURCES[kind] for r in _lines(shared_data, name, n, pred)] + EDGE_CASES[kind]
+    rows = [r for name, n, pred in SOURCES[kind] for r in _lines(shared_data, name, pred, n)] + EDGE_CASES[kind]
     make_dataset(f"{kind}-src", kind, rows)
     out = tmp_path / f"out.{fmt}"
     call_command("export_records", dataset=f"{kind}-src", format=fmt, out=str(out))
@@ -94,7 +85,7 @@ def test_export_then_reimport_is_lossless(kind, fmt, shared_data, tmp_path, make
 
 def test_jsonl_export_keeps_the_shared_data_schema(shared_data, tmp_path, make_dataset):
     """Extras go back beside the content fields (QA title, department), as in the shared files."""
-    [row] = _lines(shared_data, "zh_med_qa_toyhom.jsonl", 1, lambda r: True)
+    [row] = _lines(shared_data, "zh_med_qa_toyhom.jsonl")
     make_dataset("toy", "qa", [row])
     out = tmp_path / "toy.jsonl"
     call_command("export_records", dataset="toy", format="jsonl", out=str(out))
