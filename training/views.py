@@ -90,6 +90,7 @@ def run_detail(request, pk: int):
     final = run.checkpoints.filter(is_final=True).select_related("model_ref").first()
     context = {
         "data_node": _data_node(run), "shares": _shares(run.data_ref or {}),
+        "data_type": str((run.data_ref or {}).get("type", "")).replace("_", " "),
         "run": run, "charts": charts, "checkpoints": selectors.run_checkpoints(run),
         "latest": {n: pts[-1][1] for n, pts in series.items() if pts},
         "next_stage": NEXT_STAGE.get(run.stage), "final": final,

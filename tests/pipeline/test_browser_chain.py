@@ -96,6 +96,7 @@ def _launch(page, **fields):
     assert m, page.url
     run = TrainingRun.objects.get(pk=int(m.group(1)))
     assert page.locator("#run-status").inner_text() == "succeeded", (run.error, run.log_tail)
+    page.screenshot(path=str(SHOTS / f"run_{run.stage}.png"))
     final = run.checkpoints.get(is_final=True)
     assert final.model_ref_id
     return run, final.model_ref
