@@ -38,7 +38,7 @@ def items(*, run: EvalRun, only: str = "", seed: int | None = None) -> QuerySet[
 
 
 def mcq_summary(run: EvalRun) -> dict[str, Any]:
-    """Accuracy per seed from the stored items, then mean and spread over seeds (PIPELINE.md 5)."""
+    """Accuracy per seed from the stored items, then mean and spread over seeds (docs/METHODS.md 5)."""
     by_seed: dict[int, list[ev.McqVerdict]] = defaultdict(list)
     rows = run.items.values_list("seed", "record_id", "subset", "extracted", "extraction_method", "correct", "output")
     for seed, rid, subset, letters, method, correct, output in rows.iterator():
@@ -140,7 +140,7 @@ def _chart(rows: list[dict], subjects: list[str]) -> dict[str, Any]:
 
 def compare(*, a: EvalRun, b: EvalRun) -> dict[str, Any]:
     """Pairwise win/tie/loss of A over B on the items both answered: from individual judge scores and
-    from ROUGE-L against the references (PIPELINE.md 5)."""
+    from ROUGE-L against the references (docs/METHODS.md 5)."""
     def load(run):
         rows = run.items.values_list("record_id", "turn", "judge_scores", "rouge_l")
         return {(rid, t): (s, rl) for rid, t, s, rl in rows}

@@ -20,7 +20,7 @@ KINDS_FOR = {
 }
 BACKENDS = ("transformers", "vllm", "openai")
 
-# PIPELINE.md 5 (MCQ: 0-shot, mean of 3 runs) and SF-Med appendix B (0.8 / 0.8); all editable per run.
+# docs/METHODS.md 5 (MCQ: 0-shot, mean of 3 runs) and SF-Med appendix B (0.8 / 0.8); all editable per run.
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     EvalKind.MCQ: {"seeds": [0, 1, 2], "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 128, "batch_size": 16},
     EvalKind.CONSULTATION: {"seeds": [0], "temperature": 0.0, "max_new_tokens": 512, "batch_size": 8},

@@ -1,6 +1,6 @@
 """Pull the chosen option(s) out of a model's free-text answer to a multiple-choice question.
 
-PIPELINE.md section 5: robust extraction is essential, and when nothing usable is found the answer
+docs/METHODS.md section 5: robust extraction is essential, and when nothing usable is found the answer
 is *invalid*, never a default letter (some public scorers fall back to "A", which inflates accuracy
 on skewed keys such as PubMedQA's 55% "yes"). A wrong letter is worse than invalid, so whenever two
 readings of a reply disagree the reply is invalid.
