@@ -195,29 +195,55 @@ _ROLE_MAP = {"user": "user", "human": "user", "patient": "user", "question": "us
 # normaliser, so SQLite and PostgreSQL import exactly the same records.
 
 
-def _clean(value: Any, path: str, counter: list[int]) -> Any:
+class _Surrogate(Exception):
+    pass
+
+
+def _clean(value: Any, counter: list[int]) -> Any:
+    # Hot path (every field of every imported row): no path strings here; the field is located
+    # by `_surrogate_path` only when a row turns out bad.
     if isinstance(value, str):
         if "\x00" in value:
             counter[0] += value.count("\x00")
             value = value.replace("\x00", "")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _Surrogate from None
+        return value
+    if isinstance(value, dict):
+        return {_clean(k, counter) if isinstance(k, str) else k: _clean(v, counter) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v, counter) for v in value]
+    return value
+
+
+def _surrogate_path(value: Any, path: str = "") -> tuple[str, str] | None:
+    """(field path, the offending character) of the first lone surrogate in `value`."""
+    if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise RowError(f"field {path!r} holds an unpaired surrogate (\\u{ord(value[exc.start]):04x}), "
-                           "which is not valid Unicode") from None
-        return value
-    if isinstance(value, dict):
-        return {_clean(k, path, counter) if isinstance(k, str) else k:
-                _clean(v, f"{path}.{k}" if path else str(k), counter) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v, f"{path}[{i}]", counter) for i, v in enumerate(value)]
-    return value
+            return path, value[exc.start]
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        found = _surrogate_path(v, f"{path}[{k}]" if isinstance(value, list) else (f"{path}.{k}" if path else str(k)))
+        if found:
+            return found
+    return None
 
 
 def clean_row(row: dict) -> tuple[dict, int]:
     """(the row without NUL characters, how many were stripped); RowError on a lone surrogate."""
     counter = [0]
-    return _clean(row, "", counter), counter[0]
+    try:
+        return _clean(row, counter), counter[0]
+    except _Surrogate:
+        path, char = _surrogate_path(row) or ("?", "?")
+        raise RowError(f"field {path!r} holds an unpaired surrogate (\\u{ord(char):04x}), "
+                       "which is not valid Unicode") from None
 
 
 # ---- per-kind normalisers -------------------------------------------------------------------

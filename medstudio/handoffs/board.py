@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .lineage import page_url
+
 
 @dataclass(frozen=True)
 class Step:
@@ -57,13 +59,6 @@ def board(*, recipe_id: int | None = None) -> list[dict]:
 
 # --- the platform's own steps: score, select, mix (their artefacts are platform entities) -------
 
-def _url(name: str, *args, query: str = "") -> str:
-    from django.urls import NoReverseMatch, reverse
-
-    try:
-        return reverse(name, args=args) + (f"?{query}" if query else "")
-    except NoReverseMatch:
-        return ""
 
 
 def _recipe_datasets(chain: dict) -> list[int]:
@@ -87,13 +82,13 @@ def _score(chain: dict):
         return None
     n = qs.count()
     return {"name": f"{run.scorer} on {run.dataset.name}" + (f" (+{n - 1} more)" if n > 1 else ""),
-            "url": _url("curation:run_detail", run.pk), "status": run.status, "dataset_id": run.dataset_id,
+            "url": page_url("curation:run_detail", run.pk), "status": run.status, "dataset_id": run.dataset_id,
             "datasets": sorted(set(qs.values_list("dataset_id", flat=True)))}
 
 
 def _score_form(chain: dict) -> str:
     ds = _recipe_datasets(chain)
-    return _url("datasets:detail", ds[0]) if ds else _url("datasets:list")
+    return page_url("datasets:detail", ds[0]) if ds else page_url("datasets:list")
 
 
 def _stable_mixture(chain: dict):
@@ -115,20 +110,20 @@ def _select(chain: dict):
     mix = _stable_mixture(chain)
     sel = None
     if mix:  # the mixture's medical part first: that is the selection the curation work is about
-        parts = list(mix.parts.order_by("position").values_list("selection_id", "category"))
-        ordered = [sid for sid, cat in parts if cat == "medical"] + [sid for sid, cat in parts if cat != "medical"]
-        sel = next((qs.filter(pk=sid).first() for sid in ordered if qs.filter(pk=sid).exists()), None)
+        parts = sorted(mix.parts.values_list("position", "category", "selection_id"), key=lambda p: (p[1] != "medical", p[0]))
+        found = qs.in_bulk([sid for _, _, sid in parts])
+        sel = next((found[sid] for _, _, sid in parts if sid in found), None)
     sel = sel or qs.first()
     if sel is None:
         return None
-    return {"name": sel.name, "url": _url("studio:selection", sel.pk), "status": sel.status, "id": sel.pk,
+    return {"name": sel.name, "url": page_url("studio:selection", sel.pk), "status": sel.status, "id": sel.pk,
             "ref": f"selection:{sel.pk}", "hash": sel.content_hash[:12], "n": sel.n_records}
 
 
 def _select_form(chain: dict) -> str:
     score = chain.get("score") or {}
     ds = score.get("datasets") or _recipe_datasets(chain)
-    return _url("studio:studio", query="&".join(f"ds={d}" for d in ds)) if ds else _url("studio:home")
+    return page_url("studio:studio", query="&".join(f"ds={d}" for d in ds)) if ds else page_url("studio:home")
 
 
 def _mix(chain: dict):
@@ -141,13 +136,13 @@ def _mix(chain: dict):
     mix = qs.order_by("-id").first()
     if mix is None:
         return None
-    return {"name": mix.name, "url": _url("studio:mixture", mix.pk), "status": mix.status, "id": mix.pk,
+    return {"name": mix.name, "url": page_url("studio:mixture", mix.pk), "status": mix.status, "id": mix.pk,
             "ref": f"mixture:{mix.pk}", "stage": mix.stage}
 
 
 def _mix_form(chain: dict) -> str:
     sel = chain.get("select")
-    return _url("studio:mixture_new", query=f"stage=stable&cat.{sel['id']}=medical" if sel else "")
+    return page_url("studio:mixture_new", query=f"stage=stable&cat.{sel['id']}=medical" if sel else "")
 
 
 register_step(Step("score", "Filter and score", 10, _score, _score_form, "Rules, PII, MinHash, decontamination, model scorers."))

@@ -16,7 +16,6 @@ from typing import Callable
 Resolver = Callable[[int], "tuple[dict, list[str]] | None"]
 _RESOLVERS: dict[str, Resolver] = {}
 
-NODE_TYPES = ("model", "run", "dataset", "selection", "mixture", "preference_set", "recipe_version", "scorer_run", "queue")
 MAX_NODES = 500  # a safety bound against a pathological graph; real lineages have tens of nodes
 
 
@@ -102,13 +101,15 @@ def layered(g: dict) -> list[list[dict]]:
 
 # --- platform nodes ---------------------------------------------------------------------------
 
-def _url(name: str, pk: int) -> str:
+def page_url(name: str, *args, query: str = "") -> str:
+    """The URL of a named page, or "" when that page is not installed (a node without a link)."""
     from django.urls import NoReverseMatch, reverse
 
     try:
-        return reverse(name, args=[pk])
+        return reverse(name, args=args) + (f"?{query}" if query else "")
     except NoReverseMatch:
         return ""
+
 
 
 def _dataset(pk: int):
@@ -118,7 +119,7 @@ def _dataset(pk: int):
     if ds is None:
         return None
     ups = [node_id("dataset", ds.parent_id)] if ds.parent_id else []
-    return {"type": "dataset", "name": ds.name, "url": _url("datasets:detail", ds.pk), "kind": ds.kind,
+    return {"type": "dataset", "name": ds.name, "url": page_url("datasets:detail", ds.pk), "kind": ds.kind,
             "n_records": ds.n_records}, ups
 
 
@@ -128,7 +129,7 @@ def _queue(pk: int):
     q = Queue.objects.select_related("question").filter(pk=pk).first()
     if q is None:
         return None
-    return {"type": "queue", "name": q.name, "url": _url("annotation:queue_detail", q.pk),
+    return {"type": "queue", "name": q.name, "url": page_url("annotation:queue_detail", q.pk),
             "question": q.question.name if q.question_id else ""}, [node_id("dataset", q.dataset_id)]
 
 
@@ -142,7 +143,7 @@ def _selection(pk: int):
     ups += [node_id("scorer_run", i) for i in sel.scorer_runs.values_list("id", flat=True)]
     if sel.recipe_version_id:
         ups.append(node_id("recipe_version", sel.recipe_version_id))
-    return {"type": "selection", "name": sel.name, "url": _url("studio:selection", sel.pk), "hash": sel.content_hash,
+    return {"type": "selection", "name": sel.name, "url": page_url("studio:selection", sel.pk), "hash": sel.content_hash,
             "n_records": sel.n_records}, ups
 
 
@@ -153,7 +154,7 @@ def _mixture(pk: int):
     if mix is None:
         return None
     ups = [node_id("selection", i) for i in mix.parts.values_list("selection_id", flat=True)]
-    return {"type": "mixture", "name": mix.name, "url": _url("studio:mixture", mix.pk), "stage": mix.stage,
+    return {"type": "mixture", "name": mix.name, "url": page_url("studio:mixture", mix.pk), "stage": mix.stage,
             "targets": mix.targets}, ups
 
 
@@ -163,7 +164,7 @@ def _recipe_version(pk: int):
     v = RecipeVersion.objects.select_related("recipe").filter(pk=pk).first()
     if v is None:
         return None
-    return {"type": "recipe_version", "name": str(v), "url": _url("studio:recipe", v.recipe_id), "conditions": v.conditions}, \
+    return {"type": "recipe_version", "name": str(v), "url": page_url("studio:recipe", v.recipe_id), "conditions": v.conditions}, \
         [node_id("dataset", i) for i in v.datasets.values_list("id", flat=True)]
 
 
@@ -189,7 +190,7 @@ def _scorer_run(pk: int):
         if hit:
             ups.append(hit)
             break
-    return {"type": "scorer_run", "name": f"{run.scorer} v{run.version} #{run.pk}", "url": _url("curation:run_detail", run.pk),
+    return {"type": "scorer_run", "name": f"{run.scorer} v{run.version} #{run.pk}", "url": page_url("curation:run_detail", run.pk),
             "model_ref": run.model_ref, "status": run.status}, ups
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .models import Mixture, PreferenceSet, Score, ScorerRun, Selection, SelectionRecord
+from .models import Selection, SelectionRecord
 
 
 def selection_records(selection: Selection | int) -> QuerySet:
@@ -15,20 +15,5 @@ def selection_records(selection: Selection | int) -> QuerySet:
 
 
 def selection_kinds(selection: Selection) -> set[str]:
-    return set(selection.datasets.values_list("kind", flat=True))
-
-
-def selections_ready() -> QuerySet[Selection]:
-    return Selection.objects.filter(status=Selection.Status.READY)
-
-
-def mixtures_built() -> QuerySet[Mixture]:
-    return Mixture.objects.filter(status="succeeded")
-
-
-def preference_sets() -> QuerySet[PreferenceSet]:
-    return PreferenceSet.objects.all()
-
-
-def scores_for(run: ScorerRun) -> QuerySet[Score]:
-    return Score.objects.filter(run=run)
+    """Record kinds of the datasets a selection draws from (prefetched `datasets` are used as they are)."""
+    return {d.kind for d in selection.datasets.all()}

@@ -159,7 +159,9 @@ def _selection(ref: dict):
 
 
 def _selection_kind(sel) -> str:
-    kinds = set(sel.datasets.values_list("kind", flat=True))
+    from .selectors import selection_kinds
+
+    kinds = selection_kinds(sel)
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
@@ -184,8 +186,7 @@ def _selection_options():
     from .models import Selection
 
     for sel in Selection.objects.filter(status=Selection.Status.READY).prefetch_related("datasets"):
-        kinds = {d.kind for d in sel.datasets.all()}
-        yield {"id": sel.pk, "name": sel.name, "kind": kinds.pop() if len(kinds) == 1 else "mixed", "n_records": sel.n_records}
+        yield {"id": sel.pk, "name": sel.name, "kind": _selection_kind(sel), "n_records": sel.n_records}
 
 
 register_data_source("selection", label="Selection", exporter=_export_selection, describe=_describe_selection,
