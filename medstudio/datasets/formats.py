@@ -219,6 +219,14 @@ def _clean(value: Any, counter: list[int]) -> Any:
     return value
 
 
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Surrogate from None
+    return True
+
+
 def _surrogate_path(value: Any, path: str = "") -> tuple[str, str] | None:
     """(field path, the offending character) of the first lone surrogate in `value`."""
     if isinstance(value, str):
@@ -239,7 +247,16 @@ def clean_row(row: dict) -> tuple[dict, int]:
     """(the row without NUL characters, how many were stripped); RowError on a lone surrogate."""
     counter = [0]
     try:
-        return _clean(row, counter), counter[0]
+        # Top-level text fields inline (most rows are flat): one function call per row, not per field.
+        if not all(type(k) is str and k.isascii() and "\x00" not in k for k in row):
+            return _clean(row, counter), counter[0]
+        out = {}
+        for k, v in row.items():
+            if type(v) is str and "\x00" not in v and (v.isascii() or _encodes(v)):
+                out[k] = v
+            else:
+                out[k] = _clean(v, counter)
+        return out, counter[0]
     except _Surrogate:
         path, char = _surrogate_path(row) or ("?", "?")
         raise RowError(f"field {path!r} holds an unpaired surrogate (\\u{ord(char):04x}), "
@@ -487,7 +504,7 @@ class CheckedRow:
     content: dict[str, Any]
     row: dict  # the cleaned row
     external_id: str
-    content_hash: str
+    content_hash: str  # "" until needed when the row has its own id (normalize_row computes it)
     n_nul: int  # NUL characters stripped
 
 
@@ -512,8 +529,9 @@ def check_row(row: dict, kind: str) -> CheckedRow:
         raise RowError(f"field 'id' must be text or a number, got {type(ext).__name__}")
     if ext is not None and len(str(ext)) > 255:
         raise RowError("field 'id' is longer than 255 characters")
-    chash = content_hash(content)
     # Without an id, the content hash is the id, so re-importing the same file stays idempotent.
+    # With one, the hash waits until the record is built (`hashed`): the validation pass skips it.
+    chash = content_hash(content) if ext in (None, "") else ""
     external_id = str(ext) if ext not in (None, "") else f"sha256:{chash[:32]}"
     return CheckedRow(kind=kind, content=content, row=row, external_id=external_id, content_hash=chash, n_nul=n_nul)
 
@@ -541,4 +559,4 @@ def normalize_row(row: dict, kind: str) -> NormalizedRecord:
     lang = (c.row.get("lang") or guessed).strip().lower()[:16]
     return NormalizedRecord(external_id=c.external_id, lang=lang, source=(c.row.get("source") or "")[:200],
                             subset=record_subset(c.content), content=c.content, text=text, n_tokens=n_tokens,
-                            text_hash=c.content_hash, n_nul=c.n_nul)
+                            text_hash=c.content_hash or content_hash(c.content), n_nul=c.n_nul)
