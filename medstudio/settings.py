@@ -131,6 +131,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "medstudio.accounts.context_processors.role",
             ],
+            # {% echart option %} on every page (medstudio/charts.py).
+            "builtins": ["medstudio.charts"],
         },
     }
 ]
@@ -158,6 +160,10 @@ IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
 # --- files ----------------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Apache ECharts, installed by `make setup` (npm ci) and served as /static/vendor/echarts/.
+ECHARTS_DIR = Path(os.environ.get("MEDSTUDIO_ECHARTS_DIR", BASE_DIR / "node_modules" / "echarts" / "dist"))
+if ECHARTS_DIR.is_dir():
+    STATICFILES_DIRS.append(("vendor/echarts", ECHARTS_DIR))
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_ROOT = Path(os.environ.get("MEDSTUDIO_MEDIA_ROOT", VAR_DIR / "media"))
