@@ -16,3 +16,10 @@ class TrainingConfig(AppConfig):
             import_module(f"{self.name}.handlers")
         from . import lineage  # noqa: F401  (model and run nodes in lineage graphs)
         from . import board  # noqa: F401  (pipeline board steps)
+        # A run shows its Job's status (medstudio/jobs/mirrors.py).
+        from medstudio.jobs.mirrors import register_status_mirror
+
+        from .models import RunStatus, TrainingRun
+
+        finished = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+        register_status_mirror(TrainingRun, words={s: s for s in finished}, terminal=finished)

@@ -15,3 +15,10 @@ class ModelscorersConfig(AppConfig):
         if find_spec(f"{self.name}.handlers"):
             import_module(f"{self.name}.handlers")
         from . import lineage  # noqa: F401  (rater nodes in model lineage)
+        # A trained model shows its Job's status in its own words (medstudio/jobs/mirrors.py).
+        from medstudio.jobs.mirrors import register_status_mirror
+
+        from .models import TrainedModel
+
+        register_status_mirror(TrainedModel, words={"failed": "failed", "cancelled": "cancelled"},
+                               terminal=("ready", "failed", "cancelled"))

@@ -14,3 +14,10 @@ class StudioConfig(AppConfig):
 
         if find_spec(f"{self.name}.handlers"):
             import_module(f"{self.name}.handlers")
+        # A selection export shows its Job's status (medstudio/jobs/mirrors.py).
+        from medstudio.jobs.mirrors import register_status_mirror
+
+        from .models import SelectionExport
+
+        register_status_mirror(SelectionExport, words={"failed": "failed", "cancelled": "cancelled"},
+                               terminal=("succeeded", "failed", "cancelled"))

@@ -13,6 +13,7 @@ from django.utils import timezone
 from medstudio.audit.services import audit_log
 
 from .context import JobCancelled, JobContext, JobFailed
+from .mirrors import mirror_job_status
 from .models import FINISHED, Job, JobLog, JobStatus
 from .registry import get_handler
 
@@ -58,6 +59,7 @@ def _claim(job_id: int) -> Job | None:
             job.status = JobStatus.CANCELLED
             job.finished_at = timezone.now()
             job.save(update_fields=["status", "finished_at"])
+            mirror_job_status(job)
             return None
         now = timezone.now()
         job.status = JobStatus.RUNNING
@@ -76,7 +78,9 @@ def _finish(job: Job, status: str, *, result: dict | None = None, error: str = "
     fields = {"status": status, "finished_at": timezone.now(), "error": error}
     if result is not None:
         fields["result"] = result
-    Job.objects.filter(pk=job.pk).update(**fields)
+    with transaction.atomic():  # the Job and the run/build rows that show its status change together
+        Job.objects.filter(pk=job.pk).update(**fields)
+        mirror_job_status(job, status)
 
 
 def job_execute(*, job_id: int) -> None:
@@ -118,6 +122,7 @@ def job_cancel(*, job: Job, user) -> Job:
         job.finished_at = timezone.now()
         fields += ["status", "finished_at"]
     job.save(update_fields=fields)
+    mirror_job_status(job)
     audit_log(actor=user, action="jobs.cancel", target=job)
     return job
 

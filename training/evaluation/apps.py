@@ -14,3 +14,10 @@ class EvaluationConfig(AppConfig):
 
         if find_spec(f"{self.name}.handlers"):
             import_module(f"{self.name}.handlers")
+        # A run shows its Job's status (medstudio/jobs/mirrors.py).
+        from medstudio.jobs.mirrors import register_status_mirror
+
+        from .models import EvalRun, EvalStatus
+
+        finished = (EvalStatus.SUCCEEDED, EvalStatus.FAILED, EvalStatus.CANCELLED)
+        register_status_mirror(EvalRun, words={s: s for s in finished}, terminal=finished)
