@@ -39,3 +39,23 @@ def run_clusters(*, run: ScorerRun, limit: int = 20, offset: int = 0) -> list[di
 def runs_for_dataset(*, dataset, scorer: str = ""):
     qs = ScorerRun.objects.filter(dataset=dataset)
     return qs.filter(scorer=scorer) if scorer else qs
+
+
+def run_value_histogram(*, run: ScorerRun, bins: int = 30) -> dict | None:
+    """Counts of a run's score values in equal-width bins, split kept / dropped (two GROUP BYs).
+
+    None when the run has no values or a single one (a pass/fail filter has nothing to plot).
+    """
+    from django.db.models import F, Max, Min
+    from django.db.models.functions import Floor
+
+    scored = run.scores.filter(value__isnull=False)
+    span = scored.aggregate(lo=Min("value"), hi=Max("value"))
+    lo, hi = span["lo"], span["hi"]
+    if lo is None or hi is None or hi <= lo:
+        return None
+    width = (hi - lo) / bins
+    series = {"kept": [0] * bins, "dropped": [0] * bins}
+    for r in scored.annotate(b=Floor((F("value") - lo) / width)).values("b", "keep").annotate(n=Count("id")).order_by():
+        series["kept" if r["keep"] else "dropped"][min(max(int(r["b"]), 0), bins - 1)] += r["n"]
+    return {"lo": lo, "hi": hi, "bins": bins, "series": {k: v for k, v in series.items() if any(v)}}

@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from medstudio.accounts.permissions import Role, role_required
+from medstudio.chart_options import bars, histogram
 from medstudio.datasets.models import Dataset
 
 from . import selectors, services
@@ -30,10 +31,31 @@ def run_start(request, pk: int):
     return redirect("jobs:detail", pk=run.job_id)
 
 
-def _bars(rows: list[dict], width: int = 320) -> list[dict]:
-    """Rows with a bar length for the inline SVG chart (drawn server-side: the pages run offline)."""
-    top = max((r["n"] for r in rows), default=0) or 1
-    return [{**r, "w": max(1, round(width * r["n"] / top)), "y": i * 22} for i, r in enumerate(rows)]
+def _bars(rows: list[dict], title: str, color: str) -> dict | None:
+    """Horizontal bars of records per reason (an ECharts option; None when there is nothing to draw)."""
+    if not rows:
+        return None
+    option = bars([r["reason"] or "(none)" for r in rows], {"records": [r["n"] for r in rows]}, horizontal=True, value_name="records")
+    option["series"][0].update(color=color, label={"show": True, "position": "right"})
+    option["title"] = {"show": False}
+    option["aria"] = {"enabled": True, "label": {"description": title}}
+    return option
+
+
+def _value_histogram(run: ScorerRun) -> dict | None:
+    """Score values, kept vs dropped; a scorer with a similarity threshold (MinHash) shows it as a line."""
+    hist = selectors.run_value_histogram(run=run)
+    if not hist:
+        return None
+    marks = []
+    threshold = ((run.summary or {}).get("config") or {}).get("threshold", (run.params or {}).get("threshold"))
+    if isinstance(threshold, (int, float)):
+        marks.append((float(threshold), f"threshold {threshold:g}"))
+    return histogram(hist["lo"], hist["hi"], hist["series"], marks=marks, x_name=run.scorer)
+
+
+def _bars_height(rows: list) -> str:
+    return f"{40 + 26 * len(rows)}px"
 
 
 @role_required(Role.CURATOR)
@@ -47,11 +69,13 @@ def run_detail(request, pk: int):
     except ValueError:
         offset = 0
     summary = services.scorer_run_summarize(run=run) if run.scorer in ("rules", "pii") else (run.summary or {})
-    reasons = _bars(selectors.run_drop_reasons(run=run))
-    per_rule = _bars([{"reason": k, "n": v} for k, v in (summary.get("per_rule") or {}).items()])
+    reasons = selectors.run_drop_reasons(run=run)
+    per_rule = [{"reason": k, "n": v} for k, v in (summary.get("per_rule") or {}).items()]
     context = {
         "run": run, "dataset": run.dataset, "counts": selectors.run_counts(run=run), "reasons": reasons,
-        "reasons_height": 22 * len(reasons) + 4, "per_rule": per_rule, "per_rule_height": 22 * len(per_rule) + 4,
+        "reasons_chart": _bars(reasons, "drops by reason", "#64748b"), "reasons_height": _bars_height(reasons),
+        "per_rule": per_rule, "per_rule_chart": _bars(per_rule, "failures per rule", "#0f766e"),
+        "per_rule_height": _bars_height(per_rule), "value_chart": _value_histogram(run),
         "summary": summary, "reason": reason, "dropped": selectors.run_dropped(run=run, reason=reason),
         "params_json": json.dumps(run.params, ensure_ascii=False),
     }

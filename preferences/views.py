@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.contrib import messages
+from django.db import models
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -33,20 +34,28 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "preferences/index.html", {"sets": selectors.sets_list(), "form": form})
 
 
-def strength_plot(summary: dict, width: int = 560, height: int = 160) -> dict:
-    """Bars of the strength histogram for an inline SVG, coloured by what voting does there."""
-    hist = (summary or {}).get("histogram") or {}
+def strength_plot(vote: VoteRun | None) -> dict | None:
+    """The strength histogram as an ECharts option; where voting flips and drops is marked by lines."""
+    from django.db.models import Max, Min
+
+    from medstudio.chart_options import histogram
+
+    hist = ((vote.summary if vote else None) or {}).get("histogram") or {}
     counts, edges = hist.get("counts") or [], hist.get("edges") or []
     if not counts:
-        return {}
-    top = max(counts) or 1
-    bw = width / len(counts)
-    bars = []
-    for i, c in enumerate(counts):
-        h = (height - 20) * c / top
-        bars.append({"x": round(i * bw, 1), "y": round(height - 20 - h, 1), "w": round(bw - 1, 1), "h": round(h, 1),
-                     "count": c, "lo": round(edges[i], 3), "hi": round(edges[i + 1], 3)})
-    return {"bars": bars, "width": width, "height": height, "lo": round(edges[0], 3), "hi": round(edges[-1], 3)}
+        return None
+    cuts = PreferencePair.objects.filter(vote=vote).aggregate(
+        flip=Max("strength", filter=models.Q(action="flip")), drop=Min("strength", filter=models.Q(action="drop")))
+    marks, dropped = [], []
+    if cuts["flip"] is not None:
+        marks.append((cuts["flip"], f"flipped ≤ {cuts['flip']:.3g}"))
+        dropped.append((None, cuts["flip"]))
+    if cuts["drop"] is not None:
+        marks.append((cuts["drop"], f"dropped ≥ {cuts['drop']:.3g}"))
+        dropped.append((cuts["drop"], None))
+    option = histogram(edges[0], edges[-1], {"pairs": counts}, marks=marks, dropped=dropped, x_name="strength")
+    option["series"][0]["color"] = "#4a7bd0"
+    return option
 
 
 @role_required(Role.CURATOR)
@@ -60,7 +69,7 @@ def set_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "runs": selectors.runs_for(pref_set=pref_set),
         "votes": votes,
         "latest_vote": latest,
-        "plot": strength_plot(latest.summary) if latest else {},
+        "plot": strength_plot(latest),
         "reviews": selectors.reviews_for(pref_set=pref_set),
         "agreement": selectors.agreement(pref_set=pref_set),
         "exports": pref_set.exports.all()[:10],

@@ -6,6 +6,9 @@
   var script = document.currentScript;
   var libUrl = script && script.dataset.echarts;
   var loading = null;
+  // What a reader set on a chart (smoothing, log scale, zoom), kept by chart label so a polling
+  // page that re-renders its charts every few seconds does not undo it.
+  var kept = {};
 
   function loadLibrary() {
     if (window.echarts) return Promise.resolve(window.echarts);
@@ -47,19 +50,38 @@
       var slider = bar.querySelector('[data-role="smooth"]');
       var out = bar.querySelector("output");
       var log = bar.querySelector('[data-role="log"]');
+      var state = el._kept || {};
+      if (state.smooth) slider.value = state.smooth;
+      if (state.log) log.checked = true;
       function redraw() {
         var w = parseFloat(slider.value);
         out.textContent = w.toFixed(2);
         chart.setOption({
-          series: raw.map(function (data) { return { data: smooth(data, w) }; }),
+          // A log axis cannot show values <= 0: those points are left out while it is on.
+          series: raw.map(function (data) {
+            var shown = smooth(data, w);
+            return { data: log.checked ? shown.filter(function (p) { return (Array.isArray(p) ? p[1] : p) > 0; }) : shown };
+          }),
           yAxis: { type: log.checked ? "log" : "value" },
         });
       }
       slider.addEventListener("input", redraw);
       log.addEventListener("change", redraw);
       el._chartTools = bar;
+      el._keep = function () { return { smooth: slider.value, log: log.checked }; };
+      if (state.smooth || state.log) redraw();
     },
+
+    // Histograms whose threshold moves with the page's inputs are simply re-rendered by the
+    // server (the studio swaps the chart out of band); nothing to add here.
   };
+
+  // Draw a horizontal or vertical threshold line on an existing chart (pages may call this from
+  // their own scripts): MedCharts.threshold(el, {xAxis: 0.3, name: "min"}).
+  function threshold(el, mark) {
+    if (!el._chart) return;
+    el._chart.setOption({ series: [{ markLine: { symbol: "none", data: [mark] } }] });
+  }
 
   function defaults(option, kind) {
     if (kind === "curves") {
@@ -83,6 +105,9 @@
       chart.setOption(option);
       el._chart = chart;
       el.dataset.chartReady = "1";
+      var key = el.getAttribute("aria-label");
+      el._kept = key ? kept[key] : null;
+      if (el._kept && el._kept.zoom) chart.dispatchAction(Object.assign({ type: "dataZoom" }, el._kept.zoom));
       var kind = kinds[el.dataset.chartKind];
       if (kind) kind(chart, option, el);
       if (window.ResizeObserver) {
@@ -99,16 +124,30 @@
     (root || document).querySelectorAll("[data-chart]").forEach(draw);
   }
 
+  function remember(el) {
+    var key = el.getAttribute("aria-label");
+    if (!key || !el._chart) return;
+    var state = el._keep ? el._keep() : {};
+    var zoom = (el._chart.getOption().dataZoom || [])[0];
+    if (zoom && (zoom.start > 0 || zoom.end < 100)) state.zoom = { start: zoom.start, end: zoom.end };
+    kept[key] = state;
+  }
+
   function dispose(root) {
-    root.querySelectorAll("[data-chart]").forEach(function (el) {
+    var els = root.matches && root.matches("[data-chart]") ? [root] : [];
+    els.concat(Array.prototype.slice.call(root.querySelectorAll("[data-chart]"))).forEach(function (el) {
+      remember(el);
       if (el._resize) el._resize.disconnect();
       if (el._chart) el._chart.dispose();
       if (el._chartTools) el._chartTools.remove();
     });
   }
 
-  window.MedCharts = { kinds: kinds, scan: scan, smooth: smooth, load: loadLibrary };
+  window.MedCharts = { kinds: kinds, scan: scan, smooth: smooth, load: loadLibrary, threshold: threshold };
   document.addEventListener("DOMContentLoaded", function () { scan(document); });
   document.addEventListener("htmx:beforeSwap", function (e) { if (e.detail.target) dispose(e.detail.target); });
-  document.addEventListener("htmx:afterSettle", function (e) { scan(e.detail.elt || document); });
+  // Out-of-band swaps (the studio's histograms) replace elements outside the target.
+  document.addEventListener("htmx:oobBeforeSwap", function (e) { if (e.detail.target) dispose(e.detail.target); });
+  // Scan the whole page: drawn charts are skipped, and out-of-band content is found too.
+  document.addEventListener("htmx:afterSettle", function () { scan(document); });
 })();

@@ -164,6 +164,59 @@ def queue_agreement(queue: Queue, *, scorer_runs=()) -> list[tuple[qs.Measure, a
     return reports
 
 
+def is_human(annotator: str) -> bool:
+    """Clinicians (and any person) label as "user:<id>"; LLM judges are "model:...", scorers "scorer:..."."""
+    return annotator.startswith("user:")
+
+
+def _central(values: list, level: str):
+    """The humans' answer on one unit: the median rating (ordinal) or the most common label (nominal)."""
+    if level == "ordinal":
+        nums = sorted(x for x in (ag._to_number(v) for v in values) if x is not None)
+        if not nums:
+            return None
+        mid = len(nums) // 2
+        return nums[mid] if len(nums) % 2 else (nums[mid - 1] + nums[mid]) / 2
+    try:
+        counts: dict = {}
+        for v in values:
+            counts[v] = counts.get(v, 0) + 1
+    except TypeError:  # an unhashable answer (a list of tags): no single consensus value
+        return None
+    return max(sorted(counts, key=str), key=lambda v: counts[v])
+
+
+def agreement_split(queue: Queue, *, scorer_runs=()) -> list[dict]:
+    """Per measure: the humans-only report (the headline), and each judge or scorer against the humans.
+
+    Returns [{"measure", "all": report over everyone, "human": report over humans only,
+    "judges": [{"key", "pairs": [PairAgreement with each human], "consensus": PairAgreement vs the
+    humans' median / majority on the same units (as annotator "humans")}]}].
+    """
+    data = ratings_by_measure(queue, scorer_runs=scorer_runs)
+    out = []
+    for m in qs.measures(queue.question.kind, queue.question.schema):
+        ratings = data.get(m.field) or {}
+        if not ratings:
+            continue
+        humans = {u: {a: v for a, v in per.items() if is_human(a)} for u, per in ratings.items()}
+        full = ag.agreement_report(ratings, level=m.level)
+        judges = []
+        for key in [a for a in full.annotators if not is_human(a)]:
+            against = {}
+            for u, per in ratings.items():
+                hv = [v for v in humans[u].values() if v is not None]
+                c = _central(hv, m.level) if hv else None
+                if c is not None and per.get(key) is not None:
+                    against[u] = {"humans": c, key: per[key]}
+            consensus = ag.agreement_report(against, level=m.level).pair("humans", key) if against else None
+            judges.append({"key": key, "pairs": [p for p in full.pairs if key in (p.a, p.b) and (is_human(p.a) or is_human(p.b))],
+                           "consensus": consensus})
+        out.append({"measure": m, "all": full, "judges": judges,
+                    "human": ag.agreement_report({u: per for u, per in humans.items() if per}, level=m.level)})
+    return out
+
+
 def consensus_outcomes(queue: Queue, *, sources=("human", "model"), threshold: float | None = None) -> dict[int, ag.ConsensusItem]:
     """The consensus rule over the primary field of every item that has labels or an adjudication."""
     primary = qs.primary_measure(queue.question.kind)

@@ -343,18 +343,25 @@ def agreement(request, pk: int):
     runs = list(selectors.comparable_runs(queue)[:50])
     wanted = {_int(x) for x in request.GET.getlist("run")}
     chosen = [r for r in runs if r.pk in wanted]
-    reports = selectors.queue_agreement(queue, scorer_runs=chosen)
-    keys = sorted({a for _, r in reports for a in r.annotators})
+    split = selectors.agreement_split(queue, scorer_runs=chosen)
+    keys = sorted({a for s in split for a in s["all"].annotators})
     names = selectors.annotator_names(keys)
     sections = []
-    for m, rep in reports:
-        labels = [names.get(a, a) for a in rep.annotators]
-        stat = "kappa"
+    for s in split:
+        rep = s["all"]
+        # Humans first, then judges and scorers, so the clinicians' block reads as one square.
+        order = sorted(rep.annotators, key=lambda a: (not selectors.is_human(a), a))
+        labels = [names.get(a, a) for a in order]
+        matrix = [[None if a == b else getattr(rep.pair(a, b), "kappa", None) for b in order] for a in order]
         sections.append({
-            "measure": m, "report": rep, "names": labels,
-            "rows": [{"name": labels[i], "cells": row} for i, row in enumerate(rep.matrix(stat))],
+            "measure": s["measure"], "report": rep, "human": s["human"], "names": labels,
+            "human_names": [names.get(a, a) for a in s["human"].annotators],
+            "judges": [{"name": names.get(j["key"], j["key"]), "consensus": j["consensus"],
+                        "pairs": [{"human": names.get(p.a if selectors.is_human(p.a) else p.b), "p": p} for p in j["pairs"]]}
+                       for j in s["judges"]],
             "pairs": [{"a": names.get(p.a, p.a), "b": names.get(p.b, p.b), "p": p} for p in rep.pairs],
-            "svg": plots.heatmap(labels, rep.matrix(stat), title=f"{m.field}: pairwise kappa"),
+            "heatmap": plots.heatmap(labels, matrix) if rep.n_units else None,
+            "heatmap_height": plots.heatmap_px(len(labels)),
         })
     outcomes = selectors.consensus_outcomes(queue)
     spreads: dict[str, int] = {}
@@ -362,8 +369,8 @@ def agreement(request, pk: int):
         if o.spread is not None:
             k = f"{o.spread:g}"
             spreads[k] = spreads.get(k, 0) + 1
-    spread_svg = plots.histogram(sorted(spreads.items(), key=lambda kv: float(kv[0])), title="spread per item")
-    return render(request, "annotation/agreement.html", {"queue": queue, "sections": sections, "spread_svg": spread_svg,
+    spread_chart = plots.histogram(sorted(spreads.items(), key=lambda kv: float(kv[0])))
+    return render(request, "annotation/agreement.html", {"queue": queue, "sections": sections, "spread_chart": spread_chart,
                                                           "runs": runs, "chosen": {r.pk for r in chosen}})
 
 

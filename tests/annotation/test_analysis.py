@@ -12,6 +12,7 @@ from medstudio.annotation.models import Assignment, Label, Status
 from tests.fakes.openai_server import fake_openai_server
 
 from .helpers import login, rating_queue, user
+from tests.charts import chart_options
 
 D1 = [0, 1, 2, 3, 4, 5, 3, 2]
 D2 = [0, 1, 4, 3, 5, 5, 1, 2]
@@ -105,8 +106,34 @@ def test_agreement_equals_hand_computation(labelled, curator):
     units = [[D1[i], D2[i]] + ([JUDGE[i], JUDGE[i]] if JUDGE[i] is not None else []) for i in range(8)]
     assert score.alpha == pytest.approx(_hand_ordinal_alpha(units))
     page = login(curator).get(reverse("annotation:agreement", args=[queue.pk]))
-    assert page.status_code == 200 and b"<svg" in page.content and b"dr_a" in page.content
+    assert page.status_code == 200 and b"dr_a" in page.content
+    heat = chart_options(page.content.decode())["pairwise kappa"]
+    assert heat["xAxis"]["data"][:2] == ["dr_a", "dr_b"] and [0, 1, round(score.pair(k1, k2).kappa, 3)] in heat["series"][0]["data"]
     assert f"{score.pair(k1, k2).kappa:.3f}".encode() in page.content
+
+
+@pytest.mark.django_db
+def test_headline_is_clinicians_against_clinicians_and_judges_are_shown_against_them(labelled, curator):
+    """Issue 18 point 6: judges (and scorers) are not annotators in the headline alpha."""
+    queue, items, d1, d2 = labelled
+    k1, k2 = f"user:{d1.pk}", f"user:{d2.pk}"
+    split = {s["measure"].field: s for s in selectors.agreement_split(queue)}["score"]
+    assert split["human"].annotators == sorted([k1, k2])
+    assert split["human"].alpha == pytest.approx(_hand_ordinal_alpha([[D1[i], D2[i]] for i in range(8)]))
+    assert split["human"].alpha != pytest.approx(split["all"].alpha)
+    judges = {j["key"]: j for j in split["judges"]}
+    assert set(judges) == {"model:gpt-judge#1", "model:gpt-judge#2"}
+    # Against the clinicians: the judge vs the median of the two clinicians on the items it rated.
+    both = [i for i in range(8) if JUDGE[i] is not None]
+    median = [(D1[i] + D2[i]) / 2 for i in both]
+    vs = judges["model:gpt-judge#1"]["consensus"]
+    assert vs.n == len(both) and vs.mean_abs_diff == pytest.approx(sum(abs(m - JUDGE[i]) for m, i in zip(median, both)) / len(both))
+    assert {p.b if p.a.startswith("model:") else p.a for p in judges["model:gpt-judge#1"]["pairs"]} == {k1, k2}
+    page = login(curator).get(reverse("annotation:agreement", args=[queue.pk])).content.decode()
+    headline = page.split('class="headline"')[1].split("</p>")[0]
+    assert f"{split['human'].alpha:.3f}" in headline and "dr_a" in headline and "gpt-judge" not in headline
+    table = page.split('class="table small judge-vs-human"')[1].split("</table>")[0]
+    assert "gpt-judge#1" in table and "gpt-judge#2" in table and "dr_a" in table
 
 
 @pytest.mark.django_db
@@ -249,4 +276,4 @@ def test_agreement_page_says_why_nothing_is_measured_yet(make_dataset, curator, 
     page = login(curator).get(reverse("annotation:agreement", args=[queue.pk])).content.decode()
     score = page[page.index('class="card agreement-score"'):]
     score = score[:score.index("</div>")]
-    assert "Not measurable yet" in score and "only dr_solo answered it" in score and "<svg" not in score
+    assert "Not measurable yet" in score and "only dr_solo answered it" in score and "data-chart" not in score

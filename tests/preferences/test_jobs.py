@@ -11,6 +11,7 @@ from preferences import selectors, services
 from preferences.models import BuildFailure, BuildRun, PreferencePair, RunStatus
 from preferences.pipeline.judge import ASPECTS
 from tests.fakes.openai_server import Malformed, Status, fake_openai_server
+from tests.charts import chart_options
 
 
 @pytest.fixture
@@ -169,7 +170,10 @@ def test_judge_voting_job_and_editable_fractions(curator, client_for, pref_setti
     assert p.strength == pytest.approx((4 + 4 + 0) / 3) and p.vote_detail["chosen"] == [5.0, 5.0, 3.0]
     assert v.usage["calls"] == 20 * 3 * 2
     page = client_for("curator").get(f"/preferences/{s.pk}/").content.decode()
-    assert '<svg id="strength-plot"' in page and page.count("<rect") == len(v.summary["histogram"]["counts"])
+    plot = chart_options(page)["Preference strength histogram"]
+    assert 'id="strength-plot"' in page and [n for _, n in plot["series"][0]["data"]] == v.summary["histogram"]["counts"]
+    flip_cut = max(PP.objects.filter(pref_set=s, action="flip").values_list("strength", flat=True))
+    assert flip_cut in [m["xAxis"] for m in plot["series"][0]["markLine"]["data"]]
     # Editing the fractions through the page re-applies them without re-voting.
     r = client_for("curator").post(f"/preferences/votes/{v.pk}/apply/", {"flip_frac": "0", "drop_frac": "0.25"})
     assert r.status_code == 302
