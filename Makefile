@@ -23,18 +23,25 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-setup: $(STAMP) $(NODE_STAMP)
+# UI translations (zh-hans): compiled from locale/*/LC_MESSAGES/django.po with gettext's msgfmt.
+MO := locale/zh_Hans/LC_MESSAGES/django.mo
+$(MO): locale/zh_Hans/LC_MESSAGES/django.po $(STAMP)
+	@command -v msgfmt >/dev/null || { echo "Translations need gettext's msgfmt (Debian: apt-get install gettext)" >&2; exit 1; }
+	$(BIN)/python manage.py compilemessages --ignore=.venv --ignore=node_modules -v 0
+
+setup: $(STAMP) $(NODE_STAMP) $(MO)
 
 run: setup
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_admin
 	$(BIN)/python manage.py serve $(ADDR)
 
-# Debian's Chromium for the browser tests (never a downloaded browser build).
+# Debian's Chromium for the browser tests (never a downloaded browser build), and CJK fonts so
+# that screenshots of Chinese pages are readable.
 browser-deps:
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	  else echo "Browser tests need Debian's chromium: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; }
+	@test -x /usr/bin/chromium -a -d /usr/share/fonts/opentype/noto || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null; \
+	  else echo "Browser tests need Debian's chromium: sudo apt-get install chromium chromium-driver fonts-noto-cjk" >&2; exit 1; fi; }
 
 test: setup browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -4,6 +4,7 @@ from . import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the language switcher
     path("accounts/", include("medstudio.accounts.urls")),
     path("audit/", include("medstudio.audit.urls")),
     path("backends/", include("medstudio.backends.urls")),

@@ -9,6 +9,7 @@ URL_ROLES: dict[str, str] = {
     # platform
     "home": "anon-redirect",
     "accounts:login": "public",
+    "set_language": "public",
     "accounts:logout": "public",
     "accounts:users": "admin",
     "accounts:user_update": "admin",

@@ -1,11 +1,12 @@
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Role(models.TextChoices):
-    CLINICIAN = "clinician", "Clinician"
-    CURATOR = "curator", "Curator"
-    ADMIN = "admin", "Admin"
+    CLINICIAN = "clinician", _("Clinician")
+    CURATOR = "curator", _("Curator")
+    ADMIN = "admin", _("Admin")
 
 
 # Roles are ranked: a curator may do what a clinician may, an admin what a curator may.

@@ -1,13 +1,14 @@
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Kind(models.TextChoices):
-    DOCUMENT = "document", "Document"
-    QA = "qa", "QA (single turn)"
-    DIALOGUE = "dialogue", "Dialogue (multi-turn)"
-    MCQ = "mcq", "Multiple-choice question"
-    PAIR = "pair", "Preference pair"
+    DOCUMENT = "document", _("Document")
+    QA = "qa", _("QA (single turn)")
+    DIALOGUE = "dialogue", _("Dialogue (multi-turn)")
+    MCQ = "mcq", _("Multiple-choice question")
+    PAIR = "pair", _("Preference pair")
 
 
 class Dataset(models.Model):
