@@ -14,3 +14,4 @@ class CurationConfig(AppConfig):
 
         if find_spec(f"{self.name}.handlers"):
             import_module(f"{self.name}.handlers")
+        import_module(f"{self.name}.corpus.handlers")

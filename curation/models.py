@@ -23,3 +23,6 @@ class DuplicateCluster(models.Model):
     class Meta:
         indexes = [models.Index(fields=["run", "size"])]
         ordering = ["-size", "id"]
+
+
+from curation.corpus.models import Corpus, CorpusRun, CorpusShard  # noqa: E402,F401  (one app, one migrations folder)

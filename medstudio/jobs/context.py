@@ -18,6 +18,15 @@ class JobFailed(Exception):
     """A handler raises this for an expected failure; its message is shown to the user as is."""
 
 
+class JobPartial(Exception):
+    """A handler raises this when it finished but some independent parts failed (listed in `result`):
+    the job ends `partial`, its result is kept and the message is its error."""
+
+    def __init__(self, message: str, *, result: dict | None = None):
+        super().__init__(message)
+        self.result = result or {}
+
+
 class JobContext:
     """What a handler sees: params, the resume cursor, progress/log/cancel helpers."""
 

@@ -1,0 +1,236 @@
+"""Write paths for corpora: register (manifest + counts), start a run, retry failed shards, sample."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from curation.pipeline.corpus.score import SCORERS, make_scorer, shard_key
+from curation.pipeline.corpus.shards import ShardError, filesystem, list_shards, count_docs
+from medstudio.audit.services import audit_log
+
+from .models import Corpus, CorpusRun, CorpusShard
+
+
+def output_root() -> str:
+    return getattr(settings, "CORPUS_OUTPUT", "") or os.environ.get("MEDSTUDIO_CORPUS_OUTPUT") or str(
+        Path(settings.VAR_DIR) / "corpus")
+
+
+@transaction.atomic
+def corpus_register(*, actor, name: str, uri: str, text_field: str = "text", id_field: str = "id",
+                    lang_field: str = "lang", source_field: str = "source", output_uri: str = "") -> Corpus:
+    """Register (or re-scan) a corpus: list its shards and count each one from its metadata."""
+    if not name or not uri:
+        raise ValueError("a corpus needs a name and a URI")
+    try:
+        fs, found = list_shards(uri)
+    except ShardError as exc:
+        raise ValueError(str(exc)) from exc
+    except Exception as exc:
+        raise ValueError(f"{uri}: {type(exc).__name__}: {exc}") from exc
+    if not found:
+        raise ValueError(f"{uri}: no Parquet or JSONL (.jsonl, .jsonl.gz, .jsonl.zst) shard found")
+    _, root = filesystem(uri)
+    corpus, _ = Corpus.objects.update_or_create(
+        name=name, defaults=dict(uri=uri, text_field=text_field, id_field=id_field, lang_field=lang_field,
+                                 source_field=source_field, output_uri=output_uri, created_by=actor if getattr(actor, "is_authenticated", False) else None))
+    known = {s.key: s for s in corpus.shards.all()}
+    rows = []
+    for path, fmt, size in found:
+        key = shard_key(root, path)
+        old = known.pop(key, None)
+        if old is not None and old.size_bytes == size and old.n_docs is not None:
+            rows.append(old)  # counted once: a JSONL shard is not re-read when it has not changed
+            continue
+        try:
+            n, err = count_docs(fs, path, fmt), ""
+        except ShardError as exc:
+            n, err = None, str(exc)
+        if old is not None:
+            old.path, old.fmt, old.n_docs, old.size_bytes, old.error = path, fmt, n, size, err
+            old.save()
+            rows.append(old)
+        else:
+            rows.append(CorpusShard.objects.create(corpus=corpus, key=key, path=path, fmt=fmt, n_docs=n,
+                                                   size_bytes=size, error=err))
+    CorpusShard.objects.filter(pk__in=[s.pk for s in known.values()]).delete()
+    corpus.n_shards = len(rows)
+    corpus.n_docs = sum(s.n_docs or 0 for s in rows)
+    corpus.size_bytes = sum(s.size_bytes for s in rows)
+    corpus.save(update_fields=["n_shards", "n_docs", "size_bytes"])
+    audit_log(actor=actor, action="corpus.register", target=corpus,
+              data={"uri": uri, "shards": corpus.n_shards, "documents": corpus.n_docs})
+    return corpus
+
+
+def run_key(scorers: dict[str, dict]) -> str:
+    """Same scorers and params, same output folder: that is what makes a re-run resume."""
+    blob = json.dumps(scorers, sort_keys=True)
+    return "-".join(sorted(scorers)) + "-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def corpus_run_start(*, actor, corpus: Corpus, scorers: dict[str, dict], workers: int = 1,
+                     only: list[str] | None = None, enqueue: bool = True) -> CorpusRun:
+    from medstudio.jobs.services import job_create
+
+    if not scorers:
+        raise ValueError(f"name at least one scorer ({', '.join(SCORERS)})")
+    for name, params in scorers.items():
+        make_scorer(name, params)  # unknown scorer or bad params: refused before anything runs
+    out_dir = f"{(corpus.output_uri or output_root() + '/' + corpus.name).rstrip('/')}/{run_key(scorers)}"
+    with transaction.atomic():
+        run = CorpusRun.objects.create(corpus=corpus, scorers=scorers, workers=max(1, int(workers)), out_dir=out_dir,
+                                       created_by=actor if getattr(actor, "is_authenticated", False) else None)
+        job = job_create(kind="curation.corpus_run", params={"run_id": run.pk, "only": list(only or [])}, user=actor,
+                         total=corpus.n_shards if not only else len(only), enqueue=enqueue)
+        CorpusRun.objects.filter(pk=run.pk).update(job=job)
+        run.job = job
+        audit_log(actor=actor, action="corpus.run", target=run, data={"corpus": corpus.name, "scorers": scorers,
+                                                                      "workers": workers, "only": only or []})
+    run.refresh_from_db()
+    return run
+
+
+def corpus_run_retry_failed(*, actor, run: CorpusRun, enqueue: bool = True) -> CorpusRun:
+    """A new run on the failed shards only (the same output folder: the done ones are untouched)."""
+    failed = [f["shard"] for f in (run.aggregates or {}).get("failed", [])]
+    if not failed:
+        raise ValueError("this run has no failed shard")
+    return corpus_run_start(actor=actor, corpus=run.corpus, scorers=run.scorers, workers=run.workers,
+                            only=failed, enqueue=enqueue)
+
+
+def random_sample(*, corpus: Corpus, n: int = 20, seed: int = 0) -> list[dict]:
+    """n documents drawn uniformly over the corpus (by shard counts), read from their shards."""
+    from curation.pipeline.corpus.shards import Mapping, sample_docs
+
+    shards = [s for s in corpus.shards.all() if s.n_docs]
+    total = sum(s.n_docs for s in shards)
+    if not total:
+        return []
+    rng = random.Random(seed)
+    picks = sorted(rng.sample(range(total), min(n, total)))
+    fs, _ = filesystem(corpus.uri)
+    out, start, i = [], 0, 0
+    for s in shards:
+        rows = []
+        while i < len(picks) and picks[i] < start + s.n_docs:
+            rows.append(picks[i] - start)
+            i += 1
+        if rows:
+            try:
+                out.extend({**d, "shard": s.key} for d in sample_docs((fs, s.path, s.fmt), Mapping.from_dict(corpus.mapping), rows))
+            except ShardError as exc:
+                out.append({"shard": s.key, "error": str(exc)})
+        start += s.n_docs
+    return out
+
+
+def _strata_rows(corpus: Corpus, run: CorpusRun | None, kept_only: bool) -> list[tuple[str, str, str, str]]:
+    """(stratum source, lang, shard key, doc id) of every candidate document: from the run's score
+    files when there is one (no text read), else from the shards."""
+    from curation.pipeline.corpus.shards import Mapping, iter_docs
+
+    rows = []
+    if run is not None:
+        import pyarrow.fs as pafs
+        import pyarrow.parquet as pq
+
+        fs, root = filesystem(run.out_dir)
+        files = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+                       if i.path.endswith(".scores.parquet"))
+        for path in files:
+            with fs.open_input_file(path) as fh:
+                t = pq.read_table(fh, columns=["doc_id", "shard", "lang", "source", "keep"]).to_pydict()
+            for d, sh, lang, src, keep in zip(t["doc_id"], t["shard"], t["lang"], t["source"], t["keep"]):
+                if keep or not kept_only:
+                    rows.append((src, lang, sh, d))
+        return rows
+    fs, _ = filesystem(corpus.uri)
+    for s in corpus.shards.filter(error=""):
+        for batch in iter_docs(fs, s.path, s.fmt, Mapping.from_dict(corpus.mapping)):
+            rows.extend((d["source"], d["lang"], s.key, d["id"]) for d in batch)
+    return rows
+
+
+def stratified_pick(rows: list[tuple], n: int, seed: int = 0) -> list[tuple]:
+    """n rows, each (source, lang) stratum getting its proportional share (largest remainder, at
+    least one per stratum while n allows), uniformly within the stratum."""
+    from collections import defaultdict
+
+    strata = defaultdict(list)
+    for r in rows:
+        strata[(r[0], r[1])].append(r)
+    total = len(rows)
+    n = min(n, total)
+    if not n:
+        return []
+    keys = sorted(strata)
+    quota = {k: max(1, int(n * len(strata[k]) / total)) if n >= len(keys) else 0 for k in keys}
+    rema = sorted(keys, key=lambda k: -(n * len(strata[k]) / total - int(n * len(strata[k]) / total)))
+    i = 0
+    while sum(quota.values()) < n:
+        k = rema[i % len(rema)]
+        if quota[k] < len(strata[k]):
+            quota[k] += 1
+        i += 1
+    while sum(quota.values()) > n:  # the at-least-one floors overshot: trim the biggest
+        k = max(keys, key=lambda k: quota[k])
+        quota[k] -= 1
+    rng = random.Random(seed)
+    out = []
+    for k in keys:
+        out.extend(rng.sample(strata[k], min(quota[k], len(strata[k]))))
+    return out
+
+
+def corpus_sample_to_dataset(*, actor, corpus: Corpus, n: int, dataset: str, seed: int = 0,
+                             kept_only: bool = False):
+    """A stratified sample (by source x lang) imported as a normal `document` dataset through the
+    dataset import job. Returns the import Job (run in-process)."""
+    import uuid
+
+    from curation.pipeline.corpus.shards import Mapping, iter_docs
+    from medstudio.datasets.services import import_start
+    from medstudio.jobs.services import job_execute
+    from medstudio.jobs.models import JobStatus
+
+    run = None
+    for r in corpus.runs.select_related("job"):
+        if r.job and r.job.status in (JobStatus.SUCCEEDED, JobStatus.PARTIAL) and not (r.job.params or {}).get("only"):
+            run = r
+            break
+    picks = stratified_pick(_strata_rows(corpus, run, kept_only), n, seed)
+    if not picks:
+        raise ValueError(f"corpus {corpus.name} has no document to sample")
+    want: dict[str, set] = {}
+    for _src, _lang, sh, d in picks:
+        want.setdefault(sh, set()).add(d)
+    fs, _ = filesystem(corpus.uri)
+    folder = Path(settings.MEDIA_ROOT) / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}_corpus_{corpus.pk}_sample.jsonl"
+    written = 0
+    with path.open("w", encoding="utf-8") as fh:
+        for s in corpus.shards.filter(key__in=list(want)):
+            ids = want[s.key]
+            for batch in iter_docs(fs, s.path, s.fmt, Mapping.from_dict(corpus.mapping)):
+                for d in batch:
+                    if d["id"] in ids:
+                        fh.write(json.dumps({"id": d["id"], "source": d["source"] or corpus.name, "lang": d["lang"] or "und",
+                                             "text": d["text"], "corpus_shard": s.key}, ensure_ascii=False) + "\n")
+                        written += 1
+    job = import_start(user=actor, path=path, fmt="jsonl", kind="document", dataset=dataset,
+                       description=f"Stratified sample (source x lang) of {written} documents from corpus {corpus.name}"
+                                   + (f", kept by corpus run {run.pk}" if run and kept_only else ""),
+                       enqueue=False)
+    job_execute(job_id=job.pk)
+    job.refresh_from_db()
+    audit_log(actor=actor, action="corpus.sample", target=corpus, data={"n": written, "dataset": dataset, "seed": seed})
+    return job

@@ -1,0 +1,121 @@
+"""`corpus add | run | sample | list`: register shard corpora, score them on Ray, sample them."""
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from curation.corpus import services
+from curation.corpus.models import Corpus
+from medstudio.jobs.models import JobStatus
+from medstudio.jobs.services import job_execute
+
+
+def _corpus(name: str) -> Corpus:
+    c = Corpus.objects.filter(name=name).first()
+    if c is None:
+        raise CommandError(f"No corpus named {name!r} (register it with `corpus add NAME URI`).")
+    return c
+
+
+class Command(BaseCommand):
+    help = "Corpora of Parquet/JSONL shards: add NAME URI, run NAME --scorer S, sample NAME --n N --dataset DS, list."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        add = sub.add_parser("add", help="Register (or re-scan) a corpus.")
+        add.add_argument("name")
+        add.add_argument("uri")
+        for f in ("text", "id", "lang", "source"):
+            add.add_argument(f"--{f}-field", default=f)
+        add.add_argument("--output-uri", default="", help="Where score files go (default MEDSTUDIO_CORPUS_OUTPUT/NAME).")
+        run = sub.add_parser("run", help="Score a corpus on Ray; blocks until the end.")
+        run.add_argument("name")
+        run.add_argument("--scorer", action="append", required=True, help="rules | pii (repeatable)")
+        run.add_argument("--param", action="append", default=[], help="SCORER.key=value (JSON value), repeatable")
+        run.add_argument("--workers", type=int, default=1)
+        run.add_argument("--only", action="append", default=[], help="Shard key to (re)score alone, repeatable")
+        run.add_argument("--retry-failed", action="store_true", help="Re-run only the latest run's failed shards")
+        run.add_argument("--json", action="store_true")
+        sample = sub.add_parser("sample", help="A stratified sample (source x lang) as a normal dataset.")
+        sample.add_argument("name")
+        sample.add_argument("--n", type=int, default=2000)
+        sample.add_argument("--dataset", required=True)
+        sample.add_argument("--seed", type=int, default=0)
+        sample.add_argument("--kept-only", action="store_true", help="Only documents the latest run kept")
+        sub.add_parser("list", help="Registered corpora.")
+
+    def handle(self, *args, **o):
+        return getattr(self, f"_{o['action']}")(o)
+
+    def _list(self, o):
+        for c in Corpus.objects.all():
+            self.stdout.write(f"{c.name}\t{c.uri}\t{c.n_shards} shards\t{c.n_docs} docs")
+
+    def _add(self, o):
+        try:
+            c = services.corpus_register(actor=None, name=o["name"], uri=o["uri"], text_field=o["text_field"],
+                                         id_field=o["id_field"], lang_field=o["lang_field"],
+                                         source_field=o["source_field"], output_uri=o["output_uri"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        bad = list(c.shards.exclude(error=""))
+        self.stdout.write(f"Corpus {c.name}: {c.n_shards} shard(s), {c.n_docs} document(s), {c.size_bytes} bytes.")
+        for s in bad:
+            self.stderr.write(f"shard {s.key}: cannot be counted: {s.error}")
+
+    def _run(self, o):
+        c = _corpus(o["name"])
+        scorers = {s: {} for s in o["scorer"]}
+        for raw in o["param"]:
+            key, _, value = raw.partition("=")
+            scorer, _, field = key.partition(".")
+            if not field or scorer not in scorers:
+                raise CommandError(f"--param takes SCORER.key=value for a --scorer given, got {raw!r}")
+            try:
+                scorers[scorer][field] = json.loads(value)
+            except json.JSONDecodeError:
+                scorers[scorer][field] = value
+        only = o["only"]
+        if o["retry_failed"]:
+            last = c.runs.first()
+            if last is None:
+                raise CommandError("no earlier run to retry")
+            only = [f["shard"] for f in (last.aggregates or {}).get("failed", [])]
+            scorers = last.scorers
+            if not only:
+                raise CommandError(f"run {last.pk} has no failed shard")
+        try:
+            run = services.corpus_run_start(actor=None, corpus=c, scorers=scorers, workers=o["workers"], only=only,
+                                            enqueue=False)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        job_execute(job_id=run.job_id)
+        run.refresh_from_db()
+        job = run.job
+        job.refresh_from_db()
+        res = job.result or {}
+        if o["json"]:
+            self.stdout.write(json.dumps({"run": run.pk, "job": job.pk, "status": job.status, "error": job.error,
+                                          "out_dir": run.out_dir, **{k: v for k, v in res.items()}}, ensure_ascii=False))
+        else:
+            self.stdout.write(f"Corpus run {run.pk} (job {job.pk}) on {c.name}: {job.status}; "
+                              f"{res.get('shards_done', 0)}/{res.get('shards_total', 0)} shards "
+                              f"({res.get('shards_skipped', 0)} skipped, {res.get('shards_failed', 0)} failed), "
+                              f"{res.get('docs_per_s', 0)} docs/s. Score files: {run.out_dir}")
+            for s, a in (res.get("scorers") or {}).items():
+                reasons = ", ".join(f"{r}={n}" for r, n in list(a["reasons"].items())[:8]) or "-"
+                self.stdout.write(f"  {s}: documents={a['documents']} kept={a['kept']} dropped={a['dropped']} reasons: {reasons}")
+            for f in res.get("failed_shards") or []:
+                self.stderr.write(f"  failed shard {f['shard']}: {f['reason']}")
+        if job.status != JobStatus.SUCCEEDED:
+            raise CommandError(f"corpus run {job.status}: {job.error[:2000]}")
+
+    def _sample(self, o):
+        c = _corpus(o["name"])
+        try:
+            job = services.corpus_sample_to_dataset(actor=None, corpus=c, n=o["n"], dataset=o["dataset"],
+                                                    seed=o["seed"], kept_only=o["kept_only"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if job.status != JobStatus.SUCCEEDED:
+            raise CommandError(f"import {job.status}: {job.error}")
+        self.stdout.write(f"Dataset {o['dataset']}: {job.result.get('inserted', 0)} new document(s) from corpus {c.name}.")

@@ -1,0 +1,129 @@
+"""Score one shard with the existing per-record blocks and commit its score file atomically.
+
+Score file (Parquet, one row per document): doc_id, shard, lang, source, n_chars, and per scorer S
+`S_value` (float), `S_keep` (bool), `S_reason` (str); `keep` is every scorer's keep, `reason` the
+first scorer's drop reason. It is written to a temporary name and renamed, so a score file that
+exists is complete: a resumed job skips its shard. A shard that cannot be read gets a
+`<key>.failed.json` marker (reason) instead, removed when a retry succeeds.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from curation.pipeline.base import RecordView
+from curation.pipeline.corpus.shards import Mapping, ShardError, iter_docs
+
+SCORERS = ("rules", "pii")
+
+
+def make_scorer(name: str, params: dict | None = None):
+    params = dict(params or {})
+    if name == "rules":
+        from curation.pipeline.rules import RuleConfig, RulesScorer
+
+        return RulesScorer(RuleConfig.from_params(params))
+    if name == "pii":
+        from curation.pipeline.pii import PiiScorer
+
+        return PiiScorer(**params)
+    raise ValueError(f"unknown corpus scorer {name!r}; known: {', '.join(SCORERS)}")
+
+
+def shard_key(root: str, path: str) -> str:
+    rel = path[len(root):].lstrip("/") if path.startswith(root) else ""
+    return (rel or path.rsplit("/", 1)[-1]).replace("/", "__")
+
+
+def score_path(out_dir: str, key: str) -> str:
+    return f"{out_dir.rstrip('/')}/{key}.scores.parquet"
+
+
+def failed_path(out_dir: str, key: str) -> str:
+    return f"{out_dir.rstrip('/')}/{key}.failed.json"
+
+
+def _write_atomic(fs, final: str, write) -> None:
+    tmp = f"{final}.tmp-{uuid.uuid4().hex}"
+    try:
+        write(tmp)
+        fs.move(tmp, final)
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except Exception:
+            pass
+        raise
+
+
+def _write_json(fs, final: str, data: dict) -> None:
+    def w(tmp):
+        with fs.open_output_stream(tmp) as fh:
+            fh.write(json.dumps(data).encode())
+
+    _write_atomic(fs, final, w)
+
+
+def _delete_if_exists(fs, path: str) -> None:
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_file(path)
+
+
+def score_shard(*, fs, path: str, fmt: str, key: str, out_dir: str, mapping: dict, scorers: dict[str, dict],
+                kind: str = "document", batch_size: int = 500) -> dict[str, Any]:
+    """Score every document of one shard; returns {"key", "status": done|failed, "docs", "seconds", ...}."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t0 = time.monotonic()
+    m = Mapping.from_dict(mapping)
+    blocks = {name: make_scorer(name, p) for name, p in scorers.items()}
+    cols: dict[str, list] = {"doc_id": [], "shard": [], "lang": [], "source": [], "n_chars": []}
+    for name in blocks:
+        cols.update({f"{name}_value": [], f"{name}_keep": [], f"{name}_reason": []})
+    keep_all, reason_all = [], []
+    try:
+        for batch in iter_docs(fs, path, fmt, m, batch_size=batch_size):
+            views = [RecordView(id=i, kind=kind, lang=d["lang"], text=d["text"], content={"text": d["text"]},
+                                source=d["source"]) for i, d in enumerate(batch)]
+            results = {name: b.score_batch(views) for name, b in blocks.items()}
+            for i, d in enumerate(batch):
+                cols["doc_id"].append(d["id"])
+                cols["shard"].append(key)
+                cols["lang"].append(d["lang"])
+                cols["source"].append(d["source"])
+                cols["n_chars"].append(len(d["text"]))
+                keep, reason = True, ""
+                for name in blocks:
+                    r = results[name][i]
+                    k = r.keep if r.keep is not None else True
+                    cols[f"{name}_value"].append(r.value)
+                    cols[f"{name}_keep"].append(k)
+                    cols[f"{name}_reason"].append(r.reason or "")
+                    if not k and keep:
+                        keep, reason = False, f"{name}:{r.reason}" if r.reason and not r.reason.startswith(name) else (r.reason or name)
+                keep_all.append(keep)
+                reason_all.append(reason)
+    except ShardError as exc:
+        _write_json(fs, failed_path(out_dir, key), {"shard": key, "path": path, "reason": str(exc)})
+        return {"key": key, "status": "failed", "reason": str(exc), "docs": 0, "seconds": time.monotonic() - t0}
+    cols["keep"], cols["reason"] = keep_all, reason_all
+    types = {"doc_id": pa.string(), "shard": pa.string(), "lang": pa.string(), "source": pa.string(),
+             "n_chars": pa.int64(), "keep": pa.bool_(), "reason": pa.string()}
+    for name in blocks:
+        types.update({f"{name}_value": pa.float64(), f"{name}_keep": pa.bool_(), f"{name}_reason": pa.string()})
+    table = pa.table({c: pa.array(v, type=types[c]) for c, v in cols.items()},
+                     metadata={"medstudio.scorers": json.dumps(scorers), "medstudio.source_path": path})
+
+    def w(tmp):
+        with fs.open_output_stream(tmp) as fh:
+            pq.write_table(table, fh)
+
+    _write_atomic(fs, score_path(out_dir, key), w)
+    _delete_if_exists(fs, failed_path(out_dir, key))
+    return {"key": key, "status": "done", "docs": table.num_rows, "kept": sum(keep_all),
+            "seconds": time.monotonic() - t0}
