@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from medstudio.audit.services import audit_log
 
-from .context import JobCancelled, JobContext, JobFailed
+from .context import JobCancelled, JobContext, JobFailed, JobPartial
 from .mirrors import mirror_job_status
 from .models import FINISHED, Job, JobLog, JobStatus
 from .registry import get_handler
@@ -95,6 +95,10 @@ def job_execute(*, job_id: int) -> None:
     except JobCancelled:
         ctx.log("Cancelled.", "warning")
         _finish(job, JobStatus.CANCELLED)
+    except JobPartial as exc:
+        ctx.log(str(exc), "warning")
+        job.refresh_from_db(fields=["result"])
+        _finish(job, JobStatus.PARTIAL, error=str(exc), result={**(job.result or {}), **exc.result})
     except JobFailed as exc:
         ctx.log(str(exc), "error")
         _finish(job, JobStatus.FAILED, error=str(exc), result=getattr(exc, "result", None))
