@@ -8,13 +8,12 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from medstudio.accounts.permissions import Role, role_required
 
 from . import selectors, services
-from .charts import line_chart
+from .charts import curve_options, run_label
 from .forms import ModelRefForm, RunForm
 from .models import ModelRef, TrainingRun
 from .pipeline import launcher
@@ -78,22 +77,35 @@ def _shares(ref: dict) -> list[dict]:
     return rows
 
 
+def _compare_choices(run: TrainingRun):
+    """Other runs that can be overlaid on this one: the same stage or the same base model, newest first."""
+    from django.db.models import Q
+
+    return (selectors.runs_list().filter(Q(stage=run.stage) | Q(base_model_id=run.base_model_id))
+            .exclude(pk=run.pk).order_by("-pk")[:30])
+
+
 @role_required(Role.CLINICIAN)
 def run_detail(request, pk: int):
     run = get_object_or_404(selectors.runs_list(), pk=pk)
     series = selectors.run_series(run)
+    choices = list(_compare_choices(run))
+    wanted = {int(x) for x in request.GET.getlist("compare") if x.isdigit()}
+    compared = [r for r in choices if r.pk in wanted]
+    others = [(run_label(r.pk), selectors.run_series(r)) for r in compared]
     charts = []
     for title, names in selectors.CHARTS:
-        present = {n: series[n] for n in names if n in series}
-        if present or title in ("Loss", "Learning rate"):
-            charts.append(mark_safe(line_chart(title, present)))  # noqa: S308 - built from escaped numbers and names
+        option = curve_options(title, names, series, others)
+        if option is not None:
+            charts.append({"title": title, "option": option})
     final = run.checkpoints.filter(is_final=True).select_related("model_ref").first()
     context = {
         "data_node": _data_node(run), "shares": _shares(run.data_ref or {}),
         "data_type": str((run.data_ref or {}).get("type", "")).replace("_", " "),
-        "run": run, "charts": charts, "checkpoints": selectors.run_checkpoints(run),
+        "run": run, "charts": charts, "compare_choices": choices, "compared": {r.pk for r in compared}, "checkpoints": selectors.run_checkpoints(run),
         "latest": {n: pts[-1][1] for n, pts in series.items() if pts},
         "next_stage": NEXT_STAGE.get(run.stage), "final": final,
+        "log_tail": launcher.clean_console(run.log_tail),  # stored before control codes were stripped
         "logs": run.job.logs.order_by("-at", "-id")[:30] if run.job else [],
         # The training process's own output (read from the run directory when this host can see it).
         "train_log": launcher.log_tail(Path(run.run_dir) / "train.log", 25) if run.run_dir else "",

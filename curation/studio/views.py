@@ -7,7 +7,6 @@ from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from medstudio.accounts.permissions import Role, role_required
@@ -15,7 +14,7 @@ from medstudio.datasets.convert import EXPORT_FORMATS as FORMATS
 from medstudio.datasets.models import Dataset
 
 from . import selectors, services
-from .charts import histogram_svg
+from .charts import histogram_option, plan_option
 from .models import SelectionExport
 from medstudio.handoffs.models import Mixture, Recipe, RecipeVersion, Selection
 from .spec import Spec, SpecError, parse_spec
@@ -62,7 +61,7 @@ def _hist_cards(scope, spec: Spec, split: str | None) -> list[dict]:
         b = spec.bound(name)
         step = ((sc.hi - sc.lo) / 200) if (sc.lo is not None and sc.hi is not None and sc.hi > sc.lo) else 0.01
         cards.append({"name": name, "sc": sc, "bound": b, "hist": hist, "step": f"{step:.6g}",
-                      "svg": mark_safe(histogram_svg(hist, b.min if b else None, b.max if b else None))})
+                      "chart": histogram_option(hist, b.min if b else None, b.max if b else None)})
     return cards
 
 
@@ -261,6 +260,8 @@ def mixture_new(request):
             plan = plan_mixture(selectors.mix_sources(sources), selectors.mix_targets(targets), budget=int(form["budget"]),
                                 strategy=form["strategy"])
             context["plan"] = plan.as_dict()
+            names = {str(x.pk): x.name for x in selections}
+            context["plan_chart"] = plan_option(context["plan"], names)
         except (ValueError, services.StudioError) as exc:
             context["error"] = str(exc)
     return render(request, "studio/mixture_new.html", context)
@@ -282,7 +283,8 @@ def _pairs(text: str) -> dict[str, float]:
 def mixture_detail(request, pk: int):
     mix = get_object_or_404(Mixture, pk=pk)
     sels = {str(s.pk): s for s in Selection.objects.filter(pk__in=[int(x["selection"]) for x in mix.sources])}
-    return render(request, "studio/mixture.html", {"mix": mix, "sels": sels})
+    return render(request, "studio/mixture.html", {"mix": mix, "sels": sels,
+                                                   "plan_chart": plan_option(mix.plan, {k: s.name for k, s in sels.items()})})
 
 
 @role_required(Role.CURATOR)

@@ -21,7 +21,7 @@ def test_curator_thresholds_saves_applies_and_exports(live_server, page, scored)
     page.goto(f"{live_server.url}/studio/")
     page.check(f"input[name=ds][value='{qa.pk}']")
     page.click("text=Open studio")
-    page.wait_for_selector("#hist-t_rater svg rect")
+    page.wait_for_selector("#hist-t_rater [data-chart-ready='1'] canvas")
     before = page.locator("#kept-records").inner_text()
     assert before == f"{qa.n_records:,}"
     page.evaluate("window.marker = 'same page'")
@@ -33,7 +33,13 @@ def test_curator_thresholds_saves_applies_and_exports(live_server, page, scored)
     expected = len(kept_ids([qa], {"bounds": [{"scorer": "t_rater", "min": t}]}))
     assert expected < qa.n_records
     page.wait_for_function(f"document.querySelector('#kept-records').innerText === '{expected:,}'")
-    assert page.locator("#hist-t_rater line.threshold").count() == 1
+    # The histogram is redrawn with the bound as a red markLine (the chart's option, read from ECharts).
+    page.wait_for_function("""() => { const el = document.querySelector('#hist-t_rater [data-chart-ready="1"]');
+      const ch = el && echarts.getInstanceByDom(el); const ml = ch && ch.getOption().series[0].markLine;
+      return ml && ml.data.length === 1; }""")
+    mark = page.evaluate("""echarts.getInstanceByDom(document.querySelector('#hist-t_rater [data-chart]'))
+      .getOption().series[0].markLine.data[0].xAxis""")
+    assert abs(mark - t) < 1e-9
     # then tick a filter: counts shrink again
     page.check("input[name='flag.t_rules']")
     expected2 = len(kept_ids([qa], {"bounds": [{"scorer": "t_rater", "min": t}], "flags": ["t_rules"]}))

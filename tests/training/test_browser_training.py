@@ -44,7 +44,9 @@ def test_live_curves_next_stage_and_roles(live_server, page, django_user_model, 
     page.goto(f"{live_server.url}/training/runs/{run.pk}/")
     page.evaluate("window.marker = 'same page'")
     assert page.locator("#run-status").inner_text() == "running"
-    assert page.locator("#charts svg").count() >= 4
+    page.wait_for_function("document.querySelectorAll('#charts [data-chart-ready=\"1\"] canvas').length >= 4")
+    # The reader's smoothing survives the page's polling (the charts are re-rendered every 2 s).
+    page.locator("#charts .chart-tools input[data-role=smooth]").first.fill("0.6")
 
     # The worker streams more steps and a checkpoint, then the run ends: the page follows by polling.
     ckpt_dir = tmp_path / "runs" / "ckpt"
@@ -55,7 +57,25 @@ def test_live_curves_next_stage_and_roles(live_server, page, django_user_model, 
     services.training_run_finish(run=TrainingRun.objects.get(pk=run.pk), status="succeeded")
     page.wait_for_function("document.querySelector('#run-status').textContent.trim() === 'succeeded'", timeout=15000)
     assert page.evaluate("window.marker") == "same page"
-    assert page.locator("#charts polyline").count() >= 4
+    loss_js = """() => { const el = [...document.querySelectorAll('#charts [data-chart-ready="1"]')]
+      .find(e => e.getAttribute('aria-label') === 'Loss'); const ch = el && echarts.getInstanceByDom(el);
+      return ch ? ch.getOption().series : null; }"""
+    page.wait_for_function(f"({loss_js})() && ({loss_js})()[0].data.length === 4")
+    loss = page.evaluate(loss_js)[0]
+    assert loss["name"] == "loss" and [p[0] for p in loss["data"]] == [1, 2, 3, 4]
+    assert page.locator("#charts .chart-tools input[data-role=smooth]").first.input_value() == "0.6"
+
+    # "Compare with" overlays another run of the same stage (dashed), re-rendered in place by HTMX.
+    other_run = services.training_run_start(actor=None, spec=default_spec("cpt-stable", base.path, max_steps=10), base_model=base,
+                                            data_ref={"type": "dataset", "id": ds.pk}, enqueue=False)
+    services.run_events_record(run=other_run, rows=[_log(1, 3.5), _log(2, 3.1)])
+    page.reload()
+    page.select_option("#compare", str(other_run.pk))
+    page.wait_for_function(f"({loss_js})() && ({loss_js})().length === 2")
+    overlay = page.evaluate(loss_js)[1]
+    assert overlay["name"] == f"run {other_run.pk} · loss" and overlay["lineStyle"]["type"] == "dashed"
+    assert [p[1] for p in overlay["data"]] == [3.5, 3.1]
+    assert f"compare={other_run.pk}" in page.url
 
     # "Start cpt-boost from this" opens the launch form with the boost defaults and that checkpoint.
     page.locator("a.next-stage").first.click()

@@ -13,6 +13,7 @@ from training import services
 from training.models import Checkpoint, ModelRef, RunMetric, TrainingRun
 from training.pipeline import launcher
 from training.pipeline.specs import default_spec
+from tests.charts import chart_options
 
 TINY = dict(max_length=64, per_device_batch_size=2, global_batch_size=2, logging_steps=1, save_total_limit=2)
 
@@ -109,7 +110,10 @@ def test_ui_chain_leaves_four_linked_checkpoints(client_for, base_model, make_da
         # Live view: metrics streamed into the DB and drawn; checkpoints listed; next stage offered (admins only).
         assert RunMetric.objects.filter(run=run, name="loss").count() >= 3
         viewer_html = admin.get(reverse("training:run_detail", args=[run.pk])).content.decode()
-        assert "<polyline" in viewer_html and 'id="checkpoints"' in viewer_html
+        loss = chart_options(viewer_html)["Loss"]["series"][0]
+        assert loss["name"] == "loss" and [p[0] for p in loss["data"]] == list(
+            RunMetric.objects.filter(run=run, name="loss").order_by("step").values_list("step", flat=True))
+        assert 'id="checkpoints"' in viewer_html
         assert viewer.get(reverse("training:run_detail", args=[run.pk])).status_code == 200
         assert "next-stage" not in viewer.get(reverse("training:run_detail", args=[run.pk])).content.decode()
         start, prev_run = finals[-1], run

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,6 +176,24 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+# ANSI escapes (CSI colour/cursor codes, OSC titles, two-character escapes) and other control characters.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_console(text: str) -> str:
+    """Console output as a person reads it: no ANSI escapes, and each line carriage-returned over
+    (a tqdm progress bar redrawn in place) kept only in its final state."""
+    text = _ANSI.sub("", text or "")
+    lines = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if "\r" in line:
+            parts = [p for p in line.split("\r") if p.strip()]
+            line = parts[-1] if parts else ""
+        lines.append(_CONTROL.sub("", line))
+    return "\n".join(lines)
+
+
 def log_tail(path: str | os.PathLike, n_lines: int = 40, max_bytes: int = 16_000) -> str:
     path = Path(path)
     if not path.exists():
@@ -184,7 +203,10 @@ def log_tail(path: str | os.PathLike, n_lines: int = 40, max_bytes: int = 16_000
         size = fh.tell()
         fh.seek(max(0, size - max_bytes))
         data = fh.read().decode("utf-8", errors="replace")
-    return "\n".join(data.splitlines()[-n_lines:])
+    lines = [ln for ln in clean_console(data).split("\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines[-n_lines:])
 
 
 @dataclass
