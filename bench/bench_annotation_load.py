@@ -16,6 +16,9 @@ What it does:
 4. compares every label the server acknowledged with the database: lost = acknowledged but
    missing or different; duplicates = more than one label per (item, annotator) or more than N per
    item.
+Soak (issue 14): `--import-records 1000000` generates that many documents and imports them with
+`manage.py import_records` in a separate process while the clinicians label; the labelling window
+lasts until the import ends (at least `--seconds`), and the import's own time and rate are printed.
 Reference in the same run: the login page (a template render with no database work) under the
 same load, so the ratio shows what the annotation views add on top of Django itself.
 """
@@ -303,6 +306,9 @@ def main():
     ap.add_argument("--reference-seconds", type=float, default=15)
     ap.add_argument("--ramp", type=float, default=5.0,
                     help="seconds over which the clinicians start (locust's spawn rate); 0 = all at once")
+    ap.add_argument("--import-records", type=int, default=0,
+                    help="soak: import this many generated documents while the clinicians label")
+    ap.add_argument("--target-ms", type=float, default=50, help="p95 target for next and submit (server time)")
     ap.add_argument("--cache-url", default="redis://127.0.0.1:6379/13",
                     help="MEDSTUDIO_CACHE_URL for the server (sessions cached in Redis); '' = database sessions")
     args = ap.parse_args()
@@ -339,13 +345,35 @@ def main():
         ref = reference_load(port, info["cookies"], args.reference_seconds, args.clinicians)
         out = {f"{a}_{b}": [] for a in ("next", "submit") for b in ("server", "rt", "cpu", "db", "q")}
         out.update({"acked": {}, "errors": [], "skips": 0, "resubmits": 0})
-        deadline = time.time() + args.seconds
+        importer = None
+        if args.import_records:
+            sys.path.insert(0, str(ROOT / "bench"))
+            from bench_import import make_file
+
+            soak_file = ROOT / "var" / f"bench_soak_{args.import_records}.jsonl"
+            soak_file.parent.mkdir(parents=True, exist_ok=True)
+            if not soak_file.exists():
+                make_file(soak_file, args.import_records)
+            soak_name = f"bench-soak-{time.time():.0f}"
+            imp_t0 = time.time()
+            importer = subprocess.Popen([sys.executable, "manage.py", "import_records", str(soak_file), "--dataset",
+                                         soak_name, "--kind", "document"], cwd=ROOT, env=os.environ.copy(),
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            # the clinicians label for as long as the import runs: the deadline moves with it
+            out_deadline = [time.time() + args.seconds]
+        deadline = time.time() + args.seconds if importer is None else float("inf")
         t0 = time.time()
         n = len(info["cookies"])
         threads = [Clinician(port, info["queue"], sess, deadline, args.think, i, out, delay=args.ramp * i / n)
                    for i, (_, sess) in enumerate(info["cookies"])]
         for t in threads:
             t.start()
+        if importer is not None:
+            imp_log = importer.communicate()[0]
+            imp_wall = time.time() - imp_t0
+            time.sleep(max(0.0, out_deadline[0] - time.time()))
+            for t in threads:
+                t.deadline = time.time()
         for t in threads:
             t.join()
         wall = time.time() - t0
@@ -375,8 +403,15 @@ def main():
           f"DUPLICATES={db['duplicates']}")
     if out["errors"]:
         print("first errors:", json.dumps(out["errors"][:5], ensure_ascii=False))
-    verdict = pct(out["next_server"], 95) < 50 and pct(out["submit_server"], 95) < 50
-    print(f"target p95 < 50 ms: {'met' if verdict else 'NOT met'}; lost labels: {db['lost']}")
+    if importer is not None:
+        from medstudio.datasets.models import Dataset
+
+        got = Dataset.objects.filter(name=soak_name).values_list("n_records", flat=True).first() or 0
+        print(f"soak import: {got}/{args.import_records} records in {imp_wall:.1f} s "
+              f"({got / imp_wall:.0f} records/s), exit={importer.returncode}; last line: "
+              f"{(imp_log.strip().splitlines() or [''])[-1][:200]}")
+    verdict = pct(out["next_server"], 95) < args.target_ms and pct(out["submit_server"], 95) < args.target_ms
+    print(f"target p95 < {args.target_ms:g} ms: {'met' if verdict else 'NOT met'}; lost labels: {db['lost']}")
 
 
 if __name__ == "__main__":
