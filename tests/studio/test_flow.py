@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from curation.studio.models import SelectionExport
-from medstudio.handoffs.models import Recipe, RecipeVersion, Selection, SelectionRecord
+from medstudio.handoffs.models import Recipe, RecipeVersion, Score, Selection, SelectionRecord
 from curation.studio.selectors import kept_counts, scope_load
 from curation.studio.spec import parse_spec
 from medstudio.datasets.models import Record
 
 from .test_counts import direct
+from tests.charts import chart_options
 
 pytestmark = pytest.mark.django_db
 
@@ -57,13 +58,16 @@ def test_studio_page_draws_a_histogram_per_scorer(scored, client_for):
     r = c.get(f"/studio/open/?ds={qa.pk}&ds={docs.pk}")
     html = r.content.decode()
     assert r.status_code == 200
+    charts = chart_options(html)
     for name in ("t_rater", "t_deita", "t_cf"):
-        assert f'id="hist-{name}"' in html and f'aria-label="histogram of {name}"' in html
-    assert html.count("<rect") > 60
+        assert f'id="hist-{name}"' in html
+        bins = charts[name]["series"][0]["data"]  # [bin centre, count] over the scorer's range
+        assert len(bins) == 30 and sum(n for _, n in bins) == Score.objects.filter(
+            run__scorer=name, run__dataset__in=[qa, docs], value__isnull=False).count()
     assert "too_short" in html  # drop counts per rule reason
     assert "Duplicate clusters" in html
-    split = c.get(f"/studio/open/?ds={qa.pk}&ds={docs.pk}&split=lang").content.decode()
-    assert "&#9632;</span> en" in split and "&#9632;</span> zh" in split  # a legend per language
+    split = chart_options(c.get(f"/studio/open/?ds={qa.pk}&ds={docs.pk}&split=lang").content.decode())
+    assert [s["name"] for s in split["t_rater"]["series"]] == ["en", "zh"] and split["t_rater"]["legend"]["show"]
 
 
 def test_clinicians_cannot_open_the_studio(scored, client_for):
@@ -218,6 +222,9 @@ def test_stable_mixture_from_selections_hits_the_ratios(scored, client_for, shar
               f"cat.{med_zh.pk}": "medical", f"cat.{med_en.pk}": "medical", f"cat.{gen.pk}": "general"}
     preview = c.post("/studio/mixtures/new/", {**fields, "action": "preview"}).content.decode()
     assert 'id="plan"' in preview and "up-sampled" in preview
+    plan = chart_options(preview)["planned tokens per category and language, by source"]
+    assert {s["name"] for s in plan["series"]} == {"med-zh", "med-en", "general"} and all(s["stack"] == "all" for s in plan["series"])
+    assert plan["xAxis"]["data"] == ["general · en", "general · zh", "medical · en", "medical · zh"]
     r = c.post("/studio/mixtures/new/", {**fields, "action": "build"})
     mix = Mixture.objects.get(name="stable-1")
     assert r.status_code == 302 and mix.status == "succeeded", mix.job.error if mix.job else ""
