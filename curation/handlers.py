@@ -12,7 +12,7 @@ from curation.scoring import scores_write
 from medstudio.handoffs.scorers import register_scorer
 from curation.services import duplicate_clusters_write, scorer_run_summary_set
 from medstudio.jobs.context import JobContext, JobFailed
-from medstudio.jobs.registry import job_handler
+from medstudio.jobs.registry import job_handler, register_job_kind
 
 BATCH = 1000
 
@@ -164,7 +164,9 @@ def _minhash_corpus(ctx: JobContext, run, records_qs) -> dict:
                                              reason="" if d.keep else "near_duplicate", detail=detail)))
         with transaction.atomic():
             scores_write(run=run, rows=rows)
-            ctx.progress(done=total // 2 + (lo + len(rows)) // 2, cursor={"clusters_written": True, "after": lo + len(rows)})
+            # sketching filled the first half; writing fills the rest and ends at exactly `total`
+            written = lo + len(rows)
+            ctx.progress(done=total if written >= len(ids) else total // 2 + written * (total - total // 2) // len(ids), cursor={"clusters_written": True, "after": lo + len(rows)})
     summary = {"records": len(ids), "clusters": len(clusters), "dropped": len(result.dropped()),
                "candidate_pairs": result.n_candidates, "verified_pairs": len(result.pairs),
                "datasets": list(ds_name.values()), "policy": policy, "per_source": per_source,
@@ -313,3 +315,12 @@ register_scorer(
     description="Flag records sharing a long n-gram (13 words / 20 characters) with an item of a benchmark dataset.",
     params_schema={"benchmarks": [], "ngram_en": 13, "ngram_zh": 20, "min_item_tokens": 8, "max_hits": 0},
 )
+
+
+def _redact_links(job):
+    from django.urls import reverse
+    ds = (job.result or {}).get("target_id")
+    return [("Open the redacted dataset", reverse("datasets:detail", args=[ds]))] if ds else []
+
+
+register_job_kind("curation.pii_redact", label="PII redaction", result_links=_redact_links)

@@ -18,7 +18,7 @@ from medstudio.handoffs import services as handoffs
 from medstudio.handoffs.models import ScorerRun
 from medstudio.handoffs.scorers import get_scorer
 from medstudio.handoffs.services import scores_write
-from medstudio.jobs.registry import job_handler
+from medstudio.jobs.registry import job_handler, register_job_kind
 
 
 def record_view(r: Record, kind: str) -> RecordView:
@@ -129,3 +129,12 @@ def _score_job(ctx: JobContext) -> dict:
             ctx.progress(done=done, cursor={"after_id": after})
     _finish_run_if_complete(run, ctx.job.pk)
     return {"run_id": run.pk, "scored": done}
+
+
+def _score_links(job):
+    from django.urls import reverse
+    run = (job.result or {}).get("run_id") or (job.params or {}).get("run_id")
+    return [("Open the scorer run's results", reverse("curation:run_detail", args=[run]))] if run else []
+
+
+register_job_kind("curation.score", label="Scoring", result_links=_score_links)

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 from django.db import transaction
 
 from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
-from medstudio.jobs.registry import job_handler
+from medstudio.jobs.registry import job_handler, register_job_kind
 
 from . import conf, services
 from .models import BuildRun, DiversifyRun, Origin, PairStatus, PreferencePair, RunStatus, VoteRun
@@ -424,3 +424,35 @@ def _attach(run: DiversifyRun, instructions: list[str], seed: int):
             records_insert(dataset=output, rows=rows)  # idempotent: a resumed run re-inserts nothing
         last = recs[-1].id
     return dataset_refresh_stats(dataset=output)
+
+
+def _url(name: str, *args) -> str:
+    from django.urls import reverse
+    return reverse(name, args=list(args))
+
+
+def _build_links(job):
+    run = BuildRun.objects.filter(pk=(job.params or {}).get("run_id")).values_list("pk", "pref_set_id").first()
+    return [("Open the build run", _url("preferences:run_detail", run[0])),
+            ("Open the preference set", _url("preferences:set_detail", run[1]))] if run else []
+
+
+def _vote_links(job):
+    s = VoteRun.objects.filter(pk=(job.params or {}).get("vote_id")).values_list("pref_set_id", flat=True).first()
+    return [("Open the preference set and its votes", _url("preferences:set_detail", s))] if s else []
+
+
+def _set_links(job):
+    s = (job.params or {}).get("set_id")
+    return [("Open the preference set and its exports", _url("preferences:set_detail", s))] if s else []
+
+
+def _diversify_links(job):
+    r = (job.params or {}).get("run_id")
+    return [("Open the diversification run", _url("preferences:diversify_detail", r))] if r else []
+
+
+register_job_kind("preferences.build", label="Preference pair build", result_links=_build_links)
+register_job_kind("preferences.vote", label="Preference vote", result_links=_vote_links)
+register_job_kind("preferences.export", label="Preference set export", result_links=_set_links)
+register_job_kind("preferences.diversify", label="Instruction diversification", result_links=_diversify_links)

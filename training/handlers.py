@@ -15,7 +15,8 @@ from pathlib import Path
 from django.db import transaction
 
 from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
-from medstudio.jobs.registry import job_handler
+from medstudio.jobs.errors import plain_cause
+from medstudio.jobs.registry import job_handler, register_job_kind
 from medstudio.handoffs import sources as training_data
 from training import services
 from training.models import RunStatus, TrainingRun
@@ -89,7 +90,9 @@ def training_run_job(ctx: JobContext) -> dict:
         raise
 
     if outcome.status != "succeeded":
-        msg = f"The training process exited with code {outcome.returncode}."
+        cause = plain_cause(outcome.log_tail, first_line=False)
+        msg = (f"{cause} (The training process exited with code {outcome.returncode}.)" if cause
+               else f"The training process exited with code {outcome.returncode}.")
         services.training_run_finish(run=run, status=RunStatus.FAILED, error=msg, log_tail=outcome.log_tail)
         raise JobFailed(msg + "\n" + outcome.log_tail[-3000:])
 
@@ -100,3 +103,16 @@ def training_run_job(ctx: JobContext) -> dict:
               "train_loss": end.get("train_loss"), "best_checkpoint": end.get("best_checkpoint")}
     services.training_run_finish(run=run, status=RunStatus.SUCCEEDED, result=result)
     return result
+
+
+def _run_links(job):
+    from django.urls import reverse
+    links = []
+    if run := (job.result or {}).get("run_id") or (job.params or {}).get("run_id"):
+        links.append(("Open the training run", reverse("training:run_detail", args=[run])))
+    if model := (job.result or {}).get("final_model_id"):
+        links.append(("Open the trained model", reverse("training:model_detail", args=[model])))
+    return links
+
+
+register_job_kind("training.run", label="Training run", result_links=_run_links)

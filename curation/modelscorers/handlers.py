@@ -9,7 +9,7 @@ from django.conf import settings
 from curation.scoring import record_view
 from medstudio.datasets.models import Record
 from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
-from medstudio.jobs.registry import job_handler
+from medstudio.jobs.registry import job_handler, register_job_kind
 
 from . import scorers, services
 from .models import RaterKind, TrainedModel
@@ -78,3 +78,12 @@ def _train(ctx: JobContext, model: TrainedModel) -> dict:
                                   classes=result.classes, counts=counts)
     ctx.progress(done=3)
     return {"model": model.ref, "metrics": metrics}
+
+
+def _model_links(job):
+    from django.urls import reverse
+    m = (job.params or {}).get("model_id")
+    return [("Open the trained scorer", reverse("modelscorers:detail", args=[m]))] if m else []
+
+
+register_job_kind(services.TRAIN_JOB, label="Scorer model training", result_links=_model_links)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from medstudio.audit.services import audit_log
 from medstudio.datasets.models import Dataset
 from medstudio.jobs.context import JobContext, JobFailed
-from medstudio.jobs.registry import job_handler
+from medstudio.jobs.registry import job_handler, register_job_kind
 
 from .models import SelectionExport
 from medstudio.handoffs import services as handoffs
@@ -261,3 +261,34 @@ def build_mixture_job(ctx: JobContext) -> dict:
         audit_log(actor=ctx.job.created_by, action="studio.mixture_built", target=mix,
                   data={"shards": len(files), "tokens": realised.total, "max_rel_error": achieved["max_rel_error"]})
     return {"mixture_id": mix.pk, "shards": len(files), "tokens": realised.total, "max_rel_error": achieved["max_rel_error"]}
+
+
+def _url(name: str, *args) -> str:
+    from django.urls import reverse
+    return reverse(name, args=list(args))
+
+
+def _matrix_links(job):
+    ds = (job.params or {}).get("dataset_id")
+    return [("Open the studio", _url("studio:studio") + f"?ds={ds}")] if ds else []
+
+
+def _selection_links(job):
+    sel = (job.result or {}).get("selection_id") or (job.params or {}).get("selection_id")
+    return [("Open the selection", _url("studio:selection", sel))] if sel else []
+
+
+def _export_links(job):
+    ex = SelectionExport.objects.filter(pk=(job.params or {}).get("export_id")).values_list("selection_id", flat=True).first()
+    return [("Open the selection and its exports", _url("studio:selection", ex))] if ex else []
+
+
+def _mixture_links(job):
+    mix = (job.result or {}).get("mixture_id") or (job.params or {}).get("mixture_id")
+    return [("Open the mixture", _url("studio:mixture", mix))] if mix else []
+
+
+register_job_kind("studio.matrix_sync", label="Score matrix update", result_links=_matrix_links)
+register_job_kind("studio.apply_recipe", label="Selection freeze", result_links=_selection_links)
+register_job_kind("studio.export_selection", label="Selection export", result_links=_export_links)
+register_job_kind("studio.build_mixture", label="Mixture build", result_links=_mixture_links)

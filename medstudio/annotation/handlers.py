@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-from medstudio.jobs.registry import job_handler
+from medstudio.jobs.registry import job_handler, register_job_kind
 
 BATCH = 16
 
@@ -77,3 +77,12 @@ def judge_queue(ctx) -> dict:
         if failed:
             ctx.log(f"{failed} item(s) in this batch could not be labelled; see the queue's judge summary.", "warning")
     return {"annotator": annotator, "labelled": ok_total, "failed": failed_total}
+
+
+def _queue_links(job):
+    from django.urls import reverse
+    q = (job.params or {}).get("queue_id")
+    return [("Open the queue", reverse("annotation:queue_detail", args=[q]))] if q else []
+
+
+register_job_kind("annotation.judge", label="LLM judge labelling", result_links=_queue_links)

@@ -14,7 +14,7 @@ from django.db.models import Count, Max, Sum
 
 from medstudio.audit.services import audit_log
 from medstudio.jobs.context import JobContext, JobFailed
-from medstudio.jobs.registry import job_handler
+from medstudio.jobs.registry import job_handler, register_job_kind
 
 from .formats import (KINDS, PARQUET_JSON_COLUMNS_KEY, FileError, NormalizedRecord, RowError, check_row, iter_rows,
                       normalize_row)
@@ -440,3 +440,19 @@ def dataset_update(*, actor, dataset: Dataset, is_benchmark: bool | None = None,
 def dataset_delete(*, actor, dataset: Dataset) -> None:
     audit_log(actor=actor, action="datasets.delete", target=dataset, data={"n_records": dataset.n_records})
     dataset.delete()
+
+
+def _import_links(job):
+    from django.urls import reverse
+    ds = (job.result or {}).get("dataset_id")
+    return [("Open the dataset", reverse("datasets:detail", args=[ds]))] if ds else []
+
+
+def _export_links(job):
+    from django.urls import reverse
+    ex = (job.result or {}).get("export_id")
+    return [("Download the export", reverse("datasets:export_download", args=[ex]))] if ex else []
+
+
+register_job_kind("datasets.import", label="Dataset import", result_links=_import_links)
+register_job_kind("datasets.export", label="Dataset export", result_links=_export_links)
