@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
 
 from . import services
 from .forms import UserCreateForm, UserUpdateForm
@@ -17,7 +18,7 @@ def user_list(request):
             actor=request.user, username=form.cleaned_data["username"], role=form.cleaned_data["role"],
             password=form.cleaned_data["password"] or None, email=form.cleaned_data["email"],
         )
-        messages.success(request, f"Created {user.username}.")
+        messages.success(request, _("Created %(name)s.") % {"name": user.username})
         if form.cleaned_data["password"]:
             created_password = None
         form = UserCreateForm()
@@ -33,13 +34,13 @@ def user_update(request, pk: int):
     form = UserUpdateForm(request.POST)
     if form.is_valid():
         if user == request.user and form.cleaned_data["role"] != Role.ADMIN:
-            messages.error(request, "You cannot remove your own admin role.")
+            messages.error(request, _("You cannot remove your own admin role."))
         else:
             services.user_update(actor=request.user, user=user, role=form.cleaned_data["role"],
                                  is_active=form.cleaned_data["is_active"])
-            messages.success(request, f"Updated {user.username}.")
+            messages.success(request, _("Updated %(name)s.") % {"name": user.username})
     else:
-        messages.error(request, "Invalid role.")
+        messages.error(request, _("Invalid role."))
     return redirect("accounts:users")
 
 
@@ -51,8 +52,8 @@ def profile(request):
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
             if api_token_revoke(user=request.user):
-                messages.success(request, "API token revoked.")
+                messages.success(request, _("API token revoked."))
         else:
             token, _ = api_token_rotate(user=request.user)
-            messages.success(request, "New API token created. Copy it now: it is shown once.")
+            messages.success(request, _("New API token created. Copy it now: it is shown once."))
     return render(request, "accounts/profile.html", {"token": token})

@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
 
 from medstudio.accounts.permissions import Role, role_required
 
@@ -14,7 +15,7 @@ def backend_list(request):
     form = BackendForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         b = services.backend_save(actor=request.user, **form.cleaned_data)
-        messages.success(request, f"Added backend {b.name}. Check it to see that it answers.")
+        messages.success(request, _("Added backend %(name)s. Check it to see that it answers.") % {"name": b.name})
         return redirect("backends:list")
     return render(request, "backends/list.html", {"form": form, "backends": ModelBackend.objects.all()})
 
@@ -27,7 +28,7 @@ def backend_edit(request, pk: int):
     form = BackendForm(request.POST or None, instance=ModelBackend.objects.get(pk=pk))
     if request.method == "POST" and form.is_valid():
         services.backend_save(actor=request.user, backend=backend, **form.cleaned_data)
-        messages.success(request, f"Saved {form.cleaned_data['name']}.")
+        messages.success(request, _("Saved %(name)s.") % {"name": form.cleaned_data["name"]})
         return redirect("backends:list")
     return render(request, "backends/edit.html", {"form": form, "backend": backend})
 
@@ -37,7 +38,7 @@ def backend_edit(request, pk: int):
 def backend_delete(request, pk: int):
     backend = get_object_or_404(ModelBackend, pk=pk)
     services.backend_delete(actor=request.user, backend=backend)
-    messages.success(request, f"Removed {backend.name}. Jobs already launched keep the URL and model they stored.")
+    messages.success(request, _("Removed %(name)s. Jobs already launched keep the URL and model they stored.") % {"name": backend.name})
     return redirect("backends:list")
 
 

@@ -2,6 +2,7 @@ from django.contrib import messages
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
 
 from medstudio.accounts.permissions import Role, role_required
 
@@ -41,7 +42,7 @@ def dataset_import(request):
                 job = services.import_start(user=request.user, path=path, fmt=fmt, kind=kind,
                                             dataset=form.cleaned_data["dataset"], skip_bad=form.cleaned_data["skip_bad"],
                                             description=form.cleaned_data["description"])
-                messages.info(request, f"Import of {upload.name} started.")
+                messages.info(request, _("Import of %(file)s started.") % {"file": upload.name})
                 return redirect("jobs:detail", pk=job.pk)
     return render(request, "datasets/import.html", {"form": form})
 
@@ -93,7 +94,7 @@ def dataset_export(request, pk: int):
     dataset = get_object_or_404(Dataset, pk=pk)
     form = ExportForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Invalid export request.")
+        messages.error(request, _("Invalid export request."))
         return redirect("datasets:detail", pk=pk)
     filters = {k: form.cleaned_data[k] for k in ("lang", "q") if form.cleaned_data[k]}
     job = services.export_start(user=request.user, dataset=dataset, fmt=form.cleaned_data["format"], filters=filters)
@@ -122,5 +123,5 @@ def dataset_flag(request, pk: int):
 def dataset_delete(request, pk: int):
     dataset = get_object_or_404(Dataset, pk=pk)
     services.dataset_delete(actor=request.user, dataset=dataset)
-    messages.info(request, f"Deleted {dataset.name}.")
+    messages.info(request, _("Deleted %(name)s.") % {"name": dataset.name})
     return redirect("datasets:list")
