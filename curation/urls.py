@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import views
+from .corpus import views as corpus_views
 
 app_name = "curation"
 
@@ -8,4 +9,7 @@ urlpatterns = [
     path("datasets/<int:pk>/run/", views.run_start, name="run_start"),
     path("datasets/<int:pk>/redact/", views.redact_start, name="redact"),
     path("runs/<int:pk>/", views.run_detail, name="run_detail"),
+    path("corpora/", corpus_views.corpus_list, name="corpus_list"),
+    path("corpora/<int:pk>/", corpus_views.corpus_detail, name="corpus_detail"),
+    path("corpora/runs/<int:pk>/retry/", corpus_views.corpus_run_retry, name="corpus_run_retry"),
 ]

@@ -52,11 +52,16 @@ def stop_local_ray() -> None:
 
 
 def client():
-    """(JobSubmissionClient, address, embedded?)"""
+    """(JobSubmissionClient, address, local?): local when embedded or RAY_ADDRESS is on this machine,
+    where the job can run this checkout with this interpreter."""
+    from urllib.parse import urlparse
+
     address = ray_address()
     embedded = not address
     if embedded:
         address = start_local_ray()
+    else:
+        embedded = urlparse(address if "://" in address else f"http://{address}").hostname in ("127.0.0.1", "localhost")
     c = _client_or_none(address)
     if c is None:
         raise ConnectionError(f"no Ray job-submission server answers at RAY_ADDRESS={address}")
