@@ -22,7 +22,6 @@ URL_ROLES: dict[str, str] = {
     "jobs:list": "curator",
     "jobs:detail": "curator",
     "jobs:cancel": "curator",
-    "jobs:watch": "curator",
     "datasets:list": "clinician",
     "datasets:import": "curator",
     "datasets:detail": "clinician",
@@ -57,6 +56,9 @@ URL_ROLES: dict[str, str] = {
     "curation:run_start": "curator",
     "curation:redact": "curator",
     "curation:run_detail": "curator",
+    "curation:corpus_list": "curator",
+    "curation:corpus_detail": "curator",
+    "curation:corpus_run_retry": "curator",
     # studio
     "studio:home": "curator", "studio:studio": "curator", "studio:counts": "curator", "studio:samples": "curator",
     "studio:recipe_save": "curator", "studio:recipe": "curator", "studio:apply": "curator",
