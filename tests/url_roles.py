@@ -22,6 +22,7 @@ URL_ROLES: dict[str, str] = {
     "jobs:list": "curator",
     "jobs:detail": "curator",
     "jobs:cancel": "curator",
+    "jobs:watch": "curator",
     "datasets:list": "clinician",
     "datasets:import": "curator",
     "datasets:detail": "clinician",
