@@ -245,7 +245,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["medstudio.accounts.permissions.IsClinician"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "medstudio.api_schema.AutoSchema",  # documents 400/401/403/404 everywhere
     "DEFAULT_PAGINATION_CLASS": "medstudio.api_pagination.IdCursorPagination",
     "PAGE_SIZE": 100,
 }

@@ -20,3 +20,5 @@ urlpatterns = [
     path("evaluation/", include("training.evaluation.urls")),
     path("api/", include("medstudio.api_urls")),
 ]
+
+handler404 = "medstudio.views.not_found"

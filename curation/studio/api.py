@@ -48,7 +48,7 @@ class MixtureSerializer(serializers.ModelSerializer):
                   "achieved", "status", "job", "files", "created_at"]
 
 
-# ---- request bodies (OpenAPI only: the views read request.data themselves) -----------------------
+# ---- request bodies (the OpenAPI schema, and what each view validates its body with) ---------------
 
 class CountsRequestSerializer(serializers.Serializer):
     datasets = serializers.ListField(child=serializers.IntegerField())
@@ -81,7 +81,6 @@ class MixtureRequestSerializer(serializers.Serializer):
     build = serializers.BooleanField(required=False, default=True)
 
 
-DetailSerializer = inline_serializer("StudioErrorDetail", fields={"detail": serializers.CharField()})
 NameRequest = inline_serializer("StudioApplyRequest", fields={"name": serializers.CharField(required=False)})
 FormatRequest = inline_serializer("StudioExportRequest", fields={"format": serializers.CharField()})
 class SelectionExportSerializer(serializers.Serializer):
@@ -94,6 +93,14 @@ class SelectionExportSerializer(serializers.Serializer):
     files = serializers.JSONField()
     sha256 = serializers.JSONField()
     provenance = serializers.JSONField()
+
+
+def _valid(serializer, request) -> dict:
+    """The body checked against its documented serializer: a schema-violating body is a 400."""
+    cls = serializer if isinstance(serializer, type) else type(serializer)  # inline_serializer gives an instance
+    s = cls(data=request.data)
+    s.is_valid(raise_exception=True)
+    return s.validated_data
 
 
 def _datasets(ids) -> list[Dataset]:
@@ -111,6 +118,7 @@ def _datasets(ids) -> list[Dataset]:
 @permission_classes([IsCurator])
 def counts(request):
     """{datasets: [ids], conditions: {bounds, flags}, base?: spec key} -> kept/dropped records and tokens."""
+    _valid(CountsRequestSerializer, request)
     datasets = _datasets(request.data.get("datasets"))
     try:
         spec = parse_spec(request.data.get("conditions") or {})
@@ -122,13 +130,14 @@ def counts(request):
 
 @extend_schema(methods=["GET"], operation_id="studio_api_recipes_list", responses=RecipeSerializer(many=True))
 @extend_schema(methods=["POST"], operation_id="studio_api_recipes_create", request=RecipeVersionRequestSerializer,
-               responses={201: RecipeVersionCreatedSerializer, 400: DetailSerializer})
+               responses={201: RecipeVersionCreatedSerializer, 400: OpenApiTypes.OBJECT})
 @api_view(["GET", "POST"])
 @permission_classes([IsCurator])
 def recipes(request):
     """GET: all recipes with versions. POST {name, datasets, conditions, note?}: save the next version."""
     if request.method == "GET":
         return Response(RecipeSerializer(selectors.recipes_list(), many=True).data)
+    _valid(RecipeVersionRequestSerializer, request)
     datasets = _datasets(request.data.get("datasets"))
     try:
         version = services.recipe_version_create(user=request.user, name=request.data.get("name", ""), datasets=datasets,
@@ -145,7 +154,7 @@ def recipe_detail(request, pk: int):
     return Response(RecipeSerializer(get_object_or_404(Recipe, pk=pk)).data)
 
 
-@extend_schema(operation_id="studio_api_recipes_diff", responses={200: OpenApiTypes.OBJECT, 400: DetailSerializer},
+@extend_schema(operation_id="studio_api_recipes_diff", responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
                parameters=[OpenApiParameter("a", int, required=True, description="A version id of this recipe."),
                            OpenApiParameter("b", int, required=True, description="Another version id of this recipe.")])
 @api_view(["GET"])
@@ -166,7 +175,8 @@ def recipe_diff(request, pk: int):
 @permission_classes([IsCurator])
 def version_apply(request, pk: int):
     version = get_object_or_404(RecipeVersion, pk=pk)
-    sel = services.selection_apply_start(user=request.user, version=version, name=request.data.get("name", ""))
+    d = _valid(NameRequest, request)
+    sel = services.selection_apply_start(user=request.user, version=version, name=d.get("name", ""))
     return Response(SelectionSerializer(sel).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -187,15 +197,16 @@ def selection_detail(request, pk: int):
 @extend_schema(methods=["GET"], operation_id="studio_api_selections_exports_list",
                responses=SelectionExportSerializer(many=True))
 @extend_schema(methods=["POST"], operation_id="studio_api_selections_exports_create", request=FormatRequest,
-               responses={202: SelectionExportSerializer(many=True), 400: DetailSerializer})
+               responses={202: SelectionExportSerializer(many=True), 400: OpenApiTypes.OBJECT})
 @api_view(["GET", "POST"])
 @permission_classes([IsCurator])
 def selection_exports(request, pk: int):
     """GET: exports of the selection. POST {format}: start an export job."""
     sel = get_object_or_404(Selection, pk=pk)
     if request.method == "POST":
+        d = _valid(FormatRequest, request)
         try:
-            services.selection_export_start(user=request.user, selection=sel, fmt=request.data.get("format", ""))
+            services.selection_export_start(user=request.user, selection=sel, fmt=d["format"])
         except services.StudioError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
     rows = [{"id": e.pk, "format": e.format, "status": e.status, "job": e.job_id, "n_written": e.n_written, "skipped": e.skipped,
@@ -205,14 +216,18 @@ def selection_exports(request, pk: int):
 
 @extend_schema(methods=["GET"], operation_id="studio_api_mixtures_list", responses=MixtureSerializer(many=True))
 @extend_schema(methods=["POST"], operation_id="studio_api_mixtures_create", request=MixtureRequestSerializer,
-               responses={201: MixtureSerializer, 400: DetailSerializer})
+               responses={201: MixtureSerializer, 400: OpenApiTypes.OBJECT})
 @api_view(["GET", "POST"])
 @permission_classes([IsCurator])
 def mixtures(request):
     """POST {name, stage, budget_tokens, targets, sources: [{selection, category}], strategy?, shard_tokens?, build?}."""
     if request.method == "GET":
         return Response(MixtureSerializer(selectors.mixtures_list()[:100], many=True).data)
-    d = request.data
+    d = _valid(MixtureRequestSerializer, request)
+    if not isinstance(d["sources"], list) or not all(isinstance(x, dict) for x in d["sources"]):
+        return Response({"sources": "a list of {selection, category}"}, status=status.HTTP_400_BAD_REQUEST)
+    if not isinstance(d.get("targets") or {}, dict):
+        return Response({"targets": "an object"}, status=status.HTTP_400_BAD_REQUEST)
     try:
         mix = services.mixture_create(user=request.user, name=d.get("name", ""), stage=d.get("stage", "custom"),
                                       budget_tokens=int(d.get("budget_tokens") or 0), targets=d.get("targets") or {},
