@@ -227,6 +227,13 @@ CELERY_BEAT_SCHEDULE = {
 JOB_QUEUES = ("default", "cpu", "gpu", "training")
 # Run jobs inline instead of through a broker (tests of services; never in production).
 JOBS_EAGER = env_bool("MEDSTUDIO_JOBS_EAGER", False)
+
+# Corpus jobs (curation/corpus): the Ray job-submission address (http://HEAD:8265). Empty: the worker
+# starts a local Ray head with its dashboard (MEDSTUDIO_RAY_LOCAL_CPUS, default 2).
+RAY_ADDRESS = os.environ.get("RAY_ADDRESS", "")
+RAY_LOCAL_CPUS = env_int("MEDSTUDIO_RAY_LOCAL_CPUS", 2)
+# Where corpus score files go when a corpus names no output URI (a folder or s3://, gs:// URI).
+CORPUS_OUTPUT = os.environ.get("MEDSTUDIO_CORPUS_OUTPUT", str(VAR_DIR / "corpus"))
 # A running job whose heartbeat is older than this is considered orphaned and resumed.
 JOB_STALE_SECONDS = env_int("MEDSTUDIO_JOB_STALE_SECONDS", 120)
 # A job still queued after this long is sent to the broker again (its message may have been lost
