@@ -101,6 +101,17 @@ def test_run_on_ray_partial_retry_resume_and_sample(tmp_path, on_ray, capsys):
     assert again["shards_skipped"] == 5 and again["documents"] == 220
     assert all(p.stat().st_mtime_ns == m for p, m in mtimes.items())
 
+    # a run killed midway: one shard's score file never committed (only an orphaned temporary
+    # file); the re-run redoes that shard alone
+    lost = next((tmp_path / "scores").rglob("part-1.parquet.scores.parquet"))
+    orphan = lost.with_name(lost.name + ".tmp-deadbeef")
+    lost.rename(orphan)
+    with pytest.raises(CommandError):
+        call_command("corpus", "run", "med", "--scorer", "rules", "--scorer", "pii", "--json")
+    redo = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert redo["shards_skipped"] == 4 and redo["shards_done"] == 5 and lost.exists()
+    assert all(p.stat().st_mtime_ns == m for p, m in mtimes.items() if p != lost)
+
     # a stratified sample becomes a normal dataset through the import job
     call_command("corpus", "sample", "med", "--n", "30", "--dataset", "med-sample")
     from medstudio.datasets.models import Dataset

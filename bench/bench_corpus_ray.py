@@ -1,0 +1,89 @@
+"""Worker scaling of corpus scoring on Ray (issue 16): rules + PII over a generated corpus with 1
+and then 2 Ray workers; prints documents/s for each and the scaling ratio.
+
+    .venv/bin/python bench/bench_corpus_ray.py --docs 20000 --shards 20
+
+The corpus is generated in a temporary folder by repeating the shared data's general_en/general_zh
+paragraphs (MEDSTUDIO_SHARED_DATA), each copy with a new id, as Parquet shards. It runs the Ray job
+(curation/pipeline/corpus/ray_job.py) directly on a local Ray head started for the bench (2 CPUs by
+default), with no database: the same code path a MedStudio corpus job submits. Each worker count
+writes to its own output folder, so nothing is skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = Path(os.environ.get("MEDSTUDIO_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def generate(folder: Path, n_docs: int, n_shards: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = []
+    for name in ("general_en.jsonl", "general_zh.jsonl"):
+        with open(DATA / name, encoding="utf-8") as fh:
+            base.extend(json.loads(line) for line in fh)
+    per = n_docs // n_shards
+    for s in range(n_shards):
+        rows = [base[(s * per + i) % len(base)] for i in range(per)]
+        pq.write_table(pa.table({"id": [f"{s}-{i}" for i in range(per)], "text": [r["text"] for r in rows],
+                                 "lang": [r["lang"] for r in rows], "source": [r["source"] for r in rows]}),
+                       folder / f"part-{s:05d}.parquet")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, default=20000)
+    ap.add_argument("--shards", type=int, default=20)
+    ap.add_argument("--cpus", type=int, default=2)
+    args = ap.parse_args()
+    import subprocess
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    gcs = _port()
+    subprocess.run([ray_bin, "start", "--head", f"--num-cpus={args.cpus}", f"--port={gcs}", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, capture_output=True)
+    os.environ["RAY_ADDRESS"] = f"127.0.0.1:{gcs}"
+    try:
+        from curation.pipeline.corpus.ray_job import run
+
+        with tempfile.TemporaryDirectory() as tmp:
+            corpus = Path(tmp) / "corpus"
+            corpus.mkdir()
+            generate(corpus, args.docs, args.shards)
+            rates = {}
+            for workers in (1, 2):
+                spec = {"uri": str(corpus), "out_dir": f"{tmp}/out-{workers}", "mapping": {},
+                        "scorers": {"rules": {}, "pii": {}}, "workers": workers, "ray_address": os.environ["RAY_ADDRESS"]}
+                t0 = time.monotonic()
+                res = run(spec)
+                dt = time.monotonic() - t0
+                docs = sum(r["docs"] for r in res["results"])
+                rates[workers] = docs / dt
+                print(f"workers={workers}: {docs} docs in {dt:.1f} s = {rates[workers]:.0f} docs/s", flush=True)
+                import ray
+
+                ray.shutdown()
+            print(f"scaling 2 vs 1 workers: {rates[2] / rates[1]:.2f}x")
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
