@@ -81,6 +81,7 @@ URL_ROLES: dict[str, str] = {
     "annotation:skip": "clinician",
     "annotation:undo": "clinician",
     "annotation:question_new": "curator",
+    "annotation:question_starters": "curator",
     "annotation:queue_new": "curator",
     "annotation:queue_detail": "curator",
     "annotation:queue_settings": "curator",

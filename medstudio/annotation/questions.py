@@ -56,6 +56,10 @@ def validate_schema(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
         if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo < hi <= 9):
             # Digits are the keyboard shortcuts, so a scale must fit in 0-9.
             raise AnswerError("scale must be two integers 0 <= low < high <= 9")
+        anchors = s.get("anchors") or {}
+        if not isinstance(anchors, dict) or any(not str(k).isdigit() or not lo <= int(k) <= hi or not isinstance(v, str)
+                                                for k, v in anchors.items()):
+            raise AnswerError(f"anchors must map scores {lo}-{hi} to a sentence, e.g. {{\"0\": \"unusable\"}}")
     if kind == LABEL:
         labels = s["labels"]
         if not labels or len(labels) > 9 or len(set(labels)) != len(labels):
@@ -64,6 +68,9 @@ def validate_schema(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _int_in(value: Any, lo: int, hi: int, what: str) -> int:
+    if value is None or str(value).strip() == "":
+        raise AnswerError(f"Choose a {what.replace('_', ' ')} from {lo} to {hi} before submitting "
+                          f"(press a number key or click one).")
     try:
         v = int(str(value).strip())
     except (TypeError, ValueError):
@@ -132,7 +139,8 @@ def clean_answer(kind: str, schema: dict[str, Any], raw: dict[str, Any], *, cont
     if kind == PREFERENCE:
         w = raw.get("winner")
         if w not in PREF_SHOWN:
-            raise AnswerError("winner: choose A, B or tie")
+            raise AnswerError("Choose the better answer (A, B or tie) before submitting." if w in (None, "")
+                          else "winner: choose A, B or tie")
         out = {"winner": swap_pref(w, swapped)}
         aspects = {}
         for a in s["aspects"]:
@@ -152,8 +160,67 @@ def clean_answer(kind: str, schema: dict[str, Any], raw: dict[str, Any], *, cont
         return out
     text = str(raw.get("text") or "").strip()
     if not text:
-        raise AnswerError("text: required")
+        raise AnswerError("Write something in the box before submitting.")
     return {"text": text[:20000]}
+
+
+def anchors(schema: dict[str, Any]) -> dict[int, str]:
+    """Rubric anchors: what each score means, {score: sentence} (empty when the schema has none)."""
+    return {int(k): v for k, v in (schema.get("anchors") or {}).items() if str(k).isdigit()}
+
+
+def key_hint(kind: str, schema: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """The keys that work on an item of this question, as (keys, what they do): a preference does
+    not advertise digits, a label question only the digits of its labels."""
+    s = schema_for(kind, schema)
+    keys: list[tuple[str, str]] = []
+    if kind in (RATING, TURN_RATING):
+        lo, hi = s["scale"]
+        keys.append((f"{lo}–{hi}", "score"))
+    elif kind == LABEL:
+        keys.append((f"1–{len(s['labels'])}" if len(s["labels"]) > 1 else "1", "label"))
+    elif kind == PREFERENCE:
+        keys.append(("A B T", "A, B or tie"))
+    if kind in (RATING, TURN_RATING, PREFERENCE) and (s.get("aspects") or kind == TURN_RATING):
+        keys.append(("↑ ↓", "row"))
+    if kind == TEXT:
+        keys.append(("Ctrl+Enter", "submit"))
+    else:
+        keys.append(("Enter", "submit"))
+    keys += [("S", "skip"), ("U", "undo")]
+    return keys
+
+
+# Starter questions (issue 18.5): the CareBot 0-5 quality rubric with its four aspects, domains,
+# per-turn dialogue ratings and the four-aspect preference. `manage.py starter_questions` or the
+# button on the New question page creates them once.
+CAREBOT_ANCHORS = {
+    "0": "Unusable: not medical, spam, broken or unreadable text.",
+    "1": "Poor: mostly noise or advertising, little medical content, or clearly wrong.",
+    "2": "Weak: some medical content but thin, disorganised or partly wrong.",
+    "3": "Adequate: correct and readable medical content of ordinary depth.",
+    "4": "Good: accurate, well organised and informative; a clinician would use it.",
+    "5": "Excellent: expert-level, dense, precise and clearly written medical knowledge.",
+}
+TURN_ANCHORS = {"1": "Harmful or useless", "2": "Poor", "3": "Acceptable", "4": "Good", "5": "Excellent, what a good doctor would say"}
+STARTER_QUESTIONS: list[dict[str, Any]] = [
+    {"name": "CareBot quality (0-5)", "kind": RATING,
+     "schema": {"scale": [0, 5], "aspects": DATARATER_ASPECTS, "aspects_required": False, "anchors": CAREBOT_ANCHORS},
+     "instructions": ("Rate the **overall quality** of the text for training a medical model, 0 to 5 "
+                      "(the anchors under each score say what it means).\n\n"
+                      "Aspects are optional: *grammar*, *information density*, *semantic consistency* and "
+                      "*domain relevance*, each on the same scale.")},
+    {"name": "Domain", "kind": LABEL, "schema": {"labels": ["medical", "general", "computing", "other"]},
+     "instructions": "Pick the **domain** of the text: medical, general, computing or other."},
+    {"name": "Per-turn consultation rating", "kind": TURN_RATING,
+     "schema": {"scale": [1, 5], "aspects": DIALOGUE_ASPECTS, "anchors": TURN_ANCHORS},
+     "instructions": ("Rate **each assistant turn** 1 to 5 on *fluency*, *relevance*, *completeness* and "
+                      "*proficiency*. The turn being rated is highlighted.")},
+    {"name": "Preference (four aspects)", "kind": PREFERENCE,
+     "schema": {"aspects": DIALOGUE_ASPECTS, "aspects_required": False},
+     "instructions": ("Which answer is **better** for the patient? Press **A**, **B** or **T** (tie). "
+                      "Optionally say which is better on *fluency*, *relevance*, *completeness* and *proficiency*.")},
+]
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,18 @@ def question_create(*, user, name: str, kind: str, schema: dict | None = None, i
     return question
 
 
+@transaction.atomic
+def starter_questions_create(*, user) -> list[Question]:
+    """Create the starter questions (questions.STARTER_QUESTIONS) that do not exist yet, by name."""
+    made = []
+    for spec in qs.STARTER_QUESTIONS:
+        if Question.objects.filter(name=spec["name"], kind=spec["kind"]).exists():
+            continue
+        made.append(question_create(user=user, name=spec["name"], kind=spec["kind"], schema=spec["schema"],
+                                    instructions=spec["instructions"]))
+    return made
+
+
 # --------------------------------------------------------------------------------------- queues
 
 # Which record kinds each question can be asked about.

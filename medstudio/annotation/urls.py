@@ -11,6 +11,7 @@ urlpatterns = [
     path("q/<int:pk>/skip/", views.skip, name="skip"),
     path("q/<int:pk>/undo/", views.undo, name="undo"),
     path("questions/new/", views.question_new, name="question_new"),
+    path("questions/starters/", views.question_starters, name="question_starters"),
     path("queues/new/", views.queue_new, name="queue_new"),
     path("queues/<int:pk>/", views.queue_detail, name="queue_detail"),
     path("queues/<int:pk>/settings/", views.queue_settings, name="queue_settings"),

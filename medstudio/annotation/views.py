@@ -43,8 +43,10 @@ def _answer_rows(question: Question, content: dict, pre: dict, swapped: bool, *,
     if kind == qs.RATING:
         lo, hi = s["scale"]
         scale = range(lo, hi + 1)
+        anchors = qs.anchors(s)
         rows.append({"name": "score", "title": "Overall quality", "required": True,
-                     "options": [_opt(v, str(v), str(v), pre.get("score")) for v in scale]})
+                     "anchors": [(v, anchors[v]) for v in scale if v in anchors],
+                     "options": [{**_opt(v, str(v), str(v), pre.get("score")), "anchor": anchors.get(v, "")} for v in scale]})
         for a in s["aspects"]:
             rows.append({"name": a, "title": a.replace("_", " "), "required": s.get("aspects_required", False),
                          "options": [_opt(v, str(v), str(v), (pre.get("aspects") or {}).get(a)) for v in scale]})
@@ -53,12 +55,14 @@ def _answer_rows(question: Question, content: dict, pre: dict, swapped: bool, *,
                      "options": [_opt(lab, str(i), lab, pre.get("label")) for i, lab in enumerate(s["labels"], 1)]})
     elif kind == qs.TURN_RATING:
         lo, hi = s["scale"]
+        anchors = qs.anchors(s)
         turns = pre.get("turns") or []
         for i in range(1, qs.n_assistant_turns(content) + 1):
             prev = turns[i - 1] if i - 1 < len(turns) else {}
             for a in s["aspects"]:
                 rows.append({"name": f"t{i}_{a}", "title": a, "turn": i, "required": True,
-                             "options": [_opt(v, str(v), str(v), prev.get(a)) for v in range(lo, hi + 1)]})
+                             "options": [{**_opt(v, str(v), str(v), prev.get(a)), "anchor": anchors.get(v, "")}
+                                         for v in range(lo, hi + 1)]})
     elif kind == qs.PREFERENCE:
         shown = lambda v: (v if pre_is_shown else qs.canonical_to_shown(v, swapped)) if v else None  # noqa: E731
         opts = lambda cur: [_opt("A", "a", "A", cur), _opt("B", "b", "B", cur), _opt("tie", "t", "Tie", cur)]  # noqa: E731
@@ -88,8 +92,11 @@ def _answer_from_post(question: Question, content: dict, post) -> dict:
 def _work_context(request, queue: Queue, assignment: Assignment | None, *, notice: str = "", error: str = "",
                   posted: dict | None = None, new_labels: int = 0) -> dict:
     ctx = {"queue": queue, "question": queue.question, "assignment": assignment, "notice": notice, "error": error,
-           "progress": selectors.queue_progress(queue, request.user, new_labels=new_labels)}
+           "progress": selectors.queue_progress(queue, request.user, new_labels=new_labels),
+           "key_hints": qs.key_hint(queue.question.kind, queue.question.schema),
+           "remaining": _remaining_for(queue, request.user, assignment)}
     if assignment is None:
+        ctx["next_queue"] = _next_queue(queue, request.user)
         return ctx
     record = assignment.item.record
     content = record.content
@@ -126,6 +133,21 @@ def _work_context(request, queue: Queue, assignment: Assignment | None, *, notic
     if queue.dataset.kind == "pair":
         ctx["answer_a"], ctx["answer_b"] = pair_in_shown_order(content, assignment.swapped)
     return ctx
+
+
+def _remaining_for(queue: Queue, user, assignment) -> int:
+    """Items this clinician can still label here: the open one plus items with a free slot they hold no slot of."""
+    mine = Assignment.objects.filter(queue=queue, annotator=services.annotator_key(user)).values("item_id")
+    free = Assignment.objects.filter(queue=queue, status="free").exclude(item_id__in=mine).values("item_id").distinct().count()
+    return free + (1 if assignment is not None else 0)
+
+
+def _next_queue(queue: Queue, user):
+    """The next open queue with work left for this clinician (None when there is none)."""
+    for other in selectors.queues_for_annotator(user).exclude(pk=queue.pk)[:20]:
+        if _remaining_for(other, user, None) > 0:
+            return other
+    return None
 
 
 def _render_work(request, queue, assignment, **kw):
@@ -234,7 +256,18 @@ def question_new(request):
             schema["labels"] = labels
         if request.POST.get("aspects_required"):
             schema["aspects_required"] = True
+        anchors = {}
+        for line in request.POST.get("anchors", "").splitlines():
+            score, sep, text = line.partition(":")
+            if sep and score.strip().isdigit() and text.strip():
+                anchors[score.strip()] = text.strip()
+            elif line.strip():
+                error = f"Anchor line {line.strip()!r} is not \"score: what it means\"."
+        if anchors:
+            schema["anchors"] = anchors
         try:
+            if error:
+                raise services.AnnotationError(error)
             question = services.question_create(user=request.user, name=request.POST.get("name", ""), kind=kind,
                                                 schema=schema, instructions=request.POST.get("instructions", ""))
         except services.AnnotationError as exc:
@@ -243,7 +276,19 @@ def question_new(request):
             messages.success(request, f"Question {question.name} created.")
             return redirect(reverse("annotation:queue_new") + f"?question={question.pk}")
     return render(request, "annotation/question_new.html", {"kinds": QuestionKind.choices, "error": error,
-                                                             "post": request.POST})
+                                                             "post": request.POST, "starters": qs.STARTER_QUESTIONS,
+                                                             "questions": Question.objects.order_by("name")[:100]})
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def question_starters(request):
+    made = services.starter_questions_create(user=request.user)
+    if made:
+        messages.success(request, "Created the starter questions: " + ", ".join(q.name for q in made) + ".")
+    else:
+        messages.info(request, "The starter questions exist already.")
+    return redirect("annotation:queue_new")
 
 
 @role_required(Role.CURATOR)

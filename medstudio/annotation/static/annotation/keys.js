@@ -5,10 +5,18 @@
   "use strict";
   var shownAt = performance.now();
 
-  function rows() { return Array.prototype.slice.call(document.querySelectorAll("#answer-form fieldset.keyrow")); }
-  function active() { return document.querySelector("#answer-form fieldset.keyrow.active"); }
+  // Rows live in the form, or (per-turn ratings) beside each turn with form="answer-form".
+  function rows() { return Array.prototype.slice.call(document.querySelectorAll("#work fieldset.keyrow")); }
+  function active() { return document.querySelector("#work fieldset.keyrow.active"); }
+  function highlightTurn(row) {
+    var turn = row && row.getAttribute("data-turn");
+    document.querySelectorAll("#item .msg[data-turn]").forEach(function (m) {
+      m.classList.toggle("turn-active", !!turn && m.getAttribute("data-turn") === turn);
+    });
+  }
   function setActive(row) {
     rows().forEach(function (r) { r.classList.toggle("active", r === row); });
+    highlightTurn(row);
     if (row && row.scrollIntoView) row.scrollIntoView({ block: "nearest" });
   }
   function move(step) {
@@ -77,8 +85,10 @@
       e.detail.parameters["duration_ms"] = String(Math.round(performance.now() - shownAt));
     }
   });
+  document.addEventListener("DOMContentLoaded", function () { highlightTurn(active()); });
   document.addEventListener("htmx:afterSwap", function () {
     shownAt = performance.now();
+    highlightTurn(active());
     var ta = document.querySelector('#answer-form textarea[name="text"]');
     if (ta) ta.focus();
   });
