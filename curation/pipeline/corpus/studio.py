@@ -1,0 +1,151 @@
+"""Threshold studio over a corpus's score files (docs/METHODS.md, "Thresholds on a corpus").
+
+Counts come straight from the per-shard score Parquet files through DuckDB: a query reads only the
+columns the conditions name (plus lang, source, n_chars), in parallel over the files, so five
+conditions over ten million documents answer in well under a second on two cores (bench/
+bench_corpus_studio.py) without loading anything into Postgres.
+
+A condition is (column, op, value) on a score-file column such as ``rules_value`` or
+``pii_keep``. Columns are checked against the files' schema and values are bound as parameters,
+so no text a user types reaches the SQL.
+
+A frozen selection is a manifest: the conditions, each score file's sha256 and row count, and one
+Parquet file of kept document ids per shard. Its counts are exact and do not move when score files
+are rewritten later (the hashes tell that they were).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+OPS = {">=": ">=", "<=": "<=", ">": ">", "<": "<", "==": "=", "!=": "<>"}
+
+
+class StudioError(ValueError):
+    """A condition names an unknown column or operator, or there are no score files."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    column: str
+    op: str
+    value: float | bool | str
+
+    @classmethod
+    def parse(cls, text: str) -> "Condition":
+        """'rules_value >= 0.5' -> Condition (for the CLI)."""
+        for op in sorted(OPS, key=len, reverse=True):
+            if op in text:
+                col, raw = (p.strip() for p in text.split(op, 1))
+                low = raw.lower()
+                value: float | bool | str = (low == "true") if low in ("true", "false") else raw
+                if not isinstance(value, bool):
+                    try:
+                        value = float(raw)
+                    except ValueError:
+                        value = raw.strip("'\"")
+                return cls(col, op, value)
+        raise StudioError(f"no operator in {text!r}; use one of {', '.join(OPS)}")
+
+
+def score_files(out_dir: str) -> list[str]:
+    files = sorted(str(p) for p in Path(out_dir).glob("*.scores.parquet"))
+    if not files:
+        raise StudioError(f"no score files under {out_dir}: run the corpus scorers first")
+    return files
+
+
+def _schema(con, files: list[str]) -> dict[str, str]:
+    rows = con.execute("DESCRIBE SELECT * FROM read_parquet(?, union_by_name=true)", [files]).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def _where(conditions: list[Condition], schema: dict[str, str]) -> tuple[str, list]:
+    parts, params = [], []
+    for c in conditions:
+        if c.column not in schema:
+            known = ", ".join(sorted(k for k in schema if k.endswith(("_value", "_keep")) or k in ("n_chars", "lang", "source")))
+            raise StudioError(f"unknown column {c.column!r}; score files have: {known}")
+        if c.op not in OPS:
+            raise StudioError(f"unknown operator {c.op!r}; use one of {', '.join(OPS)}")
+        parts.append(f'"{c.column}" {OPS[c.op]} ?')
+        params.append(c.value)
+    return (" AND ".join(parts) or "TRUE"), params
+
+
+def _connect(threads: int | None = None):
+    import duckdb
+
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    return con
+
+
+def counts(out_dir: str, conditions: list[Condition], *, threads: int | None = None) -> dict:
+    """Kept documents and characters per (lang, source) under the conditions, with totals."""
+    files = score_files(out_dir)
+    con = _connect(threads)
+    where, params = _where(conditions, _schema(con, files))
+    t0 = time.perf_counter()
+    # the conditions are evaluated once per row (k), then summed per group
+    rows = con.execute(
+        f"""SELECT lang, source, count(*) AS docs, sum(k::INTEGER) AS kept,
+                   coalesce(sum(CASE WHEN k THEN n_chars END), 0) AS kept_chars
+            FROM (SELECT lang, source, n_chars, coalesce({where}, FALSE) AS k
+                  FROM read_parquet(?, union_by_name=true))
+            GROUP BY lang, source ORDER BY lang, source""",
+        params + [files]).fetchall()
+    by = [{"lang": r[0], "source": r[1], "docs": r[2], "kept": r[3], "kept_chars": int(r[4])} for r in rows]
+    return {"docs": sum(b["docs"] for b in by), "kept": sum(b["kept"] for b in by),
+            "kept_chars": sum(b["kept_chars"] for b in by), "by": by, "files": len(files),
+            "seconds": time.perf_counter() - t0}
+
+
+def _sql_path(path: Path) -> str:
+    return path.as_posix().replace("'", "''")
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def freeze(out_dir: str, conditions: list[Condition], dest: str, *, name: str = "") -> dict:
+    """Write the frozen selection (kept ids per shard + manifest) under dest; returns the manifest."""
+    files = score_files(out_dir)
+    con = _connect()
+    where, params = _where(conditions, _schema(con, files))
+    root = Path(dest)
+    (root / "kept").mkdir(parents=True, exist_ok=True)
+    shards = []
+    for f in files:
+        key = Path(f).name[: -len(".scores.parquet")]
+        target = root / "kept" / f"{key}.kept.parquet"
+        tmp = target.with_name(target.name + ".tmp")
+        total = con.execute("SELECT count(*) FROM read_parquet(?)", [f]).fetchone()[0]
+        con.execute(f"COPY (SELECT doc_id, n_chars FROM read_parquet(?) WHERE {where} ORDER BY doc_id) "
+                    f"TO '{_sql_path(tmp)}' (FORMAT parquet)", [f] + params)
+        tmp.replace(target)  # atomic: a shard's kept file is complete or absent
+        kept = con.execute("SELECT count(*), coalesce(sum(n_chars), 0) FROM read_parquet(?)", [str(target)]).fetchone()
+        shards.append({"shard": key, "score_file": f, "sha256": _sha256(f), "docs": total, "kept": kept[0],
+                       "kept_chars": int(kept[1]), "kept_file": str(target)})
+    manifest = {"name": name, "conditions": [[c.column, c.op, c.value] for c in conditions],
+                "docs": sum(s["docs"] for s in shards), "kept": sum(s["kept"] for s in shards),
+                "kept_chars": sum(s["kept_chars"] for s in shards), "shards": shards}
+    tmp = root / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(root / "manifest.json")
+    return manifest
+
+
+def verify_frozen(dest: str) -> list[str]:
+    """Score files whose content changed since the selection was frozen (empty: still exact)."""
+    manifest = json.loads((Path(dest) / "manifest.json").read_text(encoding="utf-8"))
+    return [s["shard"] for s in manifest["shards"] if not Path(s["score_file"]).exists() or _sha256(s["score_file"]) != s["sha256"]]
