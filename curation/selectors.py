@@ -44,7 +44,7 @@ def runs_for_dataset(*, dataset, scorer: str = ""):
 def run_value_histogram(*, run: ScorerRun, bins: int = 30) -> dict | None:
     """Counts of a run's score values in equal-width bins, split kept / dropped (two GROUP BYs).
 
-    None when the run has no values or a single one (a pass/fail filter has nothing to plot).
+    None when the run has fewer than three distinct values (a pass/fail filter has nothing to plot).
     """
     from django.db.models import F, Max, Min
     from django.db.models.functions import Floor
@@ -52,7 +52,7 @@ def run_value_histogram(*, run: ScorerRun, bins: int = 30) -> dict | None:
     scored = run.scores.filter(value__isnull=False)
     span = scored.aggregate(lo=Min("value"), hi=Max("value"))
     lo, hi = span["lo"], span["hi"]
-    if lo is None or hi is None or hi <= lo:
+    if lo is None or hi is None or hi <= lo or scored.values("value").distinct()[:3].count() < 3:
         return None
     width = (hi - lo) / bins
     series = {"kept": [0] * bins, "dropped": [0] * bins}

@@ -35,7 +35,7 @@ def _bars(rows: list[dict], title: str, color: str) -> dict | None:
     """Horizontal bars of records per reason (an ECharts option; None when there is nothing to draw)."""
     if not rows:
         return None
-    option = bars([r["reason"] or "(none)" for r in rows], {"records": [r["n"] for r in rows]}, horizontal=True, value_name="records")
+    option = bars([r["reason"] or "(none)" for r in rows], {"records": [r["n"] for r in rows]}, horizontal=True)
     option["series"][0].update(color=color, label={"show": True, "position": "right"})
     option["title"] = {"show": False}
     option["aria"] = {"enabled": True, "label": {"description": title}}

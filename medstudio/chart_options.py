@@ -28,8 +28,10 @@ def curves(title: str, series: Mapping[str, Sequence[tuple[float, float]]], *, x
                     "lineStyle": {"width": 1.5, "type": "dashed" if name in dashed else "solid"},
                     "color": PALETTE[i % len(PALETTE)], "emphasis": {"focus": "series"}})
     option = {
-        "title": {"text": title, "textStyle": {"fontSize": 13}},
-        "legend": {"type": "scroll", "top": 0, "left": 120, "right": 8},
+        "title": {"text": title, "left": 0, "top": 0, "textStyle": {"fontSize": 13}},
+        # The legend sits under the title (it scrolls when several runs are overlaid).
+        "legend": {"type": "scroll", "top": 22, "left": 0, "right": 0},
+        "grid": {"left": 8, "right": 16, "top": 56, "bottom": 44, "containLabel": True},
         "xAxis": {"type": "value", "name": x_name, "nameLocation": "middle", "nameGap": 22, "min": "dataMin", "max": "dataMax"},
         "yAxis": {"type": "value", "scale": True},
         "series": out,
@@ -71,7 +73,9 @@ def histogram(lo: float, hi: float, series: Mapping[str, Sequence[int]], *, titl
         "tooltip": {"trigger": "axis", "axisPointer": {"type": "shadow"}},
         "legend": {"show": len(names) > 1, "type": "scroll", "bottom": 0},
         "grid": {"left": 8, "right": 16, "top": 28 if title else 16, "bottom": 28 if len(names) > 1 else 8, "containLabel": True},
-        "xAxis": {"type": "value", "min": lo, "max": lo + span, "name": x_name, "splitLine": {"show": False}},
+        # The axis spans the values exactly; its end labels (e.g. 0.0161) are left out, the ticks read better.
+        "xAxis": {"type": "value", "min": lo, "max": lo + span, "name": x_name, "splitLine": {"show": False},
+                  "axisLabel": {"showMinLabel": False, "showMaxLabel": False}},
         "yAxis": {"type": "value", "minInterval": 1},
         "series": out,
     }

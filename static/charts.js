@@ -89,6 +89,8 @@
       option.dataZoom = option.dataZoom || [{ type: "inside" }, { type: "slider", height: 18, bottom: 4 }];
       option.grid = option.grid || { left: 48, right: 16, top: 32, bottom: 48, containLabel: true };
     }
+    // Cards may scroll sideways (a wide table): keep tooltips inside the chart so none is clipped.
+    if (option.tooltip) option.tooltip.confine = true;
     option.animation = option.animation === undefined ? false : option.animation;
     return option;
   }

@@ -38,4 +38,14 @@ def plan_option(plan: dict, names: dict[str, str] | None = None) -> dict | None:
     for c in cells:
         label = names.get(str(c["source"]), f"selection #{c['source']}")
         series[label][keys.index((c["category"], c["lang"]))] += round(float(c["planned"]))
-    return bars([f"{cat} · {lang}" for cat, lang in keys], series, value_name="tokens")
+    option = bars([f"{cat} · {lang}" for cat, lang in keys], series, value_name="tokens")
+    # Beside each planned stack, what the sources hold (grey): a taller planned bar is up-sampled.
+    available = [0] * len(keys)
+    for c in cells:
+        available[keys.index((c["category"], c["lang"]))] += int(c["available"])
+    option["series"].append({"name": "available", "type": "bar", "stack": "available", "data": available,
+                             "color": "#cbd5e1", "emphasis": {"focus": "series"}})
+    option["legend"]["show"] = True
+    for s in option["series"]:
+        s["barMaxWidth"] = 64
+    return option

@@ -18,5 +18,6 @@ def histogram(counts: list[tuple[str, int]], *, title: str = "") -> dict | None:
     if not counts:
         return None
     option = bars([label for label, _ in counts], {"items": [c for _, c in counts]}, title=title, stacked=False)
-    option["series"][0]["label"] = {"show": True, "position": "top"}
+    option["series"][0].update(label={"show": True, "position": "top", "formatter": "{c}"}, barMaxWidth=56)
+    option["grid"]["top"] = 28  # room for the count above the tallest bar
     return option
