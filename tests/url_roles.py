@@ -123,6 +123,8 @@ URL_ROLES: dict[str, str] = {
     "evaluation:run_repeat": "admin",
     "evaluation:leaderboard": "curator",
     "evaluation:compare": "curator",
+    "evaluation:models_compare": "curator",
+    "evaluation:harness_new": "admin",
     "evaluation:hits": "curator",
     "evaluation:hit_review": "curator",
     "evaluation:store_check": "curator",

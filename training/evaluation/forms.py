@@ -79,3 +79,29 @@ class HitReviewForm(forms.Form):
 class RiskCheckForm(forms.Form):
     prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
     threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text="Cosine threshold (default: the store's).")
+
+
+class HarnessRunForm(forms.Form):
+    """An lm-eval run: curated tasks that have a local copy, and a target (local path or endpoint)."""
+
+    tasks = forms.MultipleChoiceField(choices=(), widget=forms.CheckboxSelectMultiple)
+    model_name = forms.CharField(max_length=200, required=False)
+    backend = forms.ChoiceField(choices=[("transformers", "transformers (local path)"), ("vllm", "vLLM (GPU worker, local path)"),
+                                         ("openai", "OpenAI-compatible endpoint")])
+    path = forms.CharField(required=False)
+    chat_backend = backend_choice_field(help_text="OpenAI-compatible endpoint registered by an admin.")
+    base_url = EndpointField(required=False)
+    remote_model = forms.CharField(required=False, label="Endpoint model name")
+    num_fewshot = forms.IntegerField(required=False, min_value=0, max_value=25, initial=0)
+    limit = forms.IntegerField(required=False, min_value=1, help_text="Only the first N items per task.")
+
+    def __init__(self, *args, tasks=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tasks"].choices = [(t["name"], t["label"]) for t in tasks if t["available"]]
+        fill_backend_choices(self, "chat_backend")
+
+    def spec_and_params(self) -> tuple[dict, dict]:
+        d = self.cleaned_data
+        spec = {"backend": d["backend"], "path": d.get("path"), "base_url": d.get("base_url"),
+                "model": d.get("remote_model"), "chat_backend": d.get("chat_backend")}
+        return spec, {k: d.get(k) for k in ("num_fewshot", "limit") if d.get(k) not in (None, "")}

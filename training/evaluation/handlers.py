@@ -309,3 +309,49 @@ def risk_check_job(ctx: JobContext) -> dict:
     ctx.log(f"high risk: {check.high_risk} (max cosine {check.max_cosine}, threshold {store.threshold})")
     return {"high_risk": check.high_risk, "max_cosine": check.max_cosine, "nearest_record_id": check.nearest,
             "threshold": store.threshold, "store_id": row.pk}
+
+
+# ------------------------------------------------------------------------------------------------
+@job_handler("evaluation.harness", queue="gpu", description="lm-evaluation-harness: curated medical tasks, offline")
+def harness_job(ctx: JobContext) -> dict:
+    return _run_job(ctx, _harness)
+
+
+def _harness(run: EvalRun, ctx: JobContext) -> dict:
+    """Run lm-eval on the run's tasks (local copies only) and keep its per-sample choices in a JSONL
+    file beside the run; the summary has the MCQ leaderboard's shape (one subject per task)."""
+    import json
+
+    from training.pipeline import harness
+
+    p = run.params
+    spec = dict(run.model_spec)
+    if spec.get("backend") == "openai":
+        # lm-eval's API models read OPENAI_API_KEY; the key comes from the variable the backend names.
+        key = os.environ.get(spec.get("api_key_env") or "MEDSTUDIO_CHAT_API_KEY", "")
+        if key:
+            os.environ["OPENAI_API_KEY"] = key
+    try:
+        model, args = harness.model_for(spec, device=str(p.get("device") or "cpu"), batch_size=int(p.get("batch_size") or 1))
+        ctx.progress(done=0, total=len(p.get("tasks") or []))
+        out = harness.run(tasks=list(p.get("tasks") or []), datasets_dir=services.eval_datasets_dir(), model=model,
+                          model_args=args, limit=p.get("limit"), num_fewshot=p.get("num_fewshot"),
+                          apply_chat_template=bool(p.get("apply_chat_template")), seed=int(p.get("seed") or 0),
+                          log=ctx.log)
+    except harness.HarnessUnavailable as exc:
+        raise JobFailed(str(exc)) from None
+    folder = Path(settings.MEDIA_ROOT) / "evaluation" / f"run_{run.pk}"
+    folder.mkdir(parents=True, exist_ok=True)
+    samples_path = folder / "lm_eval_samples.jsonl"
+    tmp = samples_path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in out["samples"]:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(samples_path)
+    summary = harness.summary_from(out["results"])
+    summary.update(samples_path=str(samples_path), versions=out.get("versions") or {},
+                   examples=out["samples"][:10])
+    ctx.progress(done=len(p.get("tasks") or []), total=len(p.get("tasks") or []))
+    metric = summary["metric"]
+    ctx.log("lm-eval done: " + ", ".join(f"{t} {m.get(metric, 0):.1%}" for t, m in out["results"].items()))
+    return summary

@@ -10,6 +10,12 @@ class EvalKind(models.TextChoices):
     MCQ = "mcq", "MCQ benchmark"
     CONSULTATION = "consultation", "Consultation (judged)"
     MEMORIZATION = "memorization", "Memorisation audit"
+    HARNESS = "harness", "lm-evaluation-harness tasks"
+
+
+class EvalSource(models.TextChoices):
+    MEDSTUDIO = "medstudio", "MedStudio scorer"
+    LM_EVAL = "lm-eval", "lm-evaluation-harness"
 
 
 class EvalStatus(models.TextChoices):
@@ -22,7 +28,10 @@ class EvalStatus(models.TextChoices):
 
 class EvalRun(models.Model):
     kind = models.CharField(max_length=16, choices=EvalKind.choices)
-    dataset = models.ForeignKey("datasets.Dataset", related_name="eval_runs", on_delete=models.CASCADE)
+    dataset = models.ForeignKey("datasets.Dataset", related_name="eval_runs", on_delete=models.CASCADE, null=True, blank=True,
+                                help_text="The MedStudio dataset evaluated; empty for lm-eval runs (their tasks are in params).")
+    source = models.CharField(max_length=16, choices=EvalSource.choices, default=EvalSource.MEDSTUDIO,
+                              help_text="Who scored the run: MedStudio's own scorer or lm-evaluation-harness.")
     model_name = models.CharField(max_length=200, help_text="Label of the evaluated model on the leaderboard.")
     model_spec = models.JSONField(
         help_text='Generation backend: {"backend": "transformers"|"vllm", "path"} or {"backend": "openai", "base_url", '

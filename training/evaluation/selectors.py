@@ -164,3 +164,26 @@ def memorised_record_ids(*, dataset_id: int | None = None, status: str = "exclud
     if dataset_id is not None:
         qs = qs.filter(record__dataset_id=dataset_id)
     return qs.values_list("record_id", flat=True).distinct()
+
+
+def harness_leaderboard() -> dict[str, Any]:
+    """Latest succeeded lm-eval run per model: accuracy per harness task (the harness's `acc`), in the
+    same shape as the MCQ leaderboard so both scorers read alike."""
+    latest: dict[str, EvalRun] = {}
+    for run in EvalRun.objects.filter(kind=EvalKind.HARNESS, status=EvalStatus.SUCCEEDED).order_by("-created_at"):
+        latest.setdefault(run.model_name, run)
+    rows = sorted(latest.values(), key=lambda r: -((r.summary.get("overall") or {}).get("mean") or 0))
+    tasks = sorted({t for r in rows for t in (r.summary.get("per_subject") or {})})
+    return {"tasks": tasks, "rows": [{
+        "run": r, "model": r.model_name, "mean": (r.summary.get("overall") or {}).get("mean"),
+        "tasks": [((r.summary.get("per_subject") or {}).get(t) or {}).get("mean") for t in tasks],
+    } for r in rows]}
+
+
+def harness_tasks() -> list[dict[str, Any]]:
+    """The curated lm-eval tasks and whether this installation has a local copy of each."""
+    from training.pipeline import harness
+
+    from .services import eval_datasets_dir
+
+    return harness.local_tasks(eval_datasets_dir())

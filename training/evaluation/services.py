@@ -134,6 +134,9 @@ def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_
 
 def eval_run_repeat(*, user, run: EvalRun) -> EvalRun:
     """Run again with exactly the same model, data and settings (repeatability)."""
+    if run.kind == EvalKind.HARNESS:
+        return harness_run_start(user=user, tasks=run.params.get("tasks") or [], model_name=run.model_name,
+                                 model_spec=run.model_spec, params=run.params)
     return eval_run_start(user=user, kind=run.kind, dataset=run.dataset, model_name=run.model_name,
                           model_spec=run.model_spec, params=run.params, repeat_of=run, model_ref=run.model_ref)
 
@@ -186,3 +189,52 @@ def high_risk_check_start(*, user, store: HighRiskStore, prompt: str, threshold:
     if threshold is not None:
         params["threshold"] = threshold
     return job_create(kind="evaluation.risk_check", params=params, user=user)
+
+
+# ------------------------------------------------------------------------------------------------
+# lm-evaluation-harness runs (training/pipeline/harness.py)
+HARNESS_DEFAULTS: dict[str, Any] = {"num_fewshot": 0, "limit": None, "batch_size": 1, "apply_chat_template": False,
+                                    "seed": 0, "device": "cpu"}
+
+
+def eval_datasets_dir():
+    """Where local copies of harness tasks live: settings.MEDSTUDIO_EVAL_DATASETS_DIR (env of the same
+    name), else VAR_DIR/eval_datasets."""
+    import os
+    from pathlib import Path
+
+    from django.conf import settings
+
+    return Path(getattr(settings, "MEDSTUDIO_EVAL_DATASETS_DIR", None)
+                or os.environ.get("MEDSTUDIO_EVAL_DATASETS_DIR") or Path(settings.VAR_DIR) / "eval_datasets")
+
+
+@transaction.atomic
+def harness_run_start(*, user, tasks: list[str], model_name: str, model_spec: dict[str, Any],
+                      params: dict[str, Any] | None = None, enqueue: bool = True) -> EvalRun:
+    """An lm-eval run of curated tasks that have a local copy; its job runs in the worker."""
+    from medstudio.jobs.services import job_create
+    from training.pipeline import harness
+
+    tasks = [t for t in dict.fromkeys(tasks or []) if t]
+    if not tasks:
+        raise EvalConfigError("pick at least one lm-eval task")
+    unknown = [t for t in tasks if t not in harness.CURATED_BY_NAME]
+    if unknown:
+        raise EvalConfigError(f"not a curated lm-eval task: {', '.join(unknown)}")
+    local = {t["name"]: t for t in harness.local_tasks(eval_datasets_dir())}
+    missing = [t for t in tasks if not local[t]["available"]]
+    if missing:
+        raise EvalConfigError(f"no local copy of {', '.join(missing)} under {eval_datasets_dir()} "
+                              "(workers read tasks offline; save them there with save_to_disk)")
+    spec = _check_spec(_resolve_endpoint(model_spec))
+    merged = {**HARNESS_DEFAULTS, **{k: v for k, v in (params or {}).items() if v is not None}, "tasks": tasks}
+    run = EvalRun.objects.create(kind=EvalKind.HARNESS, source="lm-eval", dataset=None,
+                                 model_name=model_name.strip() or spec.get("path") or spec.get("model", "model"),
+                                 model_spec=spec, params=merged, created_by=user)
+    job = job_create(kind="evaluation.harness", params={"run_id": run.pk}, user=user, enqueue=enqueue)
+    EvalRun.objects.filter(pk=run.pk).update(job=job)
+    run.job = job
+    audit_log(actor=user, action="evaluation.run_start", target=run,
+              data={"kind": "harness", "tasks": tasks, "model": run.model_name, "spec": spec, "params": merged})
+    return run

@@ -13,7 +13,7 @@ from medstudio.accounts.permissions import Role, role_required
 from medstudio.datasets.models import Dataset
 
 from . import selectors, services
-from .forms import EvalRunForm, HitReviewForm, RiskCheckForm
+from .forms import EvalRunForm, HarnessRunForm, HitReviewForm, RiskCheckForm
 from .models import EvalKind, EvalRun, HighRiskStore, HitStatus, MemorizationHit
 
 
@@ -22,9 +22,33 @@ def home(request):
     kind = request.GET.get("kind") or ""
     run_list = selectors.runs(kind=kind or None)[:200]
     benchmarks = Dataset.objects.filter(eval_runs__kind=EvalKind.MCQ).distinct().order_by("name")
+    tasks = selectors.harness_tasks()
     return render(request, "evaluation/home.html", {"runs": run_list, "kind": kind, "kinds": EvalKind.choices,
                                                     "benchmarks": benchmarks,
-                                                    "open_hits": selectors.hits(status=HitStatus.OPEN).count()})
+                                                    "open_hits": selectors.hits(status=HitStatus.OPEN).count(),
+                                                    "harness_tasks": tasks, "harness_board": selectors.harness_leaderboard(),
+                                                    "harness_form": HarnessRunForm(tasks=tasks),
+                                                    "datasets_dir": services.eval_datasets_dir()})
+
+
+@role_required(Role.ADMIN)
+@require_POST
+def harness_new(request):
+    """Start an lm-evaluation-harness run on local task copies (the form is on the evaluation page)."""
+    form = HarnessRunForm(request.POST, tasks=selectors.harness_tasks())
+    if form.is_valid():
+        spec, params = form.spec_and_params()
+        try:
+            run = services.harness_run_start(user=request.user, tasks=form.cleaned_data["tasks"],
+                                             model_name=form.cleaned_data.get("model_name") or "", model_spec=spec, params=params)
+        except services.EvalConfigError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.info(request, f"lm-eval run #{run.pk} started.")
+            return redirect("evaluation:run", pk=run.pk)
+    else:
+        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+    return redirect("evaluation:home")
 
 
 @role_required(Role.ADMIN)
@@ -130,3 +154,41 @@ def store_check(request, pk: int):
         messages.error(request, str(exc))
         return redirect("evaluation:run", pk=store.run_id)
     return redirect("jobs:detail", pk=job.pk)
+
+
+@role_required(Role.CURATOR)
+def models_compare(request):
+    """Two or more models side by side: MCQ accuracy per subject with spread over seeds, consultation
+    judge scores per turn, win/tie/loss against the first model; ?format=csv downloads the numbers."""
+    import csv
+
+    from django.http import HttpResponse
+
+    from . import charts
+
+    names = charts.model_names()
+    picked = [m for m in dict.fromkeys(request.GET.getlist("m")) if m in names]
+    mcq_sets = Dataset.objects.filter(eval_runs__kind=EvalKind.MCQ).distinct().order_by("name")
+    con_sets = Dataset.objects.filter(eval_runs__kind=EvalKind.CONSULTATION).distinct().order_by("name")
+
+    def pick(qs, key):
+        try:
+            wanted = int(request.GET.get(key) or 0)
+        except ValueError:
+            wanted = 0
+        ids = [d.pk for d in qs]
+        return wanted if wanted in ids else (ids[0] if ids else None)
+
+    mcq_id, con_id = pick(mcq_sets, "mcq"), pick(con_sets, "consult")
+    data = charts.comparison(models=picked, mcq_dataset_id=mcq_id, consult_dataset_id=con_id) if len(picked) >= 2 else None
+    if data is not None and request.GET.get("format") == "csv":
+        resp = HttpResponse(content_type="text/csv; charset=utf-8")
+        resp["Content-Disposition"] = 'attachment; filename="model_comparison.csv"'
+        csv.writer(resp).writerows(charts.csv_rows(data))
+        return resp
+    ctx = {"names": names, "picked": picked, "mcq_sets": mcq_sets, "con_sets": con_sets, "mcq_id": mcq_id, "con_id": con_id,
+           "data": data}
+    if data is not None:
+        ctx.update(acc_option=charts.accuracy_option(data), turns_option=charts.turns_option(data),
+                   wtl_option=charts.wtl_option(data), csv_query=request.GET.urlencode())
+    return render(request, "evaluation/models_compare.html", ctx)

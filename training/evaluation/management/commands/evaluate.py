@@ -4,6 +4,9 @@
     manage.py evaluate --kind consultation --dataset cmtmedqa --backend openai --base-url http://gpu1:8000/v1 \
         --model qwen --param judge='{"base_url": "http://judge:8000/v1", "model": "judge"}'
     manage.py evaluate --reextract 42   # re-score run 42's stored MCQ replies with the current extractor
+    manage.py evaluate --kind harness --tasks cmmlu_anatomy,pubmedqa --backend transformers --path /models/sft-v1
+        # lm-evaluation-harness on local task copies (MEDSTUDIO_EVAL_DATASETS_DIR/<task>/, save_to_disk)
+    manage.py evaluate --harness-tasks  # which curated lm-eval tasks have a local copy
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--reextract", type=int, metavar="RUN",
                             help="Re-score the stored outputs of MCQ run RUN (no generation) and update its summary.")
         parser.add_argument("--kind", choices=[k for k, _ in EvalKind.choices])
+        parser.add_argument("--tasks", default="", help="Harness runs: comma-separated curated lm-eval task names.")
+        parser.add_argument("--harness-tasks", action="store_true", help="List curated lm-eval tasks and local copies.")
         parser.add_argument("--dataset", help="Dataset name.")
         parser.add_argument("--backend", default="transformers", choices=list(services.BACKENDS))
         parser.add_argument("--path", help="Local model directory (transformers / vllm).")
@@ -41,11 +46,38 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         if o["reextract"] is not None:
             return self._reextract(o["reextract"])
+        if o["harness_tasks"]:
+            from training.pipeline import harness
+
+            for t in harness.local_tasks(services.eval_datasets_dir()):
+                self.stdout.write(f"{'local  ' if t['available'] else 'missing'}  {t['name']:<40} {t['path']}")
+            return
+        if o["kind"] == EvalKind.HARNESS:
+            return self._harness(o)
         if not o["kind"] or not o["dataset"]:
             raise CommandError("--kind and --dataset are required (or --reextract RUN)")
         dataset = Dataset.objects.filter(name=o["dataset"]).first()
         if dataset is None:
             raise CommandError(f"no dataset named {o['dataset']!r}")
+        params = self._params(o)
+        spec = {"backend": o["backend"], "path": o["path"], "base_url": o["base_url"], "model": o["model"]}
+        try:
+            run = services.eval_run_start(user=None, kind=o["kind"], dataset=dataset, model_name=o["name"],
+                                          model_spec=spec, params=params, enqueue=False)
+        except services.EvalConfigError as exc:
+            raise CommandError(str(exc)) from None
+        self._execute(run)
+
+    def _harness(self, o) -> None:
+        spec = {"backend": o["backend"], "path": o["path"], "base_url": o["base_url"], "model": o["model"]}
+        try:
+            run = services.harness_run_start(user=None, tasks=[t.strip() for t in o["tasks"].split(",")],
+                                             model_name=o["name"], model_spec=spec, params=self._params(o), enqueue=False)
+        except services.EvalConfigError as exc:
+            raise CommandError(str(exc)) from None
+        self._execute(run)
+
+    def _params(self, o) -> dict:
         params = {}
         for item in o["param"]:
             key, sep, value = item.partition("=")
@@ -55,12 +87,9 @@ class Command(BaseCommand):
                 params[key] = json.loads(value)
             except json.JSONDecodeError:
                 params[key] = value
-        spec = {"backend": o["backend"], "path": o["path"], "base_url": o["base_url"], "model": o["model"]}
-        try:
-            run = services.eval_run_start(user=None, kind=o["kind"], dataset=dataset, model_name=o["name"],
-                                          model_spec=spec, params=params, enqueue=False)
-        except services.EvalConfigError as exc:
-            raise CommandError(str(exc)) from None
+        return params
+
+    def _execute(self, run) -> None:
         job_execute(job_id=run.job_id)
         run = EvalRun.objects.get(pk=run.pk)
         self.stdout.write(json.dumps({"run": run.pk, "status": run.status, "error": run.error, "summary": run.summary},

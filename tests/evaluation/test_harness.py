@@ -1,0 +1,167 @@
+"""lm-evaluation-harness backend (issue 15 point 3), offline, on a tiny local model and a small
+local task built from /work/shared/data/cmmlu_med.jsonl (saved with save_to_disk in tmp_path).
+
+Which scores are compared, and why: MedStudio's own MCQ scorer reads a *generated* reply (its
+answer extractor), whereas the harness's standard medical tasks score by *log-likelihood* of each
+option letter. Those answer different questions (a model can rank "B" highest yet write "A"), so
+comparing them item by item would test nothing. Like is compared with like instead: the harness runs
+a generate_until task with MedStudio's own prompt, the harness grades the reply with its regex
+filter + exact_match, MedStudio grades the *same raw reply* with its extractor, and wherever both
+extract a letter they must agree on correctness. A scripted harness LM (replies shaped like real
+model answers) makes sure the comparison is not vacuous when the random tiny model writes no letter.
+The standard log-likelihood task is run end to end through the MedStudio job as well.
+"""
+import json
+import os
+
+import pytest
+
+pytest.importorskip("lm_eval")
+
+from tests.fakes.fixtures import tiny_llama_path  # noqa: F401,E402
+from training.pipeline import evaluation as ev  # noqa: E402
+from training.pipeline import harness  # noqa: E402
+
+N_TEST = 6
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+def _anatomy(shared_data):
+    rows = [json.loads(line) for line in open(shared_data / "cmmlu_med.jsonl", encoding="utf-8")]
+    rows = [r for r in rows if r["subject"] == "anatomy"]
+    return [r for r in rows if r["split"] == "dev"], [r for r in rows if r["split"] == "test"][:N_TEST]
+
+
+def _columns(rows):  # the haonan-li/cmmlu column layout the harness's cmmlu tasks read
+    return {"Question": [r["question"] for r in rows], **{k: [r["options"][k] for r in rows] for k in "ABCD"},
+            "Answer": [r["answer"] for r in rows]}
+
+
+@pytest.fixture
+def task_dir(tmp_path, shared_data):
+    import datasets
+
+    dev, test = _anatomy(shared_data)
+    datasets.DatasetDict({"dev": datasets.Dataset.from_dict(_columns(dev)),
+                          "test": datasets.Dataset.from_dict(_columns(test))}).save_to_disk(tmp_path / "cmmlu_anatomy")
+    return tmp_path
+
+
+def test_local_tasks_says_which_are_available(task_dir):
+    avail = {t["name"]: t["available"] for t in harness.local_tasks(task_dir)}
+    assert avail["cmmlu_anatomy"] is True
+    assert avail["medqa_4options"] is False and avail["pubmedqa"] is False
+    assert {"medmcqa", "mmlu_professional_medicine", "ceval-valid_physician"} <= set(avail)
+
+
+def _medstudio_prompt(doc):
+    content = {"question": doc["Question"], "options": {k: doc[k] for k in "ABCD"}, "answer": doc["Answer"]}
+    return ev.mcq_messages(content, lang="zh", subject="anatomy")[0]["content"]
+
+
+def _generative_config(task_dir):
+    """The same local data as a generate_until task with MedStudio's prompt; the harness extracts a
+    letter with its own regex filter (first standalone A-D), "[invalid]" when none."""
+    return harness.task_config("cmmlu_anatomy", task_dir, overrides={
+        "task": "cmmlu_anatomy_gen", "output_type": "generate_until", "doc_to_text": _medstudio_prompt,
+        "doc_to_target": "{{Answer}}", "doc_to_choice": None, "description": "",
+        "generation_kwargs": {"until": ["\n\n"], "do_sample": False, "max_gen_toks": 12},
+        "filter_list": [{"name": "letter", "filter": [
+            {"function": "regex", "regex_pattern": r"(?<![A-Za-z])([ABCD])(?![A-Za-z])", "group_select": 0},
+            {"function": "take_first"}]}],
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+    })
+
+
+def _agreement(samples, docs):
+    """(n both extracted, n agreeing): harness exact_match vs MedStudio's extractor on the same reply."""
+    both = agree = 0
+    for s in samples:
+        doc = docs[s["doc_id"]]
+        item = ev.McqItem(s["doc_id"], "anatomy", {k: doc[k] for k in "ABCD"}, doc["Answer"])
+        verdict = ev.mcq_verdicts([item], [s["output"]])[0]
+        harness_extracted = s["filtered"] not in ("", "[invalid]")
+        if harness_extracted and verdict.extraction.valid:
+            both += 1
+            agree += int(bool(s["exact_match"]) == verdict.correct)
+    return both, agree
+
+
+def test_generation_scoring_agrees_with_medstudio_on_tiny_model(task_dir, tiny_llama_path):  # noqa: F811
+    import datasets
+
+    docs = datasets.load_from_disk(str(task_dir / "cmmlu_anatomy"))["test"]
+    model, args = harness.model_for({"backend": "transformers", "path": tiny_llama_path})
+    out = harness.run(tasks=[_generative_config(task_dir)], datasets_dir=task_dir, model=model, model_args=args,
+                      num_fewshot=0)
+    samples = [s for s in out["samples"] if s["task"] == "cmmlu_anatomy_gen"]
+    assert len(samples) == N_TEST and all("output" in s for s in samples)
+    both, agree = _agreement(samples, docs)
+    assert agree == both  # wherever both extract an answer, they agree on correctness
+
+
+def test_generation_scoring_agrees_on_scripted_replies(task_dir):
+    """A harness LM that answers like real models do (bare, bracketed, bold, sentence, Chinese)."""
+    import datasets
+    from lm_eval.api.model import LM
+
+    docs = datasets.load_from_disk(str(task_dir / "cmmlu_anatomy"))["test"]
+    shapes = ["{L}", "({L})", "**{L}**", "答案：{L}", "The answer is {L}.", "{L}. {T}"]
+
+    class Scripted(LM):
+        def generate_until(self, requests):
+            out = []
+            for i, req in enumerate(requests):
+                doc = req.doc
+                letter = doc["Answer"] if i % 2 == 0 else "ABCD"[("ABCD".index(doc["Answer"]) + 1) % 4]
+                out.append(shapes[i % len(shapes)].format(L=letter, T=doc[letter]))
+            return out
+
+        def loglikelihood(self, requests):  # pragma: no cover - generation task only
+            raise NotImplementedError
+
+        def loglikelihood_rolling(self, requests):  # pragma: no cover
+            raise NotImplementedError
+
+    out = harness.run(tasks=[_generative_config(task_dir)], datasets_dir=task_dir, model=Scripted(), num_fewshot=0)
+    samples = out["samples"]
+    both, agree = _agreement(samples, docs)
+    assert both == N_TEST and agree == both
+    assert out["results"]["cmmlu_anatomy_gen"]["exact_match"] == pytest.approx(0.5)
+
+
+@pytest.mark.django_db
+def test_harness_job_stores_run_beside_medstudio_scorer(task_dir, tiny_llama_path, settings, tmp_path):  # noqa: F811
+    """The standard (log-likelihood) cmmlu_anatomy task through a MedStudio job, offline."""
+    from medstudio.jobs.services import job_execute
+    from training.evaluation import selectors, services
+    from training.evaluation.models import EvalRun
+
+    settings.MEDSTUDIO_EVAL_DATASETS_DIR = str(task_dir)
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    with pytest.raises(services.EvalConfigError, match="no local copy"):
+        services.harness_run_start(user=None, tasks=["medqa_4options"], model_name="tiny",
+                                   model_spec={"backend": "transformers", "path": tiny_llama_path})
+    run = services.harness_run_start(user=None, tasks=["cmmlu_anatomy"], model_name="tiny",
+                                     model_spec={"backend": "transformers", "path": tiny_llama_path}, enqueue=False)
+    job_execute(job_id=run.job_id)
+    run = EvalRun.objects.get(pk=run.pk)
+    assert run.status == "succeeded", run.error
+    assert run.source == "lm-eval" and run.dataset_id is None
+    acc = run.summary["per_subject"]["cmmlu_anatomy"]["mean"]
+    assert 0.0 <= acc <= 1.0 and run.summary["per_subject"]["cmmlu_anatomy"]["n"] == N_TEST
+    rows = [json.loads(line) for line in open(run.summary["samples_path"], encoding="utf-8")]
+    assert len(rows) == N_TEST
+    # the harness's per-sample choice is the argmax of its log-likelihoods, and acc follows from it
+    for r in rows:
+        assert r["choice"] == max(range(4), key=r["loglikelihoods"].__getitem__)
+        assert r["acc"] == float(r["choice"] == r["target"])
+    assert acc == pytest.approx(sum(r["acc"] for r in rows) / N_TEST)
+    board = selectors.harness_leaderboard()
+    assert board["tasks"] == ["cmmlu_anatomy"] and board["rows"][0]["model"] == "tiny"
+    assert os.path.exists(run.summary["samples_path"])
