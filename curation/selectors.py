@@ -55,7 +55,8 @@ def run_value_histogram(*, run: ScorerRun, bins: int = 30) -> dict | None:
     if lo is None or hi is None or hi <= lo or scored.values("value").distinct()[:3].count() < 3:
         return None
     width = (hi - lo) / bins
-    series = {"kept": [0] * bins, "dropped": [0] * bins}
+    series = {"kept": [0] * bins, "dropped": [0] * bins, "scored": [0] * bins}  # "scored": no keep decision
     for r in scored.annotate(b=Floor((F("value") - lo) / width)).values("b", "keep").annotate(n=Count("id")).order_by():
-        series["kept" if r["keep"] else "dropped"][min(max(int(r["b"]), 0), bins - 1)] += r["n"]
+        key = "scored" if r["keep"] is None else "kept" if r["keep"] else "dropped"
+        series[key][min(max(int(r["b"]), 0), bins - 1)] += r["n"]
     return {"lo": lo, "hi": hi, "bins": bins, "series": {k: v for k, v in series.items() if any(v)}}

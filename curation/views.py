@@ -51,7 +51,7 @@ def _value_histogram(run: ScorerRun) -> dict | None:
     threshold = ((run.summary or {}).get("config") or {}).get("threshold", (run.params or {}).get("threshold"))
     if isinstance(threshold, (int, float)):
         marks.append((float(threshold), f"threshold {threshold:g}"))
-    return histogram(hist["lo"], hist["hi"], hist["series"], marks=marks, x_name=run.scorer)
+    return histogram(hist["lo"], hist["hi"], hist["series"], marks=marks)
 
 
 def _bars_height(rows: list) -> str:
