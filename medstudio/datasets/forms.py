@@ -12,6 +12,8 @@ class ImportForm(forms.Form):
                                         ("parquet", "parquet")], required=False)
     skip_bad = forms.BooleanField(required=False, label=_("Skip bad lines"),
                                   help_text=_("Import the good lines and list the bad ones (default: reject the file)."))
+    benchmark = forms.BooleanField(required=False, label=_("Evaluation benchmark"),
+                                   help_text=_("Flag the dataset as a benchmark: training data is decontaminated against it."))
     description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 

@@ -16,7 +16,7 @@ from medstudio.audit.services import audit_log
 from medstudio.jobs.context import JobContext, JobFailed
 from medstudio.jobs.registry import job_handler, register_job_kind
 
-from .formats import (KINDS, PARQUET_JSON_COLUMNS_KEY, FileError, NormalizedRecord, RowError, check_row, iter_rows,
+from .formats import (KINDS, PARQUET_JSON_COLUMNS_KEY, FileError, NormalizedRecord, RowError, check_row, detect_kind, iter_rows,
                       normalize_row)
 from .models import Dataset, Export, Record
 
@@ -46,10 +46,16 @@ class ValidationReport:
     n_nul: int = 0  # NUL characters stripped (PostgreSQL cannot store them)
     nul_lines: list[int] = field(default_factory=list)  # first N lines that had some
     n_nul_lines: int = 0
+    kind: str = ""  # the kind the file was read as
+    kind_hint: str = ""  # most bad lines fit this other kind: the file is probably of that kind
 
     def summary(self) -> str:
         if self.file_error:
             return self.file_error
+        if self.kind_hint:
+            return (f"This looks like kind={self.kind_hint}, not kind={self.kind}: {self.n_bad} of {self.n_rows} lines "
+                    f"do not fit {self.kind} but fit {self.kind_hint}. Import it as {self.kind_hint} "
+                    f"(into a {self.kind_hint} dataset), or choose kind auto.")
         if not self.n_bad:
             return f"{self.n_ok} valid records."
         shown = "; ".join(f"line {ln}: {reason}" for ln, reason in self.errors[:20])
@@ -63,8 +69,12 @@ class ValidationReport:
                 "(PostgreSQL cannot store them).")
 
     def as_dict(self) -> dict:
+        # with a kind hint the lines' errors are all the same mistake: a few examples are enough
+        errors = self.errors[:3] if self.kind_hint else self.errors
         out = {"n_rows": self.n_rows, "n_ok": self.n_ok, "n_bad": self.n_bad, "file_error": self.file_error,
-               "errors": [{"line": ln, "reason": r} for ln, r in self.errors]}
+               "errors": [{"line": ln, "reason": r} for ln, r in errors]}
+        if self.kind_hint:
+            out["kind_hint"] = self.kind_hint
         if self.n_nul:
             out["nul_stripped"] = {"characters": self.n_nul, "lines": self.nul_lines, "n_lines": self.n_nul_lines}
         return out
@@ -82,7 +92,8 @@ def import_validate(*, path: str | Path, fmt: str, kind: str) -> ValidationRepor
     A line is bad when it cannot be read or normalised, or when its id was already used by an
     earlier line of the file (rows without an id: the same content).
     """
-    report = ValidationReport()
+    report = ValidationReport(kind=kind)
+    guessed: dict[str, int] = {}  # bad lines (read as `kind`) that another kind reads without error
     if kind != "auto" and kind not in KINDS:
         report.file_error = f"Unknown kind {kind!r}; expected one of {', '.join(KINDS)} (or auto)."
         return report
@@ -97,6 +108,10 @@ def import_validate(*, path: str | Path, fmt: str, kind: str) -> ValidationRepor
                     checked = check_row(row, kind)
                 except RowError as exc:
                     reason = str(exc)
+                    if kind != "auto":
+                        other = _other_kind(row, kind)
+                        if other:
+                            guessed[other] = guessed.get(other, 0) + 1
                 else:
                     first = seen.setdefault(checked.external_id, lineno)
                     if first != lineno:
@@ -114,7 +129,30 @@ def import_validate(*, path: str | Path, fmt: str, kind: str) -> ValidationRepor
                 report.errors.append((lineno, reason))
     except FileError as exc:
         report.file_error = str(exc)
+    if guessed and report.n_bad:
+        best, n = max(guessed.items(), key=lambda kv: kv[1])
+        if n >= 0.9 * report.n_bad and report.n_bad >= 0.5 * report.n_rows:
+            report.kind_hint = best
     return report
+
+
+def _other_kind(row: dict, kind: str) -> str:
+    """The kind a row that failed as `kind` would be read as, when it reads cleanly as that one."""
+    try:
+        other = detect_kind(row)
+        if other != kind:
+            check_row(row, other)
+            return other
+    except RowError:
+        pass
+    return ""
+
+
+def display_name(path: str | Path) -> str:
+    """An uploaded file's own name, without the uuid prefix upload_store gives it."""
+    name = Path(path).name
+    head, sep, rest = name.partition("_")
+    return rest if sep and len(head) == 32 and all(c in "0123456789abcdef" for c in head) else name
 
 
 def dataset_create(*, actor, name: str, kind: str, description: str = "", parent: Dataset | None = None,
@@ -223,7 +261,7 @@ def import_job(ctx: JobContext) -> dict:
     path, fmt, kind, skip_bad = p["path"], p["format"], p.get("kind", "auto"), bool(p.get("skip_bad"))
     cursor = ctx.cursor
     if cursor is None:
-        ctx.log(f"Validating {Path(path).name} ({fmt}, kind {kind}).")
+        ctx.log(f"Validating {p.get('file_name') or display_name(path)} ({fmt}, kind {kind}).")
         report = import_validate(path=path, fmt=fmt, kind=kind)
         if report.file_error or (report.n_bad and not skip_bad):
             exc = JobFailed(("Nothing was imported. " + report.summary()) if not report.file_error else report.file_error)
@@ -277,7 +315,7 @@ def import_job(ctx: JobContext) -> dict:
             flush()
         dataset_refresh_stats(dataset=dataset)
         audit_log(actor=ctx.job.created_by, action="datasets.import", target=dataset,
-                  data={"file": Path(path).name, "inserted": inserted, "rows": done, "job": ctx.job.pk})
+                  data={"file": p.get("file_name") or display_name(path), "inserted": inserted, "rows": done, "job": ctx.job.pk})
     except Exception as exc:
         undone = _import_rollback(ctx, start, seen)
         if isinstance(exc, DatabaseError):
@@ -288,6 +326,9 @@ def import_job(ctx: JobContext) -> dict:
     nul = (ctx.job.result or {}).get("validation", {}).get("nul_stripped")
     note = f" Stripped {nul['characters']} NUL character(s) on {nul['n_lines']} line(s)." if nul else ""
     ctx.log(f"Imported {inserted} new record(s) ({done - inserted} already present) into {dataset.name}.{note}")
+    if p.get("benchmark") and not dataset.is_benchmark:
+        dataset_update(actor=ctx.job.created_by, dataset=dataset, is_benchmark=True)
+        ctx.log(f"Flagged {dataset.name} as an evaluation benchmark (training data is decontaminated against it).")
     out = {"dataset_id": dataset.pk, "inserted": inserted, "already_present": done - inserted, "rows": done}
     if nul:
         out["nul_stripped"] = nul
@@ -307,11 +348,15 @@ def upload_store(*, uploaded_file) -> Path:
 
 
 def import_start(*, user, path: str | Path, fmt: str, kind: str, dataset: str, skip_bad: bool = False,
-                 description: str = "", enqueue: bool = True):
+                 description: str = "", enqueue: bool = True, benchmark: bool = False, file_name: str = ""):
     from medstudio.jobs.services import job_create
 
     params = {"path": str(path), "format": fmt, "kind": kind, "dataset": dataset, "skip_bad": skip_bad,
               "description": description}
+    if benchmark:
+        params["benchmark"] = True
+    if file_name:
+        params["file_name"] = file_name
     return job_create(kind="datasets.import", params=params, user=user, enqueue=enqueue)
 
 

@@ -41,7 +41,8 @@ def dataset_import(request):
                 path = services.upload_store(uploaded_file=upload)
                 job = services.import_start(user=request.user, path=path, fmt=fmt, kind=kind,
                                             dataset=form.cleaned_data["dataset"], skip_bad=form.cleaned_data["skip_bad"],
-                                            description=form.cleaned_data["description"])
+                                            description=form.cleaned_data["description"],
+                                            benchmark=form.cleaned_data["benchmark"], file_name=upload.name)
                 messages.info(request, _("Import of %(file)s started.") % {"file": upload.name})
                 return redirect("jobs:detail", pk=job.pk)
     return render(request, "datasets/import.html", {"form": form})

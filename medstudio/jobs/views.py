@@ -39,7 +39,7 @@ def job_page_context(job: Job, logs: list) -> dict:
     # ids that the links already name are not repeated as numbers
     hide = {k for k in (job.result or {}) if k.endswith("_id")} if links else set()
     return {"job": job, "logs": logs, "kind_label": kind_label(job.kind), "result_links": links,
-            "result_fields": readable_fields(job.result, hide=hide), "param_fields": readable_fields(job.params),
+            "result_fields": readable_fields(job.result, hide=hide), "param_fields": readable_fields(job.params, hide={"path"} if "file_name" in (job.params or {}) else set()),
             "cause": cause, "error_detail": job.error if job.error and job.error.strip() != cause else ""}
 
 
