@@ -32,8 +32,9 @@ def _job(pk) -> Job:
 
 
 @pytest.fixture
-def faulty(worker_factory, tmp_path):
+def faulty(worker_factory, tmp_path, settings):
     """start(stall_at) -> a worker whose first attempt at any job stalls in its Nth progress call."""
+    settings.JOB_STALE_SECONDS = STALE  # jobs_recover() called here judges staleness like the workers
     fault_dir = tmp_path / "faults"
     fault_dir.mkdir()
 
