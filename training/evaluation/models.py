@@ -116,3 +116,20 @@ class HighRiskStore(models.Model):
     threshold = models.FloatField(default=0.8, help_text="Cosine above which a prompt is high-risk (SF-Med: 0.8).")
     n_entries = models.IntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ClinicianReview(models.Model):
+    """A sample of judge-scored consultation replies sent to a clinician annotation queue, so the
+    judge can be checked against clinicians (agreement per aspect on the run page)."""
+
+    run = models.ForeignKey(EvalRun, related_name="clinician_reviews", on_delete=models.CASCADE)
+    dataset = models.ForeignKey("datasets.Dataset", null=True, on_delete=models.SET_NULL, related_name="+",
+                                help_text="The replies as dialogue records (external id evalitem-<id>).")
+    queue = models.ForeignKey("annotation.Queue", null=True, on_delete=models.SET_NULL, related_name="+")
+    n_items = models.IntegerField(default=0)
+    seed = models.IntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]

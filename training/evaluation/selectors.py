@@ -187,3 +187,45 @@ def harness_tasks() -> list[dict[str, Any]]:
     from .services import eval_datasets_dir
 
     return harness.local_tasks(eval_datasets_dir())
+
+
+def judge_clinician_agreement(review) -> list[dict[str, Any]]:
+    """Per aspect (and the overall score against the judge's mean): quadratic-weighted kappa between
+    the judge and the clinicians' median rating, Krippendorff's ordinal alpha with the judge as one
+    more rater, and n (replies with both a judge score and at least one clinician label)."""
+    import statistics
+
+    from medstudio.annotation import agreement as ag
+    from medstudio.annotation.models import Label
+
+    if review.queue_id is None:
+        return []
+    item_of = {}
+    for rid, ext in review.dataset.records.values_list("id", "external_id") if review.dataset_id else []:
+        if ext.startswith("evalitem-"):
+            item_of[rid] = int(ext.split("-", 1)[1])
+    judge = dict(EvalItem.objects.filter(pk__in=item_of.values()).values_list("id", "judge_scores"))
+    human: dict[int, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for rid, annotator, values in Label.objects.filter(queue_id=review.queue_id, source="human").values_list(
+            "record_id", "annotator", "values"):
+        for a, v in (values.get("aspects") or {}).items():
+            human[rid][a][annotator] = v
+        if values.get("score") is not None:
+            human[rid]["overall"][annotator] = values["score"]
+    out = []
+    for aspect in (*ev.ASPECTS, "overall"):
+        ratings: dict[int, dict[str, float]] = {}
+        xs, ys = [], []
+        for rid, per in human.items():
+            scores = judge.get(item_of.get(rid)) or {}
+            j = ev.mean_score(scores) if aspect == "overall" else scores.get(aspect)
+            if j is None or not per.get(aspect):
+                continue
+            ratings[rid] = {"judge": round(j), **per[aspect]}
+            xs.append(round(j))
+            ys.append(round(statistics.median(per[aspect].values())))
+        out.append({"aspect": aspect, "n": len(xs),
+                    "kappa": ag.cohen_kappa(xs, ys, weights="quadratic") if xs else None,
+                    "alpha": ag.krippendorff_alpha(ratings, level="ordinal") if ratings else None,
+                    "exact": (sum(x == y for x, y in zip(xs, ys)) / len(xs)) if xs else None})
+    return out

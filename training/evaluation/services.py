@@ -238,3 +238,74 @@ def harness_run_start(*, user, tasks: list[str], model_name: str, model_spec: di
     audit_log(actor=user, action="evaluation.run_start", target=run,
               data={"kind": "harness", "tasks": tasks, "model": run.model_name, "spec": spec, "params": merged})
     return run
+
+
+# ------------------------------------------------------------------------------------------------
+# Judge against clinicians (docs/METHODS.md 5.5)
+JUDGE_REVIEW_INSTRUCTIONS = (
+    "Read the consultation and rate only the LAST assistant reply, 1 (poor) to 5 (excellent): an overall score, "
+    "then fluency, relevance, completeness and proficiency. The scores are compared with an automatic judge's.")
+
+
+@transaction.atomic
+def clinician_review_send(*, user, run: EvalRun, n: int = 30, seed: int = 0, annotators_per_item: int = 1,
+                          assignees=()) -> "ClinicianReview":
+    """Sample judge-scored replies of a consultation run into a rating queue for clinicians.
+
+    Each reply becomes a dialogue record (the history the model saw + its reply as the last turn;
+    external id "evalitem-<id>") of a new dataset; the queue asks the four consultation aspects on
+    the judge's 1-5 scale. The judge's scores are not shown to the clinicians."""
+    import random
+
+    from medstudio.annotation import services as ann
+    from medstudio.datasets.formats import RowError, normalize_row
+    from medstudio.datasets.models import Dataset, Kind
+    from medstudio.datasets.services import dataset_create, dataset_refresh_stats, records_insert
+
+    from .models import ClinicianReview
+
+    if run.kind != EvalKind.CONSULTATION:
+        raise EvalConfigError("only consultation runs have judge scores to check against clinicians")
+    ids = list(run.items.filter(judge_scores__isnull=False, output__isnull=False).values_list("id", flat=True))
+    if not ids:
+        raise EvalConfigError("this run has no judge-scored replies yet")
+    if not 1 <= int(n) <= 2000:
+        raise EvalConfigError("sample between 1 and 2000 replies")
+    ids = sorted(random.Random(seed).sample(ids, min(int(n), len(ids))))
+    k = run.clinician_reviews.count() + 1
+    name = f"Eval #{run.pk} {run.model_name} · clinician check {k}"
+    if Dataset.objects.filter(name=name).exists():
+        raise EvalConfigError(f"a dataset named {name!r} already exists")
+    dataset = dataset_create(actor=user, name=name, kind=Kind.DIALOGUE,
+                             description=f"Judge-scored replies of evaluation run #{run.pk}, for clinician review.",
+                             data={"from_eval_run": run.pk})
+    rows = []
+    for it in run.items.filter(pk__in=ids).select_related("record").order_by("id"):
+        history = [{"role": m["role"], "content": m["content"]} for m in (it.prompt or []) if m.get("role") in ("user", "assistant")]
+        raw = {"id": f"evalitem-{it.pk}", "turns": history + [{"role": "assistant", "content": it.output}],
+               "lang": it.record.lang or "zh"}
+        try:
+            rows.append(normalize_row(raw, "dialogue"))
+        except RowError as exc:
+            raise EvalConfigError(f"reply #{it.pk} cannot be reviewed: {exc}") from None
+    records_insert(dataset=dataset, rows=rows)
+    dataset_refresh_stats(dataset=dataset)
+    question = ann.question_create(user=user, name=f"Judge check: eval #{run.pk}", kind="rating",
+                                   schema={"scale": [1, 5], "aspects": list(ev_aspects()), "aspects_required": True},
+                                   instructions=JUDGE_REVIEW_INSTRUCTIONS)
+    try:
+        queue = ann.queue_create(user=user, name=name, dataset=dataset, question=question,
+                                 annotators_per_item=annotators_per_item, assignees=assignees, method="all", seed=seed)
+    except ann.AnnotationError as exc:
+        raise EvalConfigError(str(exc)) from None
+    review = ClinicianReview.objects.create(run=run, dataset=dataset, queue=queue, n_items=len(rows), seed=seed,
+                                            created_by=user if getattr(user, "pk", None) else None)
+    audit_log(actor=user, action="evaluation.clinician_review_send", target=run,
+              data={"queue": queue.pk, "items": len(rows), "seed": seed})
+    return review
+
+
+def ev_aspects() -> tuple[str, ...]:
+    from training.pipeline.evaluation import ASPECTS
+
+    return ASPECTS

@@ -83,6 +83,9 @@ def run_detail(request, pk: int):
         return render(request, "evaluation/run_detail.html#items", ctx)
     if run.kind == EvalKind.MCQ:
         ctx["invalid_groups"] = selectors.invalid_extractions(runs=[run])
+    if run.kind == EvalKind.CONSULTATION:
+        ctx["reviews"] = [(r, selectors.judge_clinician_agreement(r))
+                          for r in run.clinician_reviews.select_related("queue", "dataset")[:20]]
     return render(request, "evaluation/run_detail.html", ctx)
 
 
@@ -192,3 +195,25 @@ def models_compare(request):
         ctx.update(acc_option=charts.accuracy_option(data), turns_option=charts.turns_option(data),
                    wtl_option=charts.wtl_option(data), csv_query=request.GET.urlencode())
     return render(request, "evaluation/models_compare.html", ctx)
+
+
+@role_required(Role.CURATOR)
+@require_POST
+def clinician_review_new(request, pk: int):
+    """Send a sample of this consultation run's judge-scored replies to a clinician rating queue."""
+    run = get_object_or_404(EvalRun, pk=pk)
+
+    def num(key, default, lo, hi):
+        try:
+            return min(hi, max(lo, int(request.POST.get(key) or default)))
+        except ValueError:
+            return default
+
+    try:
+        review = services.clinician_review_send(user=request.user, run=run, n=num("n", 30, 1, 2000),
+                                                seed=num("seed", 0, 0, 10**6), annotators_per_item=num("annotators", 1, 1, 20))
+    except services.EvalConfigError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{review.n_items} judged replies sent to clinician queue {review.queue.name}.")
+    return redirect("evaluation:run", pk=run.pk)
