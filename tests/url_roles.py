@@ -80,7 +80,6 @@ URL_ROLES: dict[str, str] = {
     "annotation:submit": "clinician",
     "annotation:skip": "clinician",
     "annotation:undo": "clinician",
-    "annotation:peek": "clinician",
     "annotation:question_new": "curator",
     "annotation:question_starters": "curator",
     "annotation:queue_new": "curator",
