@@ -80,6 +80,7 @@ URL_ROLES: dict[str, str] = {
     "annotation:submit": "clinician",
     "annotation:skip": "clinician",
     "annotation:undo": "clinician",
+    "annotation:peek": "clinician",
     "annotation:question_new": "curator",
     "annotation:question_starters": "curator",
     "annotation:queue_new": "curator",

@@ -10,6 +10,7 @@ urlpatterns = [
     path("q/<int:pk>/submit/", views.submit, name="submit"),
     path("q/<int:pk>/skip/", views.skip, name="skip"),
     path("q/<int:pk>/undo/", views.undo, name="undo"),
+    path("q/<int:pk>/peek/", views.peek, name="peek"),
     path("questions/new/", views.question_new, name="question_new"),
     path("questions/starters/", views.question_starters, name="question_starters"),
     path("queues/new/", views.queue_new, name="queue_new"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -165,6 +165,23 @@ def home(request):
     if request.user.has_role(Role.CURATOR):
         context["all_queues"] = Queue.objects.select_related("question", "dataset")[:100]
     return render(request, "annotation/home.html", context)
+
+
+@role_required(Role.CLINICIAN)
+def peek(request, pk: int):
+    """The item this clinician will most likely get after the current one, rendered ahead (issue 18.5:
+    the label page fetches it while they read, and shows it the moment they submit). Read only:
+    nothing is claimed; the submit response still decides which item they get."""
+    queue = _labelable_queue(request, pk)
+    key = services.annotator_key(request.user)
+    mine = Assignment.objects.filter(queue=queue, annotator=key).values("item_id")
+    nxt = (Assignment.objects.select_related("item__record").filter(queue=queue, status="free")
+           .exclude(item_id__in=mine).order_by("position", "id").first())
+    if nxt is None or not queue.is_open:
+        return HttpResponse(status=204)
+    ctx = _work_context(request, queue, nxt)
+    ctx["preview"] = True
+    return render(request, "annotation/label.html#work", ctx)
 
 
 @role_required(Role.CLINICIAN)

@@ -100,3 +100,21 @@ def test_remaining_count_and_next_queue_at_the_end(make_dataset, curator, django
     done = c.post(reverse("annotation:submit", args=[first.pk]), {"assignment": a.pk, "revision": a.revision, "score": "4"}, **HX).content.decode()
     assert 'id="done-card"' in done and 'id="mine-left">0<' in done
     assert reverse("annotation:label", args=[second.pk]) in done and "Next queue: two queue" in done
+
+
+def test_next_item_is_rendered_ahead_without_claiming_it(make_dataset, curator, django_user_model):
+    queue = rating_queue(make_dataset, curator, n_docs=2, per_item=1, name="peek")
+    doc = user(django_user_model, "dr_peek")
+    c = login(doc)
+    page = c.get(reverse("annotation:label", args=[queue.pk])).content.decode()
+    assert f'data-peek="{reverse("annotation:peek", args=[queue.pk])}"' in page
+    current = queue.assignments.get(annotator=f"user:{doc.pk}", status="active")
+    r = c.get(reverse("annotation:peek", args=[queue.pk]), **HX)
+    other = queue.assignments.exclude(pk=current.pk).get()
+    assert r.status_code == 200 and f'data-record="{other.item.record_id}"' in r.content.decode()
+    other.refresh_from_db()
+    assert other.status == "free" and other.annotator is None  # nothing claimed
+    r = c.post(reverse("annotation:submit", args=[queue.pk]), {"assignment": current.pk, "revision": current.revision, "score": "3"}, **HX)
+    assert f'data-record="{other.item.record_id}"' in r.content.decode()  # the prefetched item is the one served
+    assert c.get(reverse("annotation:peek", args=[queue.pk])).status_code == 204  # nothing after it
+    assert login(user(django_user_model, "cur_x", role="clinician")).get(reverse("annotation:peek", args=[999])).status_code == 404

@@ -85,10 +85,41 @@
       e.detail.parameters["duration_ms"] = String(Math.round(performance.now() - shownAt));
     }
   });
-  document.addEventListener("DOMContentLoaded", function () { highlightTurn(active()); });
+  // Prefetch: the next item is fetched while this one is read, and shown the moment the answer is
+  // submitted (read only, greyed, until the server's reply swaps in the item actually claimed).
+  var nextItem = null;
+  function prefetch() {
+    nextItem = null;
+    var work = document.getElementById("work");
+    var url = work && work.getAttribute("data-peek");
+    if (!url || !window.fetch) return;
+    fetch(url, { credentials: "same-origin", headers: { "HX-Request": "true" } }).then(function (r) {
+      return r.status === 200 ? r.text() : null;
+    }).then(function (html) {
+      if (!html) return;
+      var t = document.createElement("template");
+      t.innerHTML = html;
+      var item = t.content.querySelector("#item");
+      if (!item) return;
+      item.querySelectorAll(".turn-ratings").forEach(function (el) { el.remove(); });
+      item.id = "item-next";
+      nextItem = item;
+    }).catch(function () { nextItem = null; });
+  }
+  window.medstudioPrefetched = function () { return nextItem; };
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (!nextItem || !e.detail.elt || e.detail.elt.id !== "answer-form") return;
+    var cur = document.getElementById("item");
+    if (!cur) return;
+    nextItem.classList.add("prefetched");
+    cur.replaceWith(nextItem);
+    nextItem = null;
+  });
+  document.addEventListener("DOMContentLoaded", function () { highlightTurn(active()); prefetch(); });
   document.addEventListener("htmx:afterSwap", function () {
     shownAt = performance.now();
     highlightTurn(active());
+    prefetch();
     var ta = document.querySelector('#answer-form textarea[name="text"]');
     if (ta) ta.focus();
   });
