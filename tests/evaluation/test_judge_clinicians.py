@@ -77,3 +77,14 @@ def test_clinician_review_refuses_non_consultation_and_roles(judged_run, client_
     assert r.status_code in (302, 403) and not ClinicianReview.objects.exists()
     r = client_for("curator").post(reverse("evaluation:clinician_review_new", args=[judged_run.pk]), {"n": "abc"})
     assert r.status_code == 302  # a bad number falls back to the default, never a 500
+
+
+def test_run_page_polls_itself_only_while_running(judged_run, client_for):
+    c = client_for("curator")
+    url = reverse("evaluation:run", args=[judged_run.pk])
+    assert 'hx-trigger="every 3s"' not in c.get(url).content.decode()  # finished: no polling
+    EvalRun.objects.filter(pk=judged_run.pk).update(status="running")
+    html = c.get(url).content.decode()
+    assert 'id="run-live"' in html and 'hx-trigger="every 3s"' in html and "live=1" in html
+    live = c.get(url + "?live=1", HTTP_HX_REQUEST="true")
+    assert live.status_code == 200 and 'id="run-live"' in live.content.decode()  # the full region, not the items partial

@@ -79,7 +79,7 @@ def run_detail(request, pk: int):
            "store": getattr(run, "high_risk_store", None) if run.kind == EvalKind.MEMORIZATION else None,
            "others": selectors.runs(kind=run.kind, dataset_id=run.dataset_id).exclude(pk=run.pk)[:50],
            "per_subject": sorted((run.summary.get("per_subject") or {}).items())}
-    if request.htmx:
+    if request.htmx and not request.GET.get("live"):  # live=1: the page polls itself while the run is going
         return render(request, "evaluation/run_detail.html#items", ctx)
     if run.kind == EvalKind.MCQ:
         ctx["invalid_groups"] = selectors.invalid_extractions(runs=[run])
