@@ -94,7 +94,7 @@ def bars(categories: Sequence[str], series: Mapping[str, Sequence[float]], *, ti
         "title": {"text": title, "textStyle": {"fontSize": 13}} if title else {"show": False},
         "tooltip": {"trigger": "axis", "axisPointer": {"type": "shadow"}},
         "legend": {"show": len(out) > 1, "type": "scroll", "bottom": 0},
-        "grid": {"left": 8, "right": 24, "top": 28 if title else 12, "bottom": 28 if len(out) > 1 else 8, "containLabel": True},
+        "grid": {"left": 8, "right": 24, "top": 28 if title else 12, "bottom": 36 if len(out) > 1 else 8, "containLabel": True},
         "xAxis": val if horizontal else cat, "yAxis": cat if horizontal else val,
         "series": out,
     }

@@ -46,6 +46,7 @@ def plan_option(plan: dict, names: dict[str, str] | None = None) -> dict | None:
     option["series"].append({"name": "available", "type": "bar", "stack": "available", "data": available,
                              "color": "#cbd5e1", "emphasis": {"focus": "series"}})
     option["legend"]["show"] = True
+    option["grid"]["bottom"] = 36
     for s in option["series"]:
         s["barMaxWidth"] = 64
     return option
