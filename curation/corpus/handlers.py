@@ -110,3 +110,60 @@ def corpus_run_job(ctx: JobContext) -> dict:
         raise JobPartial(f"{len(agg['failed'])} of {total} shard(s) failed: "
                          + "; ".join(f"{f['shard']}: {f['reason']}" for f in agg["failed"][:10]), result=result)
     return result
+
+
+@job_handler("curation.corpus_dedup", queue="cpu",
+             description="Near-duplicate removal (MinHash-LSH) over a corpus's shards on Ray, within sources then across.")
+def corpus_dedup_job(ctx: JobContext) -> dict:
+    """Submit the staged dedup (curation/pipeline/corpus/dedup.py) as a Ray job and mirror its log."""
+    from ray.job_submission import JobStatus as RayStatus
+
+    from curation.corpus.models import Corpus
+
+    corpus = Corpus.objects.get(pk=ctx.params["corpus_id"])
+    client, address, embedded = ray_cluster.client()
+    sub_id = (ctx.cursor or {}).get("ray_job_id")
+    if sub_id:
+        try:
+            if client.get_job_status(sub_id) not in (RayStatus.PENDING, RayStatus.RUNNING):
+                sub_id = None  # signature files already written are reused by the new submission
+        except Exception:
+            sub_id = None
+    if not sub_id:
+        spec = {"uri": corpus.uri, "out_dir": ctx.params["out_dir"], "mapping": corpus.mapping,
+                "partitions": int(ctx.params.get("partitions") or 8), "threshold": float(ctx.params.get("threshold") or 0.8),
+                "by_source": bool(ctx.params.get("by_source", True))}
+        entry = f"{ray_cluster.entrypoint_python(embedded)} -m curation.pipeline.corpus.dedup {encode_spec(spec)}"
+        sub_id = client.submit_job(entrypoint=entry, runtime_env=ray_cluster.runtime_env(embedded),
+                                   submission_id=f"medstudio-dedup-{ctx.job.pk}-{ctx.job.attempts}-{int(time.time())}",
+                                   metadata={"medstudio_job": str(ctx.job.pk), "corpus": corpus.name})
+        ctx.log(f"Submitted Ray job {sub_id} to {address}{' (local Ray)' if embedded else ''}: dedup of {corpus.name}.")
+    seen, stage, end = 0, 0, None
+    try:
+        while True:
+            status = client.get_job_status(sub_id)
+            lines = client.get_job_logs(sub_id).splitlines()
+            for line in lines[seen:]:
+                if not line.startswith(EVENT):
+                    continue
+                ev = json.loads(line[len(EVENT):])
+                if ev["event"] == "log":
+                    stage += 1
+                    ctx.log(ev["line"])
+                elif ev["event"] == "end":
+                    end = ev
+            seen = len(lines)
+            ctx.progress(done=min(stage, 4), total=4, cursor={"ray_job_id": sub_id})
+            if status in (RayStatus.SUCCEEDED, RayStatus.FAILED, RayStatus.STOPPED):
+                break
+            time.sleep(POLL_SECONDS)
+    except JobCancelled:
+        client.stop_job(sub_id)
+        raise
+    if status != RayStatus.SUCCEEDED or end is None:
+        tail = "\n".join(l for l in client.get_job_logs(sub_id).splitlines()[-20:] if not l.startswith(EVENT))
+        raise JobFailed(f"Ray job {sub_id} ended {status}: {tail[-2000:]}")
+    ctx.progress(done=4, total=4)
+    return {"corpus": corpus.name, "out_dir": ctx.params["out_dir"], "documents": end["docs"],
+            "dropped": end["dropped"], "kept": end["docs"] - end["dropped"], "clusters": end["clusters"],
+            "passes": end["passes"], "ray_job_id": sub_id}

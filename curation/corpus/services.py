@@ -234,3 +234,30 @@ def corpus_sample_to_dataset(*, actor, corpus: Corpus, n: int, dataset: str, see
     job.refresh_from_db()
     audit_log(actor=actor, action="corpus.sample", target=corpus, data={"n": written, "dataset": dataset, "seed": seed})
     return job
+
+
+def corpus_dedup_start(*, actor, corpus: Corpus, partitions: int = 8, threshold: float = 0.8, by_source: bool = True,
+                       enqueue: bool = True):
+    """A job that removes near-duplicates from the corpus on Ray; decisions go beside the score files."""
+    from medstudio.jobs.services import job_create
+
+    if not 0 < threshold <= 1:
+        raise ValueError("threshold must be in (0, 1]")
+    if partitions < 1:
+        raise ValueError("partitions must be at least 1")
+    out_dir = f"{(corpus.output_uri or output_root() + '/' + corpus.name).rstrip('/')}/dedup-t{threshold:g}"
+    with transaction.atomic():
+        job = job_create(kind="curation.corpus_dedup", user=actor, total=4, enqueue=enqueue,
+                         params={"corpus_id": corpus.pk, "out_dir": out_dir, "partitions": int(partitions),
+                                 "threshold": float(threshold), "by_source": bool(by_source)})
+        audit_log(actor=actor, action="corpus.dedup", target=corpus,
+                  data={"partitions": partitions, "threshold": threshold, "job": job.pk})
+    return job
+
+
+def corpus_score_dir(corpus: Corpus) -> str:
+    """The newest run's score-file folder (what the corpus studio counts over)."""
+    run = corpus.runs.first()
+    if run is None:
+        raise ValueError(f"corpus {corpus.name} has no scoring run yet: `corpus run {corpus.name} --scorer rules`")
+    return run.out_dir

@@ -1,4 +1,5 @@
-"""`corpus add | run | sample | list`: register shard corpora, score them on Ray, sample them."""
+"""`corpus add | run | dedup | counts | freeze | sample | list`: register shard corpora, score and
+deduplicate them on Ray, count and freeze thresholds over their score files, sample them."""
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -41,6 +42,20 @@ class Command(BaseCommand):
         sample.add_argument("--dataset", required=True)
         sample.add_argument("--seed", type=int, default=0)
         sample.add_argument("--kept-only", action="store_true", help="Only documents the latest run kept")
+        dedup = sub.add_parser("dedup", help="MinHash-LSH near-duplicates on Ray (within sources, then across).")
+        dedup.add_argument("name")
+        dedup.add_argument("--partitions", type=int, default=8, help="bucket partitions (bounds a task's memory)")
+        dedup.add_argument("--threshold", type=float, default=0.8)
+        dedup.add_argument("--across-only", action="store_true", help="skip the within-source pass")
+        dedup.add_argument("--json", action="store_true")
+        for verb, text in (("counts", "Kept documents per language and source under conditions (score files, DuckDB)."),
+                           ("freeze", "Freeze the documents kept under conditions: kept ids per shard + manifest.")):
+            p = sub.add_parser(verb, help=text)
+            p.add_argument("name")
+            p.add_argument("--where", action="append", default=[], help="'COLUMN OP VALUE', e.g. 'rules_value >= 0.5'")
+            p.add_argument("--json", action="store_true")
+            if verb == "freeze":
+                p.add_argument("--as", dest="selection", required=True, help="name of the frozen selection")
         sub.add_parser("list", help="Registered corpora.")
 
     def handle(self, *args, **o):
@@ -119,3 +134,65 @@ class Command(BaseCommand):
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(f"import {job.status}: {job.error}")
         self.stdout.write(f"Dataset {o['dataset']}: {job.result.get('inserted', 0)} new document(s) from corpus {c.name}.")
+
+    def _dedup(self, o):
+        c = _corpus(o["name"])
+        try:
+            job = services.corpus_dedup_start(actor=None, corpus=c, partitions=o["partitions"],
+                                              threshold=o["threshold"], by_source=not o["across_only"], enqueue=False)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        job_execute(job_id=job.pk)
+        job.refresh_from_db()
+        res = job.result or {}
+        if o["json"]:
+            self.stdout.write(json.dumps({"job": job.pk, "status": job.status, "error": job.error, **res}, ensure_ascii=False))
+        else:
+            self.stdout.write(f"Dedup of {c.name} (job {job.pk}): {job.status}; kept {res.get('kept', 0)} of "
+                              f"{res.get('documents', 0)} documents, {res.get('dropped', 0)} near-duplicates in "
+                              f"{res.get('clusters', 0)} clusters (passes: {', '.join(res.get('passes', []))}). "
+                              f"Decisions: {res.get('out_dir', '')}/_dedup/")
+        if job.status != JobStatus.SUCCEEDED:
+            raise CommandError(f"dedup {job.status}: {job.error[:2000]}")
+
+    def _conditions(self, o):
+        from curation.pipeline.corpus.studio import Condition, StudioError
+
+        try:
+            return [Condition.parse(w) for w in o["where"]]
+        except StudioError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def _counts(self, o):
+        from curation.pipeline.corpus.studio import StudioError, counts
+
+        c = _corpus(o["name"])
+        try:
+            out = counts(services.corpus_score_dir(c), self._conditions(o))
+        except (StudioError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        if o["json"]:
+            self.stdout.write(json.dumps(out, ensure_ascii=False))
+            return
+        self.stdout.write(f"{c.name}: kept {out['kept']} of {out['docs']} documents ({out['kept_chars']} characters) "
+                          f"in {out['seconds']:.3f} s")
+        for b in out["by"]:
+            self.stdout.write(f"  {b['lang'] or '-'}\t{b['source'] or '-'}\t{b['kept']}/{b['docs']}\t{b['kept_chars']} chars")
+
+    def _freeze(self, o):
+        from pathlib import Path
+
+        from curation.pipeline.corpus.studio import StudioError, freeze
+
+        c = _corpus(o["name"])
+        try:
+            score_dir = services.corpus_score_dir(c)
+            dest = str(Path(score_dir).parent / "selections" / o["selection"])
+            manifest = freeze(score_dir, self._conditions(o), dest, name=o["selection"])
+        except (StudioError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        if o["json"]:
+            self.stdout.write(json.dumps({"dest": dest, **{k: v for k, v in manifest.items() if k != "shards"}}))
+        else:
+            self.stdout.write(f"Frozen selection {o['selection']}: {manifest['kept']} of {manifest['docs']} documents "
+                              f"from {len(manifest['shards'])} shard(s). Manifest: {dest}/manifest.json")

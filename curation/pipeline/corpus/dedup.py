@@ -321,3 +321,24 @@ def _fs(uri: str):
     from curation.pipeline.corpus.shards import filesystem
 
     return filesystem(uri)[0]
+
+
+def main(argv: list[str]) -> int:
+    """Ray job entrypoint: `python -m curation.pipeline.corpus.dedup SPEC_B64` (see corpus handlers)."""
+    import ray
+
+    from curation.pipeline.corpus.ray_job import decode_spec, emit
+
+    raw = decode_spec(argv[1])
+    address = raw.pop("ray_address", "") or "auto"
+    ray.init(address=address, log_to_driver=True)
+    out = run_dedup(DedupSpec(**raw), log=lambda line: emit("log", line=line))
+    emit("end", **{k: v for k, v in out.items() if k != "shards"},
+         shards=[{"key": s["key"], "docs": s["docs"], "dropped": s["dropped"]} for s in out["shards"]])
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv))
