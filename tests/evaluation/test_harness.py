@@ -165,3 +165,29 @@ def test_harness_job_stores_run_beside_medstudio_scorer(task_dir, tiny_llama_pat
     board = selectors.harness_leaderboard()
     assert board["tasks"] == ["cmmlu_anatomy"] and board["rows"][0]["model"] == "tiny"
     assert os.path.exists(run.summary["samples_path"])
+
+
+@pytest.mark.django_db
+def test_evaluation_page_lists_local_tasks_and_starts_runs(task_dir, client_for, settings, tiny_llama_path):  # noqa: F811
+    from django.urls import reverse
+
+    from training.evaluation.models import EvalRun
+
+    settings.MEDSTUDIO_EVAL_DATASETS_DIR = str(task_dir)
+    html = client_for("curator").get(reverse("evaluation:home")).content.decode()
+    assert 'id="harness-tasks"' in html and "cmmlu_anatomy" in html and "medqa_4options" in html
+    assert "Tasks available locally: 1 of" in html and 'id="harness-form"' not in html  # the form is for admins
+    admin = client_for("admin")
+    assert 'id="harness-form"' in admin.get(reverse("evaluation:home")).content.decode()
+    r = admin.post(reverse("evaluation:harness_new"), {"tasks": ["medqa_4options"], "backend": "transformers", "path": "/x"})
+    assert r.status_code == 302 and not EvalRun.objects.exists()  # not available locally: refused with a message
+    r = admin.post(reverse("evaluation:harness_new"), {"tasks": ["cmmlu_anatomy"], "backend": "transformers", "path": ""})
+    assert r.status_code == 302 and not EvalRun.objects.exists()  # no model path
+    settings.JOBS_EAGER = False
+    r = admin.post(reverse("evaluation:harness_new"), {"tasks": ["cmmlu_anatomy"], "backend": "transformers",
+                                                       "path": tiny_llama_path, "model_name": "tiny", "limit": "2"})
+    run = EvalRun.objects.get()
+    assert r.status_code == 302 and run.kind == "harness" and run.params["tasks"] == ["cmmlu_anatomy"]
+    assert run.params["limit"] == 2 and run.job.kind == "evaluation.harness"
+    page = client_for("curator").get(reverse("evaluation:run", args=[run.pk]))
+    assert page.status_code == 200 and "lm-evaluation-harness" in page.content.decode()
