@@ -13,7 +13,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Count, Max, Sum
 
 from medstudio.audit.services import audit_log
-from medstudio.jobs.context import JobContext, JobFailed
+from medstudio.jobs.context import JobContext, JobFailed, connection_lost
 from medstudio.jobs.registry import job_handler, register_job_kind
 
 from .formats import (KINDS, PARQUET_JSON_COLUMNS_KEY, FileError, NormalizedRecord, RowError, check_row, detect_kind, iter_rows,
@@ -317,6 +317,8 @@ def import_job(ctx: JobContext) -> dict:
         audit_log(actor=ctx.job.created_by, action="datasets.import", target=dataset,
                   data={"file": p.get("file_name") or display_name(path), "inserted": inserted, "rows": done, "job": ctx.job.pk})
     except Exception as exc:
+        if connection_lost(exc):
+            raise  # not the data's fault: the job resumes from its cursor (medstudio/jobs/services.py)
         undone = _import_rollback(ctx, start, seen)
         if isinstance(exc, DatabaseError):
             log.exception("job %s: import failed", ctx.job.pk)
@@ -418,6 +420,26 @@ def export_job(ctx: JobContext) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{dataset.name.replace('/', '_')}-job{ctx.job.pk}.{fmt}"
     tmp = path.with_suffix(path.suffix + ".part")
+    try:
+        n, digest = _export_write(ctx, qs, dataset, fmt, tmp)
+    except OSError as exc:
+        # A full disk (or a vanished folder): say so, and leave no partial file that looks like an export.
+        tmp.unlink(missing_ok=True)
+        raise JobFailed(f"Could not write the export to {folder}: {exc.strerror or exc}. Nothing was kept; "
+                        f"free some space and export again.") from exc
+    tmp.replace(path)
+    with transaction.atomic():
+        export = Export.objects.create(dataset=dataset, job=ctx.job, format=fmt, filters=p.get("filters") or {},
+                                       path=str(path), sha256=digest.hexdigest(), n_records=n,
+                                       size_bytes=path.stat().st_size, created_by=ctx.job.created_by)
+        audit_log(actor=ctx.job.created_by, action="datasets.export", target=dataset,
+                  data={"export": export.pk, "format": fmt, "n": n, "sha256": export.sha256})
+        ctx.progress(done=n)
+    return {"export_id": export.pk, "sha256": export.sha256, "n_records": n, "path": str(path)}
+
+
+def _export_write(ctx: JobContext, qs, dataset: Dataset, fmt: str, tmp: Path):
+    """Write the records to `tmp`; return (count, sha256 of the file)."""
     n = 0
     # An export is cheap to redo, so a resumed export starts over; the file appears only when complete.
     if fmt == "jsonl":
@@ -449,15 +471,7 @@ def export_job(ctx: JobContext) -> dict:
     with tmp.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    tmp.replace(path)
-    with transaction.atomic():
-        export = Export.objects.create(dataset=dataset, job=ctx.job, format=fmt, filters=p.get("filters") or {},
-                                       path=str(path), sha256=digest.hexdigest(), n_records=n,
-                                       size_bytes=path.stat().st_size, created_by=ctx.job.created_by)
-        audit_log(actor=ctx.job.created_by, action="datasets.export", target=dataset,
-                  data={"export": export.pk, "format": fmt, "n": n, "sha256": export.sha256})
-        ctx.progress(done=n)
-    return {"export_id": export.pk, "sha256": export.sha256, "n_records": n, "path": str(path)}
+    return n, digest
 
 
 def export_start(*, user, dataset: Dataset, fmt: str, filters: dict | None = None, enqueue: bool = True):

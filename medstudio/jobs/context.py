@@ -27,6 +27,32 @@ class JobPartial(Exception):
         self.result = result or {}
 
 
+def connection_lost(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) is the database connection going away (a restarted server,
+    pg_terminate_backend, a network cut), not a refused statement: the job is worth another attempt
+    from its cursor, and a handler must not treat it as bad data.
+
+    PostgreSQL says so with SQLSTATE class 08 (connection exception) or 57P (operator intervention:
+    admin shutdown, crash shutdown, cannot connect now), or with no SQLSTATE at all (the socket
+    closed). SQLite's OperationalError ("database is locked") is not a lost connection.
+    """
+    from django.db import InterfaceError, OperationalError
+
+    chain, e = [], exc
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if not any(isinstance(x, (OperationalError, InterfaceError)) for x in chain):
+        return False
+    for x in chain:
+        if not type(x).__module__.startswith(("psycopg", "psycopg2")):
+            continue
+        state = getattr(x, "sqlstate", None) or getattr(x, "pgcode", None)
+        if state is None or state.startswith(("08", "57P")):
+            return True
+    return False
+
+
 class JobContext:
     """What a handler sees: params, the resume cursor, progress/log/cancel helpers."""
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from medstudio.audit.services import audit_log
 
-from .context import JobCancelled, JobContext, JobFailed, JobPartial
+from .context import JobCancelled, JobContext, JobFailed, connection_lost, JobPartial
 from .mirrors import mirror_job_status
 from .models import FINISHED, Job, JobLog, JobStatus
 from .registry import get_handler
@@ -103,6 +103,9 @@ def job_execute(*, job_id: int) -> None:
         ctx.log(str(exc), "error")
         _finish(job, JobStatus.FAILED, error=str(exc), result=getattr(exc, "result", None))
     except Exception as exc:  # the job fails, the worker lives on
+        if connection_lost(exc) and job.attempts < MAX_ATTEMPTS_ON_CONNECTION_LOSS:
+            _requeue_after_connection_loss(job, exc)
+            return
         log.exception("job %s failed", job.pk)
         tail = traceback.format_exc(limit=8)
         ctx.log(tail, "error")
@@ -111,6 +114,23 @@ def job_execute(*, job_id: int) -> None:
         job.refresh_from_db(fields=["result"])
         merged = {**(job.result or {}), **(result or {})}
         _finish(job, JobStatus.SUCCEEDED, result=merged)
+
+
+MAX_ATTEMPTS_ON_CONNECTION_LOSS = 5
+
+
+def _requeue_after_connection_loss(job: Job, exc: BaseException) -> None:
+    """The database went away mid-job: what the batch wrote was rolled back with its cursor, so the
+    job goes back to the queue and resumes from its last committed cursor on a fresh connection."""
+    from django.db import connection
+
+    log.warning("job %s: database connection lost (%s); re-queued", job.pk, exc)
+    connection.close()
+    with transaction.atomic():
+        JobLog.objects.create(job=job, level="warning",
+                              message=f"Database connection lost ({type(exc).__name__}); job re-queued.")
+        Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)
+        _enqueue(job)
 
 
 @transaction.atomic

@@ -78,7 +78,7 @@ def _strike_and_recover(faulty, job_pk: int, stall_at: int, fault: str) -> Job:
 FAULT_KINDS = ["sigkill", pytest.param("pg_terminate", marks=pytest.mark.postgres)]
 
 
-def _dataset(tmp_path, name: str, n: int, kind: str = "document", zh: bool = True):
+def _dataset(tmp_path, name: str, n: int, kind: str = "document", zh: bool = True, pad: int = 0):
     """A dataset imported in-process (no worker), n records."""
     from medstudio.datasets.models import Dataset
     from medstudio.datasets.services import import_start
@@ -86,7 +86,7 @@ def _dataset(tmp_path, name: str, n: int, kind: str = "document", zh: bool = Tru
     path = tmp_path / f"{name}.jsonl"
     with path.open("w", encoding="utf-8") as fh:
         for i in range(n):
-            text = f"Patient {i} reports a headache for {i % 7 + 1} days." + (f" 患者{i}头痛。" if zh else "")
+            text = f"Patient {i} reports a headache for {i % 7 + 1} days." + (f" 患者{i}头痛。" if zh else "") + " x" * pad
             fh.write(json.dumps({"id": f"{name}{i}", "text": text}, ensure_ascii=False) + "\n")
     with transaction.atomic():
         job = import_start(user=None, path=path, fmt="jsonl", kind=kind, dataset=name, enqueue=False)
@@ -203,3 +203,36 @@ def test_mixture_draw(faulty, tmp_path, fault):
     assert len(draws) == mix.achieved["n_draws"]
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     assert set(manifest["shards"]) == {p.name for p in shards}
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root, as in CI); skipped where it cannot be mounted."""
+    import subprocess
+
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip() or r.returncode}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_export_on_a_full_disk_fails_clearly_and_keeps_no_partial_file(worker_factory, small_disk, tmp_path, settings):
+    from medstudio.datasets.models import Export
+    from medstudio.datasets.services import export_start
+
+    ds = _dataset(tmp_path, "too-big", 1500, zh=False, pad=500)  # ~1.5 MB of JSONL for a 1 MiB disk
+    settings.MEDIA_ROOT = small_disk
+    worker_factory()
+    with transaction.atomic():
+        job = export_start(user=None, dataset=ds, fmt="jsonl")
+    wait_for(lambda: _job(job.pk).status in ("succeeded", "failed", "cancelled"), timeout=120)
+    job = _job(job.pk)
+    assert job.status == "failed"
+    assert "No space left on device" in job.error and "Nothing was kept" in job.error, job.error
+    assert not Export.objects.filter(job=job).exists()
+    assert not [p for p in small_disk.rglob("*") if p.is_file()]  # no .part, no half file
