@@ -136,7 +136,7 @@ def test_generation_scoring_agrees_on_scripted_replies(task_dir):
 
 
 @pytest.mark.django_db
-def test_harness_job_stores_run_beside_medstudio_scorer(task_dir, tiny_llama_path, settings, tmp_path):  # noqa: F811
+def test_harness_job_stores_run_beside_medstudio_scorer(task_dir, tiny_llama_path, settings, tmp_path, django_user_model):  # noqa: F811
     """The standard (log-likelihood) cmmlu_anatomy task through a MedStudio job, offline."""
     from medstudio.jobs.services import job_execute
     from training.evaluation import selectors, services
@@ -165,6 +165,18 @@ def test_harness_job_stores_run_beside_medstudio_scorer(task_dir, tiny_llama_pat
     board = selectors.harness_leaderboard()
     assert board["tasks"] == ["cmmlu_anatomy"] and board["rows"][0]["model"] == "tiny"
     assert os.path.exists(run.summary["samples_path"])
+    # beside MedStudio's own scorer: the MCQ leaderboard page shows the lm-eval table too
+    from django.test import Client
+    from django.urls import reverse
+
+    from medstudio.datasets.models import Dataset
+
+    ds = Dataset.objects.create(name="cmmlu-lb", kind="mcq")
+    user = django_user_model.objects.create_user(username="cur-h", password="x", role="curator")
+    c = Client()
+    c.force_login(user)
+    html = c.get(reverse("evaluation:leaderboard", args=[ds.pk])).content.decode()
+    assert 'id="harness-leaderboard"' in html and "tiny" in html and "cmmlu_anatomy" in html
 
 
 @pytest.mark.django_db

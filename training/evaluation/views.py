@@ -102,7 +102,8 @@ def run_repeat(request, pk: int):
 def leaderboard(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
     board = selectors.leaderboard(dataset_id=dataset.pk)
-    return render(request, "evaluation/leaderboard.html", {"dataset": dataset, **board})
+    return render(request, "evaluation/leaderboard.html", {"dataset": dataset, **board,
+                                                           "harness_board": selectors.harness_leaderboard()})
 
 
 @role_required(Role.CURATOR)
