@@ -104,7 +104,7 @@ def heatmap(names: Sequence[str], matrix: Sequence[Sequence[float | None]], *, t
             lo: float = -1.0, hi: float = 1.0) -> dict:
     """A square agreement matrix (rows and columns = names), red (lo) .. white .. teal (hi), values written in."""
     data = [[j, i, round(v, 3)] for i, row in enumerate(matrix) for j, v in enumerate(row) if _finite(v)]
-    label = {"interval": 0, "overflow": "break", "width": 110}
+    label = {"interval": 0, "overflow": "break", "width": 140}
     return {
         "title": {"text": title, "textStyle": {"fontSize": 13}} if title else {"show": False},
         "tooltip": {"position": "top"},
