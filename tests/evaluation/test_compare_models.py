@@ -127,3 +127,21 @@ def test_compare_models_page_in_browser(live_server, page, runs, django_user_mod
     assert "mcq_accuracy" in open(dl.value.path(), encoding="utf-8").read()
     shot = os.environ.get("MEDSTUDIO_SCREENSHOT_DIR") or str(tmp_path)
     page.screenshot(path=os.path.join(shot, "compare_models.png"), full_page=True)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_evaluation_home_with_harness_card_fits(live_server, page, django_user_model, settings, tmp_path):
+    django_user_model.objects.create_user(username="boss2", password="pw-boss-123", role="admin")
+    settings.MEDSTUDIO_EVAL_DATASETS_DIR = str(tmp_path / "none")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "boss2")
+    page.fill("#id_password", "pw-boss-123")
+    page.click("button[type=submit]")
+    page.goto(f"{live_server.url}/evaluation/")
+    page.click("#harness summary")
+    assert page.locator("#harness-tasks tbody tr").count() >= 20
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    shot = os.environ.get("MEDSTUDIO_SCREENSHOT_DIR") or str(tmp_path)
+    page.screenshot(path=os.path.join(shot, "evaluation_home_harness.png"), full_page=True)
