@@ -6,7 +6,7 @@ and then 2 Ray workers; prints documents/s for each and the scaling ratio.
 The corpus is generated in a temporary folder by repeating the shared data's general_en/general_zh
 paragraphs (MEDSTUDIO_SHARED_DATA), each copy with a new id, as Parquet shards. It runs the Ray job
 (curation/pipeline/corpus/ray_job.py) directly on a local Ray head started for the bench (2 CPUs by
-default), with no database: the same code path a MedStudio corpus job submits. Each worker count
+default, owned by this process), with no database: the same code path a MedStudio corpus job submits. Each worker count
 writes to its own output folder, so nothing is skipped.
 """
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -23,12 +22,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("MEDSTUDIO_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def generate(folder: Path, n_docs: int, n_shards: int) -> None:
@@ -53,13 +46,10 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=20)
     ap.add_argument("--cpus", type=int, default=2)
     args = ap.parse_args()
-    import subprocess
+    import ray
 
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    gcs = _port()
-    subprocess.run([ray_bin, "start", "--head", f"--num-cpus={args.cpus}", f"--port={gcs}", "--include-dashboard=false",
-                    "--disable-usage-stats"], check=True, capture_output=True)
-    os.environ["RAY_ADDRESS"] = f"127.0.0.1:{gcs}"
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local only; else a new ray.init() writes ~/.ray/auth_token
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)  # this process's own Ray
     try:
         from curation.pipeline.corpus.ray_job import run
 
@@ -70,19 +60,16 @@ def main() -> None:
             rates = {}
             for workers in (1, 2):
                 spec = {"uri": str(corpus), "out_dir": f"{tmp}/out-{workers}", "mapping": {},
-                        "scorers": {"rules": {}, "pii": {}}, "workers": workers, "ray_address": os.environ["RAY_ADDRESS"]}
+                        "scorers": {"rules": {}, "pii": {}}, "workers": workers}
                 t0 = time.monotonic()
                 res = run(spec)
                 dt = time.monotonic() - t0
                 docs = sum(r["docs"] for r in res["results"])
                 rates[workers] = docs / dt
                 print(f"workers={workers}: {docs} docs in {dt:.1f} s = {rates[workers]:.0f} docs/s", flush=True)
-                import ray
-
-                ray.shutdown()
             print(f"scaling 2 vs 1 workers: {rates[2] / rates[1]:.2f}x")
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], capture_output=True)
+        ray.shutdown()
 
 
 if __name__ == "__main__":

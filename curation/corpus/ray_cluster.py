@@ -16,12 +16,16 @@ def ray_address() -> str:
     return getattr(settings, "RAY_ADDRESS", "") or os.environ.get("RAY_ADDRESS", "")
 
 
+_last_error: list[str] = [""]
+
+
 def _client_or_none(address: str):
     from ray.job_submission import JobSubmissionClient
 
     try:
         return JobSubmissionClient(address)
-    except Exception:  # ConnectionError: nothing listens there (yet)
+    except Exception as exc:  # ConnectionError: nothing listens there (yet); AuthenticationError
+        _last_error[0] = f"{type(exc).__name__}: {exc}"
         return None
 
 
@@ -37,6 +41,9 @@ def start_local_ray(*, num_cpus: int | None = None, dashboard_port: int | None =
     ray_bin = str(Path(sys.executable).parent / "ray")
     cmd = [ray_bin, "start", "--head", f"--num-cpus={num_cpus}", f"--port={gcs_port}", "--include-dashboard=true",
            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", "--disable-usage-stats"]
+    # The embedded head listens on 127.0.0.1 only. Ray turns token auth on by itself when
+    # ~/.ray/auth_token exists; set RAY_AUTH_MODE=token (client and head) to keep it on.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=timeout)
     deadline = time.monotonic() + timeout
@@ -64,7 +71,7 @@ def client():
         embedded = urlparse(address if "://" in address else f"http://{address}").hostname in ("127.0.0.1", "localhost")
     c = _client_or_none(address)
     if c is None:
-        raise ConnectionError(f"no Ray job-submission server answers at RAY_ADDRESS={address}")
+        raise ConnectionError(f"no Ray job-submission server answers at RAY_ADDRESS={address} ({_last_error[0][:300]})")
     return c, address, embedded
 
 

@@ -1,4 +1,4 @@
-"""One real local Ray (head + dashboard, 2 CPUs) for the whole test session; stopped at the end."""
+"""One real local Ray (head + dashboard, 2 CPUs) for the whole test session; shut down at the end."""
 from __future__ import annotations
 
 import gzip
@@ -18,13 +18,49 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_address():
-    from curation.corpus.ray_cluster import start_local_ray, stop_local_ray
+    """A local Ray head (2 CPUs, with the dashboard that serves job submission) owned by this test
+    session: `ray start --head --block` in its own process group, ended by that group's id at the
+    end (never `ray stop`, which would also end another session's Ray)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
 
-    address = start_local_ray(num_cpus=2, dashboard_port=_free_port(), gcs_port=_free_port())
+    from ray.job_submission import JobSubmissionClient
+
+    # Ray >= 2.5x turns token auth on by itself once ~/.ray/auth_token exists (a `ray.init()` writes
+    # it); this test cluster listens on 127.0.0.1 only and its clients are this process.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    dash, gcs = _free_port(), _free_port()
+    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--num-cpus=2", f"--port={gcs}",
+           "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    address = f"http://127.0.0.1:{dash}"
     try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                JobSubmissionClient(address)
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"local Ray did not start (exit {proc.poll()})")
+                time.sleep(1)
+        os.environ["RAY_ADDRESS"] = f"127.0.0.1:{gcs}"  # what ray.init("auto") in a test connects to
         yield address
     finally:
-        stop_local_ray()
+        os.environ.pop("RAY_ADDRESS", None)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture

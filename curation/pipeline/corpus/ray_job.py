@@ -67,7 +67,8 @@ def run(spec: dict) -> dict:
     from curation.pipeline.corpus.score import _write_json, failed_path
     from curation.pipeline.corpus.shards import filesystem
 
-    ray.init(address=spec.get("ray_address") or "auto", log_to_driver=True)
+    if not ray.is_initialized():
+        ray.init(address=spec.get("ray_address") or "auto", log_to_driver=True)
     todo, done = plan(spec)
     emit("plan", todo=len(todo), skipped=len(done), skipped_keys=done)
     task = ray.remote(num_cpus=1, max_retries=1)(_score_one)
