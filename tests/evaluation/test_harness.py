@@ -203,3 +203,28 @@ def test_evaluation_page_lists_local_tasks_and_starts_runs(task_dir, client_for,
     assert run.params["limit"] == 2 and run.job.kind == "evaluation.harness"
     page = client_for("curator").get(reverse("evaluation:run", args=[run.pk]))
     assert page.status_code == 200 and "lm-evaluation-harness" in page.content.decode()
+
+
+def test_openai_compatible_chat_endpoint_target(task_dir, shared_data, monkeypatch):
+    """The harness against an OpenAI-compatible chat endpoint (local fake server), generation task;
+    MedStudio's extractor agrees with the harness on every reply."""
+    import datasets
+
+    from tests.fakes.openai_server import fake_openai_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    _, test = _anatomy(shared_data)
+
+    def reply(req):
+        text = req["messages"][-1]["content"]
+        r = next(r for r in test if r["question"] in text)
+        return ["答案是{a}", "({a})", "**{a}**"][len(text) % 3].format(a=r["answer"])
+
+    docs = datasets.load_from_disk(str(task_dir / "cmmlu_anatomy"))["test"]
+    with fake_openai_server(chat=reply) as url:
+        model, args = harness.model_for({"backend": "openai", "base_url": url, "model": "m",
+                                         "harness_model": "local-chat-completions"})
+        out = harness.run(tasks=[_generative_config(task_dir)], datasets_dir=task_dir, model=model, model_args=args,
+                          num_fewshot=0)
+    assert out["results"]["cmmlu_anatomy_gen"]["exact_match"] == 1.0
+    assert _agreement(out["samples"], docs) == (N_TEST, N_TEST)

@@ -155,6 +155,8 @@ def run(*, tasks: Sequence[str | dict[str, Any]], datasets_dir: str | os.PathLik
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     configs = [t if isinstance(t, dict) else task_config(t, datasets_dir) for t in tasks]
+    if model == "local-chat-completions":  # a chat endpoint takes messages: the harness must build them
+        apply_chat_template = True
     if log:
         log(f"lm-eval {getattr(lm_eval, '__version__', '?')}: {', '.join(c['task'] for c in configs)}")
     out = lm_eval.simple_evaluate(
