@@ -11,16 +11,17 @@ claiming a slot is a compare-and-swap UPDATE on a free row (see services.assignm
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from . import questions as q
 
 
 class QuestionKind(models.TextChoices):
-    RATING = q.RATING, "Quality rating (0-5 + DataRater aspects)"
-    LABEL = q.LABEL, "Domain label"
-    TURN_RATING = q.TURN_RATING, "Per-turn dialogue rating"
-    PREFERENCE = q.PREFERENCE, "Preference between two answers"
-    TEXT = q.TEXT, "Free text"
+    RATING = q.RATING, _("Quality rating (0-5 + DataRater aspects)")
+    LABEL = q.LABEL, _("Domain label")
+    TURN_RATING = q.TURN_RATING, _("Per-turn dialogue rating")
+    PREFERENCE = q.PREFERENCE, _("Preference between two answers")
+    TEXT = q.TEXT, _("Free text")
 
 
 class Question(models.Model):

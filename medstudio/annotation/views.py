@@ -9,6 +9,8 @@ from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from medstudio.accounts.permissions import Role, role_required
 from medstudio.backends.selectors import backend_choices, default_label
@@ -18,6 +20,10 @@ from . import plots, selectors, services
 from . import questions as qs
 from .judges import pair_in_shown_order
 from .models import Assignment, Label, Queue, QueueItem, Question, QuestionKind
+
+# The key-hint words of questions.key_hint (a Django-free module), listed for the catalogue.
+_KEY_WORDS = (gettext_noop("score"), gettext_noop("label"), gettext_noop("A, B or tie"), gettext_noop("row"),
+              gettext_noop("submit"), gettext_noop("skip"), gettext_noop("undo"))
 
 # ------------------------------------------------------------------------------ labelling screen
 
@@ -93,7 +99,7 @@ def _work_context(request, queue: Queue, assignment: Assignment | None, *, notic
                   posted: dict | None = None, new_labels: int = 0) -> dict:
     ctx = {"queue": queue, "question": queue.question, "assignment": assignment, "notice": notice, "error": error,
            "progress": selectors.queue_progress(queue, request.user, new_labels=new_labels),
-           "key_hints": qs.key_hint(queue.question.kind, queue.question.schema),
+           "key_hints": [(k, _(what)) for k, what in qs.key_hint(queue.question.kind, queue.question.schema)],
            "remaining": _remaining_for(queue, request.user, assignment)}
     if assignment is None:
         ctx["next_queue"] = _next_queue(queue, request.user)
@@ -222,7 +228,7 @@ def submit(request, pk: int):
     if not request.htmx:
         return redirect("annotation:label", pk=queue.pk)
     saved = outcome.status == "saved"
-    notice = "Saved." if saved else "Already saved (repeated submit ignored)."
+    notice = _("Saved.") if saved else _("Already saved (repeated submit ignored).")
     # After a fresh save this annotator has no open item left, so the next one is claimed at once.
     nxt = services.assignment_next(queue=queue, user=request.user, known_none_active=saved)
     return _render_work(request, queue, nxt, notice=notice, new_labels=int(outcome.created))

@@ -48,3 +48,18 @@ def test_catalogue_is_complete_and_compiled():
     assert "#, fuzzy" not in text.split("\n\n", 1)[1], "fuzzy entries are not used by gettext: review them"
     mo = PO.with_suffix(".mo")
     assert mo.exists() and os.path.getmtime(mo) >= os.path.getmtime(PO) - 1, "run `make setup` (compilemessages)"
+
+
+def test_labelling_screen_in_chinese(client_for, make_dataset, django_user_model):
+    from medstudio.annotation import services
+
+    ds = make_dataset("notes", "document", [{"id": f"d{i}", "text": f"fever case {i}"} for i in range(3)])
+    curator = django_user_model.objects.create_user(username="cur-zh", password="x", role="curator")
+    question = services.question_create(user=curator, name="quality", kind="rating")
+    queue = services.queue_create(user=curator, name="q-zh", dataset=ds, question=question, annotators_per_item=1)
+    c = client_for("clinician")
+    html = c.get(f"/annotate/q/{queue.pk}/", HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+    assert "提交" in html and "跳过" in html and "我还剩" in html and "</kbd> 评分" in html  # key hints too
+    assert "fever case" in html  # the record text is untouched
+    en = c.get(f"/annotate/q/{queue.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Submit" in en and "提交" not in en
