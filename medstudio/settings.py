@@ -232,6 +232,11 @@ JOBS_EAGER = env_bool("MEDSTUDIO_JOBS_EAGER", False)
 # starts a local Ray head with its dashboard (MEDSTUDIO_RAY_LOCAL_CPUS, default 2).
 RAY_ADDRESS = os.environ.get("RAY_ADDRESS", "")
 RAY_LOCAL_CPUS = env_int("MEDSTUDIO_RAY_LOCAL_CPUS", 2)
+# Ray 2.5x turns token authentication on for any new cluster once ~/.ray/auth_token exists (a bare
+# `ray.init()` anywhere on the machine writes one), and clients without the token are then refused.
+# The local head and its clients agree on "disabled" unless the deployment says otherwise
+# (RAY_AUTH_MODE=token plus RAY_AUTH_TOKEN for a cluster that uses tokens).
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # Where corpus score files go when a corpus names no output URI (a folder or s3://, gs:// URI).
 CORPUS_OUTPUT = os.environ.get("MEDSTUDIO_CORPUS_OUTPUT", str(VAR_DIR / "corpus"))
 # A running job whose heartbeat is older than this is considered orphaned and resumed.
