@@ -54,6 +54,6 @@ def profile(request):
             if api_token_revoke(user=request.user):
                 messages.success(request, _("API token revoked."))
         else:
-            token, _ = api_token_rotate(user=request.user)
+            token, _created = api_token_rotate(user=request.user)
             messages.success(request, _("New API token created. Copy it now: it is shown once."))
     return render(request, "accounts/profile.html", {"token": token})
