@@ -324,3 +324,25 @@ def _redact_links(job):
 
 
 register_job_kind("curation.pii_redact", label="PII redaction", result_links=_redact_links)
+
+
+def _corpus_run_links(job):
+    from django.urls import reverse
+
+    from .corpus.models import CorpusRun
+
+    run_id = (job.result or {}).get("run_id") or (job.params or {}).get("run_id")
+    corpus = CorpusRun.objects.filter(pk=run_id).values_list("corpus_id", flat=True).first() if run_id else None
+    return [("Open the corpus and its run results", reverse("curation:corpus_detail", args=[corpus]))] if corpus else []
+
+
+def _corpus_dedup_links(job):
+    from django.urls import reverse
+
+    corpus = (job.params or {}).get("corpus_id")
+    return [("Open the corpus", reverse("curation:corpus_detail", args=[corpus]))] if corpus else []
+
+
+# The corpus jobs' handlers live in curation/corpus/handlers.py; their labels sit with the stage's others.
+register_job_kind("curation.corpus_run", label="Corpus scoring run (Ray)", result_links=_corpus_run_links)
+register_job_kind("curation.corpus_dedup", label="Corpus deduplication (Ray)", result_links=_corpus_dedup_links)

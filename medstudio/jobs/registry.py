@@ -52,6 +52,11 @@ def register_job_kind(kind: str, *, label: str, result_links: Callable[[Any], li
     _KINDS[kind] = KindInfo(label=label, result_links=result_links)
 
 
+def kind_info(kind: str) -> KindInfo | None:
+    """The registered label and result resolver of a kind (None: the kind reads as its handler's description)."""
+    return _KINDS.get(kind)
+
+
 def kind_label(kind: str) -> str:
     if kind in _KINDS:
         return _KINDS[kind].label

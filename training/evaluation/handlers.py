@@ -16,7 +16,7 @@ from django.db import transaction
 
 from medstudio.datasets.models import Record
 from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
-from medstudio.jobs.registry import job_handler
+from medstudio.jobs.registry import job_handler, register_job_kind
 from training.pipeline import evaluation as ev
 from training.pipeline import memorization as mem
 from training.pipeline.rouge import rouge_l
@@ -355,3 +355,20 @@ def _harness(run: EvalRun, ctx: JobContext) -> dict:
     metric = summary["metric"]
     ctx.log("lm-eval done: " + ", ".join(f"{t} {m.get(metric, 0):.1%}" for t, m in out["results"].items()))
     return summary
+
+
+# ------------------------------------------------------------------------------------------------
+# how these job kinds read on the job pages (medstudio/jobs/registry.py)
+
+def _eval_run_links(job):
+    from django.urls import reverse
+
+    run = (job.result or {}).get("run_id") or (job.params or {}).get("run_id")
+    return [("Open the evaluation run's results", reverse("evaluation:run", args=[run]))] if run else []
+
+
+register_job_kind("evaluation.mcq", label="MCQ evaluation", result_links=_eval_run_links)
+register_job_kind("evaluation.consultation", label="Consultation evaluation", result_links=_eval_run_links)
+register_job_kind("evaluation.memorization", label="Memorization check", result_links=_eval_run_links)
+register_job_kind("evaluation.harness", label="lm-eval harness run", result_links=_eval_run_links)
+register_job_kind("evaluation.risk_check", label="High-risk prompt check", result_links=_eval_run_links)
