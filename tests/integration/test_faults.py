@@ -19,6 +19,8 @@ from django.utils import timezone
 from medstudio.jobs.models import Job
 from medstudio.jobs.services import job_execute
 
+from tests.fakes.fixtures import tiny_llama_path  # noqa: F401
+
 from .conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,7 +43,8 @@ def faulty(worker_factory, tmp_path, settings):
     def start(stall_at: int = 2, **env):
         pythonpath = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH", "")) if p)
         return worker_factory(MEDSTUDIO_FAULT_DIR=fault_dir, MEDSTUDIO_FAULT_STALL_AT=stall_at, PYTHONPATH=pythonpath,
-                              MEDSTUDIO_JOB_STALE_SECONDS=STALE, MEDSTUDIO_IMPORT_BATCH_SIZE=100, **env)
+                              MEDSTUDIO_JOB_STALE_SECONDS=STALE, MEDSTUDIO_IMPORT_BATCH_SIZE=100,
+                              MEDSTUDIO_PREF_BATCH_SIZE=4, MEDSTUDIO_PREF_CHAT_MAX_RETRIES=1, OMP_NUM_THREADS=1, **env)
 
     start.dir = fault_dir
     return start
@@ -236,3 +239,183 @@ def test_export_on_a_full_disk_fails_clearly_and_keeps_no_partial_file(worker_fa
     assert "No space left on device" in job.error and "Nothing was kept" in job.error, job.error
     assert not Export.objects.filter(job=job).exists()
     assert not [p for p in small_disk.rglob("*") if p.is_file()]  # no .part, no half file
+
+
+# --------------------------------------------------------------------------- the other scorers
+
+
+def _shared_rows(name: str, n: int) -> list[dict]:
+    from tests.conftest import SHARED_DATA
+
+    rows = []
+    with open(SHARED_DATA / name, encoding="utf-8") as fh:
+        for line in fh:
+            rows.append(json.loads(line))
+            if len(rows) >= n:
+                break
+    assert len(rows) == n, f"{name} has fewer than {n} rows"
+    return rows
+
+
+def _import_rows(tmp_path, name: str, kind: str, rows: list[dict]):
+    from medstudio.datasets.models import Dataset
+    from medstudio.datasets.services import import_start
+
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    with transaction.atomic():
+        job = import_start(user=None, path=path, fmt="jsonl", kind=kind, dataset=name, enqueue=False)
+    job_execute(job_id=job.pk)
+    assert _job(job.pk).status == "succeeded", _job(job.pk).error
+    return Dataset.objects.get(name=name)
+
+
+def _scored_once(run, n: int) -> None:
+    from medstudio.handoffs.models import Score
+
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+    rows = list(Score.objects.filter(run=run).values_list("record_id", flat=True))
+    assert len(rows) == len(set(rows)) == n  # one score per record: none twice, none missing
+
+
+@pytest.mark.parametrize("fault", FAULT_KINDS)
+def test_pii_scorer(faulty, tmp_path, fault):
+    from curation.scoring import scorer_run_start
+    from medstudio.handoffs.models import Score
+
+    n = 800  # batches of 256: call 1 sets the total, 2.. one per batch
+    ds = _dataset(tmp_path, "faulty-pii", n)
+    with transaction.atomic():
+        run = scorer_run_start(user=None, dataset=ds, scorer="pii")
+    _strike_and_recover(faulty, run.job_id, 3, fault)
+    _scored_once(run, n)
+    assert not Score.objects.filter(run=run, keep=False).exists()  # no PII in these texts
+
+
+@pytest.mark.parametrize("fault", FAULT_KINDS)
+def test_minhash_scorer(faulty, tmp_path, fault):
+    from curation.models import DuplicateCluster
+    from curation.scoring import scorer_run_start
+
+    n = 1200  # batches of 1000: calls 1-2 sketch, 3 writes the clusters, 4-5 write the scores
+    ds = _dataset(tmp_path, "faulty-minhash", n)
+    with transaction.atomic():
+        run = scorer_run_start(user=None, dataset=ds, scorer="minhash")
+    job = _strike_and_recover(faulty, run.job_id, 5, fault)  # inside the second score batch
+    _scored_once(run, n)
+    clusters = list(DuplicateCluster.objects.filter(run=run).values_list("keeper_id", flat=True))
+    assert len(clusters) == len(set(clusters)) == job.result["clusters"]  # clusters written once
+
+
+@pytest.mark.parametrize("fault", FAULT_KINDS)
+def test_decontam_scorer(faulty, tmp_path, fault):
+    from curation.scoring import scorer_run_start
+    from medstudio.handoffs.models import Score
+
+    n = 1200  # batches of 1000: call 1 sets the total, 2-3 one per batch
+    ds = _dataset(tmp_path, "faulty-decontam", n, zh=False)
+    bench = _import_rows(tmp_path, "faulty-bench", "document", [
+        {"id": "b0", "text": "The patient was given a cold compress and told to rest in a quiet dark room for two hours."}])
+    with transaction.atomic():
+        run = scorer_run_start(user=None, dataset=ds, scorer="decontam", params={"benchmarks": [bench.name]})
+    job = _strike_and_recover(faulty, run.job_id, 3, fault)
+    _scored_once(run, n)
+    assert job.result["records"] == n and job.result["contaminated"] == Score.objects.filter(run=run, keep=False).count()
+
+
+# --------------------------------------------------------------------------- annotation judge
+
+
+@pytest.mark.parametrize("fault", FAULT_KINDS)
+def test_annotation_judge(faulty, tmp_path, fault):
+    from medstudio.annotation import services as annotation
+    from medstudio.annotation.models import Assignment, Label
+    from tests.fakes.openai_server import fake_openai_server
+
+    n = 64  # batches of 16: call 1 sets the total, 2.. one per batch
+    ds = _dataset(tmp_path, "faulty-judge", n)
+    question = annotation.question_create(user=None, name="quality", kind="rating")
+    queue = annotation.queue_create(user=None, name="faulty judge queue", dataset=ds, question=question,
+                                    annotators_per_item=1)
+    with fake_openai_server(chat=json.dumps({"score": 4})) as url:
+        with transaction.atomic():
+            [job] = annotation.judge_start(queue=queue, user=None, base_url=url, model="judge")
+        job = _strike_and_recover(faulty, job.pk, 3, fault)
+    annotator = job.result["annotator"]
+    items = list(Label.objects.filter(queue=queue, annotator=annotator).values_list("item_id", flat=True))
+    assert len(items) == len(set(items)) == n == job.result["labelled"] == queue.n_items
+    assert Assignment.objects.filter(queue=queue, annotator=annotator).count() == n
+    assert set(Label.objects.filter(queue=queue).values_list("primary_value", flat=True)) == {4}
+
+
+# --------------------------------------------------------------------------- preference build and voting
+
+
+@pytest.mark.parametrize("fault", FAULT_KINDS)
+def test_preference_build(faulty, tmp_path, fault):
+    from preferences import services as prefs
+    from preferences.models import BuildRun, PreferencePair
+
+    n = 1100  # objective pairs in batches of 500: one progress call per batch
+    ds = _import_rows(tmp_path, "faulty-cmmlu", "mcq", _shared_rows("cmmlu_med.jsonl", n))
+    pref_set = prefs.preference_set_create(user=None, name="faulty-build")
+    with transaction.atomic():
+        run = prefs.build_start(user=None, pref_set=pref_set, builder="objective", dataset=ds, params={"seed": 1})
+    _strike_and_recover(faulty, run.job_id, 2, fault)  # inside the second batch
+    run = BuildRun.objects.get(pk=run.pk)
+    assert run.status == "done"
+    keys = list(PreferencePair.objects.filter(run=run).values_list("item_key", flat=True))
+    assert len(keys) == len(set(keys)) == n == run.n_pairs == run.n_done  # counters not bumped twice either
+
+
+@pytest.mark.parametrize("fault", FAULT_KINDS)
+def test_preference_vote(faulty, tmp_path, fault):
+    from preferences import services as prefs
+    from preferences.models import PreferencePair, VoteRun
+    from preferences.pipeline.judge import ASPECTS
+    from tests.fakes.openai_server import fake_openai_server
+
+    n, judges = 24, ["j1", "j2"]
+    pref_set = prefs.preference_set_create(user=None, name="faulty-vote")
+    for i in range(n):
+        PreferencePair.objects.create(pref_set=pref_set, origin="sampled", item_key=i, chosen=f"GOOD answer {i}",
+                                      rejected=f"bad answer {i}", prompt_turns=[{"role": "user", "content": f"q{i}"}])
+
+    def judge(req):
+        answer = req["messages"][-1]["content"].split("Answer to rate:\n", 1)[1]
+        return json.dumps({a: 5 if "GOOD" in answer else 1 for a in ASPECTS})
+
+    with fake_openai_server(chat=judge) as url:
+        with transaction.atomic():
+            vote = prefs.vote_start(user=None, pref_set=pref_set, method="judges",
+                                    params={"judges": judges, "base_url": url}, flip_frac=0.0, drop_frac=0.0)
+        # MEDSTUDIO_PREF_BATCH_SIZE=4 on the worker: call 1 is the first batch, 2 the second
+        _strike_and_recover(faulty, vote.job_id, 2, fault)
+    vote = VoteRun.objects.get(pk=vote.pk)
+    assert vote.status == "done"
+    voted = PreferencePair.objects.filter(pref_set=pref_set, vote=vote)
+    assert voted.count() == n and all(p.vote_detail["chosen"] == [5.0, 5.0] for p in voted)
+    assert vote.summary["counts"]["keep"] == n
+    assert vote.usage["calls"] == n * len(judges) * 2  # the stored usage counts each scored pair once
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@pytest.mark.parametrize("fault", FAULT_KINDS)
+def test_evaluation_mcq(faulty, tmp_path, fault, tiny_llama_path):
+    from training.evaluation import services as evaluation
+    from training.evaluation.models import EvalItem, EvalRun
+
+    n = 12
+    ds = _import_rows(tmp_path, "faulty-eval", "mcq", _shared_rows("cmmlu_med.jsonl", n))
+    with transaction.atomic():
+        run = evaluation.eval_run_start(user=None, kind="mcq", dataset=ds, model_name="tiny",
+                                        model_spec={"backend": "transformers", "path": tiny_llama_path},
+                                        params={"batch_size": 4, "seeds": [0, 1], "max_new_tokens": 4})
+    _strike_and_recover(faulty, run.job_id, 3, fault)  # call 1 sets the total, 2.. one per batch
+    run = EvalRun.objects.get(pk=run.pk)
+    assert run.status == "succeeded", run.error
+    pairs = list(EvalItem.objects.filter(run=run).values_list("record_id", "seed"))
+    assert len(pairs) == len(set(pairs)) == 2 * n
