@@ -55,6 +55,9 @@ class Queue(models.Model):
                                        help_text="A scorer run whose value is shown per item, or compared with labels.")
     show_suggestion = models.BooleanField(default=False, help_text="Pre-fill the scorer's value (off avoids anchoring).")
     consensus_threshold = models.FloatField(default=2.0, help_text="Ratings this far apart (max - min) are set aside.")
+    consensus_judges = models.BooleanField(
+        default=False, help_text="Count LLM judges' labels in the consensus too (a judge-only queue, CareBot's "
+                                 "GPT-4-twice protocol); off: clinicians only, judges shown beside them.")
     sample = models.JSONField(default=dict, blank=True, help_text="How the items were chosen (method, n, seed, ...).")
     n_items = models.PositiveIntegerField(default=0)
     is_open = models.BooleanField(default=True)

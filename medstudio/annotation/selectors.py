@@ -217,13 +217,28 @@ def agreement_split(queue: Queue, *, scorer_runs=()) -> list[dict]:
     return out
 
 
-def consensus_outcomes(queue: Queue, *, sources=("human", "model"), threshold: float | None = None) -> dict[int, ag.ConsensusItem]:
-    """The consensus rule over the primary field of every item that has labels or an adjudication."""
+def consensus_sources(queue: Queue) -> tuple[str, ...]:
+    """Whose labels the consensus rule counts: clinicians only, unless the queue counts its judges too."""
+    return ("human", "model") if queue.consensus_judges else ("human",)
+
+
+def consensus_outcomes(queue: Queue, *, sources: tuple[str, ...] | None = None,
+                       threshold: float | None = None) -> dict[int, ag.ConsensusItem]:
+    """The consensus rule over the primary field of every item that has labels or an adjudication.
+
+    By default only humans count (`is_human`, the same notion as the agreement headline): LLM
+    judges and scorers are compared with the clinicians, not averaged in with them. A queue whose
+    `consensus_judges` is on (or an explicit `sources`) counts the judges' labels too.
+    """
     primary = qs.primary_measure(queue.question.kind)
     if primary is None:
         return {}
+    sources = consensus_sources(queue) if sources is None else tuple(sources)
+    humans_only = "model" not in sources
     ratings: dict[int, dict] = {}
     for item_id, annotator, values in _label_rows(queue, sources).iterator():
+        if humans_only and not is_human(annotator):
+            continue
         v = qs.primary_value(queue.question.kind, values)
         if v is not None:
             ratings.setdefault(item_id, {})[annotator] = v
@@ -235,7 +250,7 @@ def consensus_outcomes(queue: Queue, *, sources=("human", "model"), threshold: f
                         min_labels=min(2, queue.annotators_per_item), adjudicated=adjudicated)
 
 
-def consensus_labels(queue: Queue, *, sources=("human", "model")) -> list[tuple[int, object]]:
+def consensus_labels(queue: Queue, *, sources: tuple[str, ...] | None = None) -> list[tuple[int, object]]:
     """[(record_id, value)] for agreed and adjudicated items, in record id order (see module doc)."""
     outcomes = consensus_outcomes(queue, sources=sources)
     keep = {i: o.value for i, o in outcomes.items() if o.status in (ag.AGREED, ag.ADJUDICATED)}

@@ -195,8 +195,9 @@ def queue_create(*, user, name: str, dataset, question: Question, annotators_per
 
 @transaction.atomic
 def queue_update(*, queue: Queue, user, is_open: bool | None = None, show_suggestion: bool | None = None,
-                 consensus_threshold: float | None = None) -> Queue:
-    """Change a queue's settings (open/closed, suggestion shown or hidden, consensus threshold)."""
+                 consensus_threshold: float | None = None, consensus_judges: bool | None = None) -> Queue:
+    """Change a queue's settings (open/closed, suggestion shown or hidden, consensus threshold, whether
+    the consensus counts LLM judges)."""
     changed = {}
     if is_open is not None:
         queue.is_open = is_open
@@ -209,6 +210,9 @@ def queue_update(*, queue: Queue, user, is_open: bool | None = None, show_sugges
             raise AnnotationError("The consensus threshold must be positive.")
         queue.consensus_threshold = consensus_threshold
         changed["consensus_threshold"] = consensus_threshold
+    if consensus_judges is not None:
+        queue.consensus_judges = bool(consensus_judges)
+        changed["consensus_judges"] = queue.consensus_judges
     queue.save()
     audit_log(actor=user, action="annotation.queue_update", target=queue, data=changed)
     return queue

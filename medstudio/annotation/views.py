@@ -382,7 +382,8 @@ def queue_settings(request, pk: int):
             queue=queue, user=request.user,
             is_open=(p.get("is_open") == "1") if "is_open" in p else None,
             show_suggestion=(p.get("show_suggestion") == "1") if "show_suggestion" in p else None,
-            consensus_threshold=float(p["consensus_threshold"]) if p.get("consensus_threshold") else None)
+            consensus_threshold=float(p["consensus_threshold"]) if p.get("consensus_threshold") else None,
+            consensus_judges=(p.get("consensus_judges") == "1") if "consensus_judges" in p else None)
     except ValueError as exc:
         messages.error(request, str(exc))
     return redirect("annotation:queue_detail", pk=pk)
@@ -458,8 +459,11 @@ def consensus(request, pk: int):
     for item_id, annotator, values in Label.objects.filter(item_id__in=items).values_list("item_id", "annotator", "values"):
         per_item.setdefault(item_id, []).append((annotator, qs.primary_value(queue.question.kind, values)))
     names = selectors.annotator_names(list({a for v in per_item.values() for a, _ in v}))
+    # Clinicians' labels decide; judges' labels are shown beside them (counted only when the queue says so).
     rows = [{"item": items[i], "outcome": outcomes[i],
-             "labels": [(names.get(a, a), v) for a, v in sorted(per_item.get(i, []))]} for i in items]
+             "labels": [(names.get(a, a), v) for a, v in sorted(per_item.get(i, [])) if selectors.is_human(a)],
+             "judge_labels": [(names.get(a, a), v) for a, v in sorted(per_item.get(i, [])) if not selectors.is_human(a)]}
+            for i in items]
     context = {"queue": queue, "rows": rows, "counts": selectors.consensus_counts(outcomes), "show": show,
                "threshold": t if t is not None else queue.consensus_threshold,
                "choices": _adjudication_choices(queue)}

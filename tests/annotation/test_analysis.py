@@ -138,7 +138,25 @@ def test_headline_is_clinicians_against_clinicians_and_judges_are_shown_against_
 
 @pytest.mark.django_db
 def test_consensus_excludes_exactly_the_rule_and_adjudication_brings_items_back(labelled, curator):
+    """Clinicians only by default (judges shown beside them); a queue setting counts the judges too."""
     queue, items, *_ = labelled
+    humans_out = {it.record_id for i, it in enumerate(items) if abs(D1[i] - D2[i]) >= 2}
+    humans_in = {it.record_id: (D1[i] + D2[i]) / 2 for i, it in enumerate(items) if abs(D1[i] - D2[i]) < 2}
+    got = dict(selectors.consensus_labels(queue))
+    assert set(got) == set(humans_in) and not (set(got) & humans_out)
+    for rid, v in humans_in.items():
+        assert got[rid] == pytest.approx(v)
+    # item 0: the clinicians agree on 0 while the judge said 1 twice; humans-only keeps the clinicians' value
+    assert got[items[0].record_id] == 0.0
+    c = login(curator)
+    page = c.get(reverse("annotation:consensus", args=[queue.pk]) + "?show=agreed").content.decode()
+    row = page.split(items[0].record.external_id)[1].split("</tr>")[0]
+    judges_cell = row.split('class="judge-labels"')[1].split("</td>")[0]
+    assert "gpt-judge" in judges_cell and "dr_a" not in judges_cell and "clinicians only" in page
+    # the queue counts its judges: the rule now runs over clinicians and both judge passes
+    c.post(reverse("annotation:queue_settings", args=[queue.pk]), {"consensus_judges": "1"})
+    queue.refresh_from_db()
+    assert queue.consensus_judges
     expect_out = set()
     expect_in = {}
     for i, it in enumerate(items):
@@ -151,12 +169,11 @@ def test_consensus_excludes_exactly_the_rule_and_adjudication_brings_items_back(
     assert set(got) == set(expect_in) and not (set(got) & expect_out)
     for rid, v in expect_in.items():
         assert got[rid] == pytest.approx(v)
-    # clinicians only (sources filter): the judge's labels are left out
+    # clinicians only on request (sources), whatever the queue says
     human = dict(selectors.consensus_labels(queue, sources=("human",)))
-    assert set(human) == {it.record_id for i, it in enumerate(items) if abs(D1[i] - D2[i]) < 2}
+    assert set(human) == set(humans_in)
     # a curator adjudicates one set-aside item
     out_item = next(it for it in items if it.record_id in expect_out)
-    c = login(curator)
     page = c.get(reverse("annotation:consensus", args=[queue.pk]))
     assert out_item.record.external_id.encode() in page.content
     c.post(reverse("annotation:adjudicate", args=[queue.pk, out_item.pk]), {"value": "3", "note": "read it twice"})
