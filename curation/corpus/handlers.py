@@ -10,7 +10,7 @@ from django.db import transaction
 from curation.pipeline.corpus.aggregate import aggregate
 from curation.pipeline.corpus.ray_job import encode_spec
 from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
-from medstudio.jobs.registry import job_handler
+from medstudio.jobs.registry import job_handler, register_job_kind
 
 from . import ray_cluster
 from .models import CorpusRun
@@ -170,3 +170,44 @@ def corpus_dedup_job(ctx: JobContext) -> dict:
     return {"corpus": corpus.name, "out_dir": ctx.params["out_dir"], "documents": end["docs"],
             "dropped": end["dropped"], "kept": end["docs"] - end["dropped"], "clusters": end["clusters"],
             "passes": end["passes"], "ray_job_id": sub_id}
+
+
+@job_handler("curation.corpus_freeze", queue="cpu",
+             description="Freeze the documents a corpus's thresholds keep: kept ids per shard + manifest, registered for training.")
+def corpus_freeze_job(ctx: JobContext) -> dict:
+    import hashlib
+    from pathlib import Path
+
+    from curation.corpus.models import Corpus
+    from curation.pipeline.corpus.studio import StudioError, freeze
+    from medstudio.handoffs.services import corpus_selection_register
+
+    from .services import corpus_conditions
+
+    corpus = Corpus.objects.get(pk=ctx.params["corpus_id"])
+    name, score_dir = ctx.params["name"], ctx.params["score_dir"]
+    dest = str(Path(score_dir).parent / "selections" / name)
+    try:
+        manifest = freeze(score_dir, corpus_conditions(ctx.params["conditions"]), dest, name=name,
+                          source={"uri": corpus.uri, "mapping": corpus.mapping})
+    except StudioError as exc:
+        raise JobFailed(str(exc)) from exc
+    digest = hashlib.sha256((Path(dest) / "manifest.json").read_bytes()).hexdigest()
+    sel = corpus_selection_register(user=ctx.job.created_by, name=name,
+                                    corpus=corpus.name, path=dest, manifest=manifest, manifest_sha256=digest, job=ctx.job)
+    ctx.log(f"Frozen selection {name}: {manifest['kept']} of {manifest['docs']} documents kept "
+            f"({manifest['kept_chars']} characters) from {len(manifest['shards'])} shard(s).")
+    ctx.progress(done=1, total=1)
+    return {"corpus": corpus.name, "selection": name, "selection_id": sel.pk, "dest": dest, "docs": manifest["docs"],
+            "kept": manifest["kept"], "kept_chars": manifest["kept_chars"], "shards": len(manifest["shards"]),
+            "manifest_sha256": digest}
+
+
+def _corpus_freeze_links(job):
+    from django.urls import reverse
+
+    corpus = (job.params or {}).get("corpus_id")
+    return [("Open the corpus", reverse("curation:corpus_detail", args=[corpus]))] if corpus else []
+
+
+register_job_kind("curation.corpus_freeze", label="Corpus selection freeze", result_links=_corpus_freeze_links)

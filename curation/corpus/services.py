@@ -261,3 +261,37 @@ def corpus_score_dir(corpus: Corpus) -> str:
     if run is None:
         raise ValueError(f"corpus {corpus.name} has no scoring run yet: `corpus run {corpus.name} --scorer rules`")
     return run.out_dir
+
+
+SELECTION_NAME = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def corpus_conditions(raw: list) -> list:
+    """[[column, op, value]] or 'COLUMN OP VALUE' strings -> studio Conditions (StudioError if bad)."""
+    from curation.pipeline.corpus.studio import Condition
+
+    out = []
+    for c in raw:
+        out.append(Condition.parse(c) if isinstance(c, str) else Condition(str(c[0]), str(c[1]), c[2]))
+    return out
+
+
+def corpus_freeze_start(*, actor, corpus: Corpus, conditions: list, name: str, enqueue: bool = True):
+    """A job that freezes the documents the conditions keep in the newest run's score files (a
+    manifest with kept ids per shard) and registers it as a frozen corpus selection for training."""
+    from curation.pipeline.corpus.studio import _connect, _schema, _where, score_files
+    from medstudio.jobs.services import job_create
+
+    name = (name or "").strip()
+    if not SELECTION_NAME.match(name):
+        raise ValueError("name the selection with letters, digits, '.', '_' or '-' (at most 100, no spaces)")
+    score_dir = corpus_score_dir(corpus)
+    conds = corpus_conditions(conditions)
+    _where(conds, _schema(_connect(), score_files(score_dir)))  # unknown column/operator: refused now (StudioError)
+    with transaction.atomic():
+        job = job_create(kind="curation.corpus_freeze", user=actor, total=1, enqueue=enqueue,
+                         params={"corpus_id": corpus.pk, "name": name, "score_dir": score_dir,
+                                 "conditions": [[c.column, c.op, c.value] for c in conds]})
+        audit_log(actor=actor, action="corpus.freeze", target=corpus, data={"name": name, "job": job.pk,
+                                                                             "conditions": job.params["conditions"]})
+    return job

@@ -184,3 +184,28 @@ class PreferenceSet(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class CorpusSelection(models.Model):
+    """A frozen selection of a sharded corpus (issue 16): the curation stage's threshold studio writes
+    a manifest (conditions, each score file's sha256, one Parquet file of kept ids per shard) and
+    registers it here; training reads the kept documents shard by shard through the data source
+    ``corpus_selection``. Rows of the corpus never enter the database."""
+
+    name = models.CharField(max_length=200, unique=True)
+    corpus = models.CharField(max_length=200, help_text="Name of the corpus it was frozen from.")
+    path = models.CharField(max_length=1000, help_text="Folder holding manifest.json and kept/<shard>.kept.parquet.")
+    manifest_sha256 = models.CharField(max_length=64)
+    conditions = models.JSONField(default=list, help_text="[[column, op, value], ...] as frozen.")
+    n_docs = models.BigIntegerField(default=0, help_text="Documents in the score files it was frozen over.")
+    n_records = models.BigIntegerField(default=0, help_text="Documents kept (exact).")
+    n_chars = models.BigIntegerField(default=0, help_text="Characters of the kept documents.")
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.corpus})"

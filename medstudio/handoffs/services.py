@@ -168,3 +168,25 @@ def preference_set_create(*, user, name: str, description: str = "") -> Preferen
     pref_set = PreferenceSet.objects.create(name=name, description=description, created_by=_user(user))
     audit_log(actor=user, action="preferences.set_create", target=pref_set)
     return pref_set
+
+
+# --- frozen corpus selections -----------------------------------------------------------------
+
+@transaction.atomic
+def corpus_selection_register(*, user, name: str, corpus: str, path: str, manifest: dict, manifest_sha256: str,
+                              job=None):
+    """Record a frozen corpus selection (the manifest was written by the curation stage); the same
+    name again replaces it (a re-freeze under that name)."""
+    from .models import CorpusSelection
+
+    name = (name or "").strip()
+    if not name:
+        raise HandoffError("A frozen corpus selection needs a name.")
+    sel, _ = CorpusSelection.objects.update_or_create(name=name[:200], defaults=dict(
+        corpus=corpus, path=path, manifest_sha256=manifest_sha256, conditions=manifest.get("conditions") or [],
+        n_docs=int(manifest.get("docs") or 0), n_records=int(manifest.get("kept") or 0),
+        n_chars=int(manifest.get("kept_chars") or 0), job=job, created_by=_user(user)))
+    audit_log(actor=user, action="corpus.selection_freeze", target=sel,
+              data={"corpus": corpus, "kept": sel.n_records, "docs": sel.n_docs, "path": path,
+                    "manifest_sha256": manifest_sha256})
+    return sel

@@ -180,19 +180,22 @@ class Command(BaseCommand):
             self.stdout.write(f"  {b['lang'] or '-'}\t{b['source'] or '-'}\t{b['kept']}/{b['docs']}\t{b['kept_chars']} chars")
 
     def _freeze(self, o):
-        from pathlib import Path
-
-        from curation.pipeline.corpus.studio import StudioError, freeze
+        from curation.pipeline.corpus.studio import StudioError
 
         c = _corpus(o["name"])
         try:
-            score_dir = services.corpus_score_dir(c)
-            dest = str(Path(score_dir).parent / "selections" / o["selection"])
-            manifest = freeze(score_dir, self._conditions(o), dest, name=o["selection"])
+            job = services.corpus_freeze_start(actor=None, corpus=c, conditions=o["where"], name=o["selection"],
+                                               enqueue=False)
         except (StudioError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
+        job_execute(job_id=job.pk)
+        job.refresh_from_db()
+        if job.status != JobStatus.SUCCEEDED:
+            raise CommandError(f"freeze {job.status}: {job.error[:2000]}")
+        res = job.result
         if o["json"]:
-            self.stdout.write(json.dumps({"dest": dest, **{k: v for k, v in manifest.items() if k != "shards"}}))
+            self.stdout.write(json.dumps(res, ensure_ascii=False))
         else:
-            self.stdout.write(f"Frozen selection {o['selection']}: {manifest['kept']} of {manifest['docs']} documents "
-                              f"from {len(manifest['shards'])} shard(s). Manifest: {dest}/manifest.json")
+            self.stdout.write(f"Frozen selection {o['selection']}: {res['kept']} of {res['docs']} documents "
+                              f"from {res['shards']} shard(s). Manifest: {res['dest']}/manifest.json. "
+                              f"Train on it as corpus_selection:{o['selection']}.")

@@ -117,8 +117,19 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def freeze(out_dir: str, conditions: list[Condition], dest: str, *, name: str = "") -> dict:
-    """Write the frozen selection (kept ids per shard + manifest) under dest; returns the manifest."""
+def _source_path(path: str) -> str:
+    """The shard a score file was computed from (score.py writes it into the file's metadata)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return meta.get(b"medstudio.source_path", b"").decode()
+
+
+def freeze(out_dir: str, conditions: list[Condition], dest: str, *, name: str = "", source: dict | None = None) -> dict:
+    """Write the frozen selection (kept ids per shard + manifest) under dest; returns the manifest.
+
+    `source` ({"uri", "mapping"} of the corpus) goes into the manifest with each shard's source
+    path, so that a reader (training) can stream the kept documents without the database."""
     files = score_files(out_dir)
     con = _connect()
     where, params = _where(conditions, _schema(con, files))
@@ -135,10 +146,10 @@ def freeze(out_dir: str, conditions: list[Condition], dest: str, *, name: str = 
         tmp.replace(target)  # atomic: a shard's kept file is complete or absent
         kept = con.execute("SELECT count(*), coalesce(sum(n_chars), 0) FROM read_parquet(?)", [str(target)]).fetchone()
         shards.append({"shard": key, "score_file": f, "sha256": _sha256(f), "docs": total, "kept": kept[0],
-                       "kept_chars": int(kept[1]), "kept_file": str(target)})
+                       "kept_chars": int(kept[1]), "kept_file": str(target), "source_path": _source_path(f)})
     manifest = {"name": name, "conditions": [[c.column, c.op, c.value] for c in conditions],
                 "docs": sum(s["docs"] for s in shards), "kept": sum(s["kept"] for s in shards),
-                "kept_chars": sum(s["kept_chars"] for s in shards), "shards": shards}
+                "kept_chars": sum(s["kept_chars"] for s in shards), "source": source or {}, "shards": shards}
     tmp = root / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
     tmp.replace(root / "manifest.json")
