@@ -2,6 +2,7 @@ import json
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from medstudio.accounts.permissions import Role, role_required
@@ -14,21 +15,29 @@ from .scoring import scorer_run_start
 
 
 @role_required(Role.CURATOR)
-@require_POST
 def run_start(request, pk: int):
-    """Dataset page -> "Run scorer": params come as a JSON object."""
+    """"Run scorer" on a dataset: the scorer's own settings as typed fields (GET: the form, or with
+    HTMX the form re-rendered for another scorer or mode). A refusal (a bad value, a model or
+    setting that is missing) re-renders the form with what was typed and says what to change;
+    no job starts."""
+    from medstudio.handoffs.scorer_forms import ScorerRunForm
+
     dataset = get_object_or_404(Dataset, pk=pk)
-    try:
-        params = json.loads(request.POST.get("params") or "{}")
-        if not isinstance(params, dict):
-            raise ValueError("params must be a JSON object")
-        run = scorer_run_start(user=request.user, dataset=dataset, scorer=request.POST.get("scorer", ""),
-                               params=params, shards=int(request.POST.get("shards") or 1))
-    except (ValueError, LookupError) as exc:
-        messages.error(request, f"Cannot start the scorer: {exc}")
-        return redirect("datasets:detail", pk=pk)
-    messages.info(request, f"Scorer {run.scorer} started (run {run.pk}).")
-    return redirect("jobs:detail", pk=run.job_id)
+    if request.method != "POST":
+        form = ScorerRunForm.initial_from(request.GET, dataset=dataset)
+        template = "curation/scorer_new.html#scorer-form" if request.htmx else "curation/scorer_new.html"
+        return render(request, template, {"form": form, "dataset": dataset})
+    form = ScorerRunForm(request.POST, dataset=dataset)
+    if form.is_valid():
+        try:
+            run = scorer_run_start(user=request.user, dataset=dataset, scorer=form.cleaned_data["scorer"],
+                                   params=form.scorer_settings(), shards=form.cleaned_data["shards"] or 1)
+        except (ValueError, LookupError) as exc:
+            form.attach_error(str(exc))
+        else:
+            messages.info(request, _("Scorer %(scorer)s started (run %(run)s).") % {"scorer": run.scorer, "run": run.pk})
+            return redirect("jobs:detail", pk=run.job_id)
+    return render(request, "curation/scorer_new.html", {"form": form, "dataset": dataset}, status=400)
 
 
 def _bars(rows: list[dict], title: str, color: str) -> dict | None:

@@ -58,6 +58,10 @@ def dataset_detail(request, pk: int):
         from medstudio.handoffs.scorers import scorers
 
         context["scorers"] = [s for s in scorers().values() if not s.kinds or dataset.kind in s.kinds]
+        if context["scorers"]:
+            from medstudio.handoffs.scorer_forms import ScorerRunForm
+
+            context["scorer_form"] = ScorerRunForm(dataset=dataset)
         context["runs"] = dataset.scorer_runs.all()[:20]
         context["jobs"] = Job.objects.filter(params__dataset_id=dataset.pk)[:10]
     return render(request, "datasets/detail.html", context)

@@ -11,6 +11,33 @@ from typing import Any, Callable
 
 
 @dataclass(frozen=True)
+class Param:
+    """One typed scorer setting, declared beside the scorer's registration; the launch form turns it
+    into a real field (a number input with its range and default, a select, checkboxes...).
+
+    type: "int" | "float" | "bool" | "choice" | "multi" (several of `choices`) | "str" |
+    "datasets" (several datasets by name, value = their names) | "scorer_run" (a scorer run of this
+    dataset, value = its id). `choices` may be a callable `(dataset) -> [(value, label)]` for lists
+    only known at launch (trained model versions). `modes`: shown only when the scorer's "mode"
+    param has one of these values. `setting`: the Django setting used when the field is left empty.
+    `benchmarks_only` limits a "datasets" param to benchmark datasets.
+    """
+
+    name: str
+    type: str = "str"
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    choices: Any = ()
+    help: str = ""
+    label: str = ""
+    setting: str = ""
+    modes: tuple[str, ...] = ()
+    benchmarks_only: bool = False
+
+
+@dataclass(frozen=True)
 class ScorerSpec:
     name: str
     factory: Callable[[dict], Any] | None
@@ -24,6 +51,7 @@ class ScorerSpec:
     # benchmark index and scans its range) can be split like a per-record scorer. MinHash cannot:
     # its clusters cross ranges.
     shardable: bool = False
+    params: tuple[Param, ...] = ()  # typed settings for the launch form (params_schema is the old informal note)
 
 
 _SCORERS: dict[str, ScorerSpec] = {}
@@ -31,14 +59,31 @@ _SCORERS: dict[str, ScorerSpec] = {}
 
 def register_scorer(name: str, factory: Callable[[dict], Any] | None = None, *, queue: str = "cpu",
                     description: str = "", params_schema: dict | None = None, corpus_handler=None,
-                    batch_size: int = 256, kinds: tuple[str, ...] = (), shardable: bool = False) -> ScorerSpec:
+                    batch_size: int = 256, kinds: tuple[str, ...] = (), shardable: bool = False,
+                    params: tuple[Param, ...] | list[Param] = ()) -> ScorerSpec:
     if factory is None and corpus_handler is None:
         raise ValueError("a scorer needs a factory or a corpus_handler")
     spec = ScorerSpec(name=name, factory=factory, queue=queue, description=description,
                       params_schema=params_schema or {}, corpus_handler=corpus_handler, batch_size=batch_size,
-                      kinds=tuple(kinds), shardable=shardable)
+                      kinds=tuple(kinds), shardable=shardable, params=tuple(params))
     _SCORERS[name] = spec
     return spec
+
+
+_PARAMS: dict[str, tuple[Param, ...]] = {}
+
+
+def declare_params(name: str, params: tuple[Param, ...] | list[Param]) -> None:
+    """Typed settings for a scorer registered elsewhere (order-independent of its registration)."""
+    _PARAMS[name] = tuple(params)
+
+
+def scorer_params(name: str) -> tuple[Param, ...]:
+    """The typed settings of scorer `name` (empty when it declares none: the form offers JSON only)."""
+    if name in _PARAMS:
+        return _PARAMS[name]
+    spec = _SCORERS.get(name)
+    return spec.params if spec else ()
 
 
 def scorers() -> dict[str, ScorerSpec]:
