@@ -19,6 +19,11 @@ class Dataset(models.Model):
     is_benchmark = models.BooleanField(default=False, help_text="Evaluation set: training data is decontaminated against it.")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
                                help_text="The dataset this one was derived from (e.g. a redacted copy).")
+    helper_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="helpers",
+                                  help_text="A helper dataset (a review round, a clinician check) is listed under this one.")
+    helper_role = models.CharField(max_length=32, blank=True, default="",
+                                   help_text='Empty: a top-level dataset. Else what the helper is for: "preference_review", '
+                                             '"judge_review"... (hidden from the main list).')
     n_records = models.BigIntegerField(default=0, help_text="Cached; refreshed after each import.")
     n_tokens = models.BigIntegerField(default=0, help_text="Cached CJK-aware token total.")
     langs = models.JSONField(default=dict, blank=True, help_text="Cached record count per language.")
@@ -51,7 +56,7 @@ class Record(models.Model):
             models.Index(fields=["dataset", "lang", "id"]),
             models.Index(fields=["dataset", "subset"]),
         ]
-        # On Postgres a trigram GIN index on UPPER(text) (migration 0002) serves icontains search.
+        # On Postgres a trigram GIN index per large dataset (medstudio/datasets/search_index.py) serves icontains search.
 
     def __str__(self) -> str:
         return f"{self.dataset_id}/{self.external_id}"

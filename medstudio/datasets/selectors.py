@@ -14,7 +14,7 @@ def records_filtered(*, dataset: Dataset, lang: str = "", q: str = "", subset: s
     if source:
         qs = qs.filter(source=source)
     if q:
-        # On Postgres a trigram GIN index on UPPER(text) serves this icontains.
+        # On Postgres the dataset's trigram GIN index (search_index.py), once built, serves this icontains.
         qs = qs.filter(text__icontains=q)
     return qs.order_by("id")
 

@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Count, Max, Sum
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+from django.utils import timezone
 
 from medstudio.audit.services import audit_log
 from medstudio.jobs.context import JobContext, JobFailed, connection_lost
@@ -18,6 +21,7 @@ from medstudio.jobs.registry import job_handler, register_job_kind
 
 from .formats import (KINDS, PARQUET_JSON_COLUMNS_KEY, FileError, NormalizedRecord, RowError, check_row, detect_kind, iter_rows,
                       normalize_row)
+from . import search_index
 from .models import Dataset, Export, Record
 
 log = logging.getLogger("medstudio.datasets")
@@ -178,18 +182,48 @@ def _dataset_for_import(*, name: str, kind: str, user, description: str = "") ->
 
 
 def records_insert(*, dataset: Dataset, rows: list[NormalizedRecord]) -> int:
-    """Insert normalised records, ignoring ones already present (same dataset + external id)."""
+    """Insert normalised records, ignoring ones already present (same dataset + external id).
+
+    On PostgreSQL the rows go in with one COPY (no per-row SQL, no ORM objects); if a concurrent
+    writer added one of the ids in between, that batch falls back to INSERT ... ON CONFLICT DO NOTHING.
+    """
     ids = [r.external_id for r in rows]
     existing = set(Record.objects.filter(dataset=dataset, external_id__in=ids).values_list("external_id", flat=True))
-    fresh: dict[str, Record] = {}
+    fresh: dict[str, NormalizedRecord] = {}
     for r in rows:
         if r.external_id in existing or r.external_id in fresh:
             continue
-        fresh[r.external_id] = Record(dataset=dataset, external_id=r.external_id, lang=r.lang, source=r.source,
-                                      subset=r.subset, content=r.content, text=r.text, text_hash=r.text_hash,
-                                      n_tokens=r.n_tokens)
-    Record.objects.bulk_create(fresh.values(), ignore_conflicts=True)
+        fresh[r.external_id] = r
+    if not fresh:
+        return 0
+    if connection.vendor == "postgresql":
+        try:
+            with transaction.atomic():  # a savepoint: a unique violation undoes only this attempt
+                _records_copy(dataset, fresh.values())
+            return len(fresh)
+        except IntegrityError:
+            pass  # someone else inserted one of these ids meanwhile: the ORM path ignores those
+    Record.objects.bulk_create(
+        [Record(dataset=dataset, external_id=r.external_id, lang=r.lang, source=r.source, subset=r.subset,
+                content=r.content, text=r.text, text_hash=r.text_hash, n_tokens=r.n_tokens) for r in fresh.values()],
+        ignore_conflicts=True)
     return len(fresh)
+
+
+_COPY_COLUMNS = ("dataset_id", "external_id", "lang", "source", "subset", "content", "text", "text_hash", "n_tokens",
+                 "created_at")
+
+
+def _records_copy(dataset: Dataset, rows) -> None:
+    """COPY the rows into datasets_record (PostgreSQL, psycopg 3); content is sent as JSON text."""
+    now = timezone.now()
+    dumps = json.dumps
+    table = connection.ops.quote_name(Record._meta.db_table)
+    with connection.cursor() as cur:
+        with cur.cursor.copy(f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row((dataset.pk, r.external_id, r.lang, r.source, r.subset, dumps(r.content), r.text,
+                                r.text_hash, r.n_tokens, now))
 
 
 def dataset_refresh_stats(*, dataset: Dataset) -> Dataset:
@@ -197,6 +231,7 @@ def dataset_refresh_stats(*, dataset: Dataset) -> Dataset:
     langs = dict(Record.objects.filter(dataset=dataset).values_list("lang").annotate(c=Count("id")).order_by())
     Dataset.objects.filter(pk=dataset.pk).update(n_records=agg["n"] or 0, n_tokens=agg["t"] or 0, langs=langs)
     dataset.refresh_from_db()
+    search_index.request(dataset)  # PostgreSQL: a large dataset's trigram index, built after the writes commit
     return dataset
 
 
@@ -274,6 +309,8 @@ def import_job(ctx: JobContext) -> dict:
             cursor = {"line": 0, "dataset_id": dataset.pk, "inserted": 0, "created": created, "watermark": watermark}
             ctx.progress(done=0, total=report.n_ok, cursor=cursor,
                          result={"validation": report.as_dict(), "dataset_id": dataset.pk})
+        if search_index.drop_for_bulk_load(dataset, report.n_ok):
+            ctx.log("Dropped the dataset's search index for this large import; it is rebuilt afterwards.")
         if report.n_bad:
             ctx.log(f"Skipping {report.n_bad} bad line(s): " + report.summary(), "warning")
         if report.n_nul:
@@ -335,6 +372,19 @@ def import_job(ctx: JobContext) -> dict:
     if nul:
         out["nul_stripped"] = nul
     return out
+
+
+@job_handler(search_index.JOB_KIND, queue="cpu",
+             description="Build a dataset's record search index (PostgreSQL trigram), after its import.")
+def search_index_job(ctx: JobContext) -> dict:
+    done = search_index.build(ctx.params["dataset_id"])
+    ctx.log(f"Search index: {done}.")
+    return {"dataset_id": ctx.params["dataset_id"], "search_index": done}
+
+
+@receiver(post_delete, sender=Dataset)
+def _dataset_deleted(sender, instance, **kwargs):
+    search_index.drop_after_delete(instance.pk)
 
 
 def upload_store(*, uploaded_file) -> Path:
@@ -514,4 +564,11 @@ def _export_links(job):
 
 
 register_job_kind("datasets.import", label="Dataset import", result_links=_import_links)
+def _search_index_links(job):
+    from django.urls import reverse
+    ds = (job.params or {}).get("dataset_id")
+    return [("Open the dataset", reverse("datasets:detail", args=[ds]))] if ds and Dataset.objects.filter(pk=ds).exists() else []
+
+
+register_job_kind(search_index.JOB_KIND, label="Dataset search index", result_links=_search_index_links)
 register_job_kind("datasets.export", label="Dataset export", result_links=_export_links)
