@@ -109,8 +109,8 @@ def redact_start(request, pk: int):
                                            target_name=request.POST.get("target", ""),
                                            types=request.POST.getlist("types") or None)
     except ValueError as exc:
-        messages.error(request, f"Cannot redact: {exc}")
+        messages.error(request, _("Cannot redact: %(error)s") % {"error": exc})
         back = request.POST.get("next", "")
         return redirect(back) if back.startswith("/") and not back.startswith("//") else redirect("datasets:detail", pk=pk)
-    messages.info(request, "Redaction started: the copy fills as the job runs.")
+    messages.info(request, _("Redaction started: the copy fills as the job runs."))
     return redirect("jobs:detail", pk=job.pk)

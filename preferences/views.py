@@ -9,6 +9,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
 
 from medstudio.accounts.permissions import Role, role_required
 
@@ -108,7 +109,7 @@ def build(request: HttpRequest, pk: int) -> HttpResponse:
     pref_set = get_object_or_404(PreferenceSet, pk=pk)
     form = BuildForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Build: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        messages.error(request, _("Build:") + " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
         return _back(pk)
     d = form.cleaned_data
     try:
@@ -118,7 +119,7 @@ def build(request: HttpRequest, pk: int) -> HttpResponse:
     except services.PreferenceError as exc:
         messages.error(request, str(exc))
         return _back(pk)
-    messages.success(request, f"Build run #{run.pk} started.")
+    messages.success(request, _("Build run #%(id)s started.") % {"id": run.pk})
     return redirect(reverse("preferences:run_detail", args=[run.pk]))
 
 
@@ -134,7 +135,7 @@ def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(BuildRun, pk=pk)
     try:
         services.build_resume(user=request.user, run=run)
-        messages.success(request, f"Run #{run.pk} resumed.")
+        messages.success(request, _("Run #%(id)s resumed.") % {"id": run.pk})
     except services.PreferenceError as exc:
         messages.error(request, str(exc))
     return redirect(reverse("preferences:run_detail", args=[pk]))
@@ -146,13 +147,13 @@ def vote(request: HttpRequest, pk: int) -> HttpResponse:
     pref_set = get_object_or_404(PreferenceSet, pk=pk)
     form = VoteForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Vote: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        messages.error(request, _("Vote:") + " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
         return _back(pk)
     try:
         v = services.vote_start(user=request.user, pref_set=pref_set, method=form.cleaned_data["method"],
                                 params=form.vote_params(), flip_frac=form.cleaned_data["flip_frac"],
                                 drop_frac=form.cleaned_data["drop_frac"])
-        messages.success(request, f"Vote #{v.pk} started.")
+        messages.success(request, _("Vote #%(id)s started.") % {"id": v.pk})
     except services.PreferenceError as exc:
         messages.error(request, str(exc))
     return _back(pk)
@@ -166,11 +167,11 @@ def vote_apply(request: HttpRequest, pk: int) -> HttpResponse:
     if form.is_valid():
         try:
             services.vote_apply(user=request.user, vote=v, **form.cleaned_data)
-            messages.success(request, "Flip / drop fractions applied.")
+            messages.success(request, _("Flip / drop fractions applied."))
         except services.PreferenceError as exc:
             messages.error(request, str(exc))
     else:
-        messages.error(request, "Fractions must be numbers between 0 and 1.")
+        messages.error(request, _("Fractions must be numbers between 0 and 1."))
     return _back(v.pref_set_id)
 
 
@@ -191,11 +192,11 @@ def review(request: HttpRequest, pk: int) -> HttpResponse:
     pref_set = get_object_or_404(PreferenceSet, pk=pk)
     form = ReviewForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Review: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        messages.error(request, _("Review:") + " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
         return _back(pk)
     try:
         r = services.review_send(user=request.user, pref_set=pref_set, **form.cleaned_data)
-        messages.success(request, f"{r.n_pairs} pair(s) sent to clinician queue {r.queue.name}.")
+        messages.success(request, _("%(n)s pair(s) sent to clinician queue %(queue)s.") % {"n": r.n_pairs, "queue": r.queue.name})
     except services.PreferenceError as exc:
         messages.error(request, str(exc))
     return _back(pk)
@@ -207,7 +208,7 @@ def review_sync(request: HttpRequest, pk: int) -> HttpResponse:
     r = get_object_or_404(ReviewRound, pk=pk)
     try:
         out = services.review_sync(user=request.user, review=r)
-        messages.success(request, f"{out['verdicts']} verdict(s) applied; {out['unresolved']} split decision(s) left open.")
+        messages.success(request, _("%(verdicts)s verdict(s) applied; %(unresolved)s split decision(s) left open.") % out)
     except services.PreferenceError as exc:
         messages.error(request, str(exc))
     return _back(r.pref_set_id)

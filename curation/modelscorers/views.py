@@ -5,6 +5,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
 
 from medstudio.accounts.permissions import Role, role_required
 from medstudio.datasets.models import Dataset
@@ -66,9 +67,9 @@ def train(request):
             encoder_model=post.get("encoder_model", "").strip(), val_fraction=float(post.get("val_fraction") or 0.1),
             seed=int(post.get("seed") or 0), threshold=float(post.get("threshold") or 2.0))
     except ValueError as exc:
-        messages.error(request, f"Cannot train: {exc}")
+        messages.error(request, _("Cannot train: %(error)s") % {"error": exc})
         return redirect("modelscorers:index")
-    messages.info(request, f"Training {model.ref} started.")
+    messages.info(request, _("Training %(model)s started.") % {"model": model.ref})
     return redirect("jobs:detail", pk=model.job_id) if model.job_id else redirect("modelscorers:detail", pk=model.pk)
 
 
@@ -95,14 +96,14 @@ def score(request, pk: int):
     model = get_object_or_404(TrainedModel, pk=pk)
     dataset = Dataset.objects.filter(pk=request.POST.get("dataset") or 0).first()
     if dataset is None:
-        messages.error(request, "Choose a dataset to score.")
+        messages.error(request, _("Choose a dataset to score."))
         return redirect("modelscorers:detail", pk=pk)
     try:
         run = services.model_score_start(user=request.user, model=model, dataset=dataset,
                                          target_label=request.POST.get("target_label", "").strip(),
                                          shards=int(request.POST.get("shards") or 1))
     except (ValueError, LookupError) as exc:
-        messages.error(request, f"Cannot score: {exc}")
+        messages.error(request, _("Cannot score: %(error)s") % {"error": exc})
         return redirect("modelscorers:detail", pk=pk)
-    messages.info(request, f"Scoring {dataset.name} with {model.ref} (run {run.pk}).")
+    messages.info(request, _("Scoring %(dataset)s with %(model)s (run %(run)s).") % {"dataset": dataset.name, "model": model.ref, "run": run.pk})
     return redirect("jobs:detail", pk=run.job_id)

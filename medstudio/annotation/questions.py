@@ -36,13 +36,27 @@ PREF_SHOWN = ("A", "B", "tie")
 PREF_CANONICAL = ("chosen", "rejected", "tie")
 
 
+def gettext_noop(message: str) -> str:
+    """Marks a message for the translation catalogue (makemessages reads this name) without Django."""
+    return message
+
+
 class AnswerError(ValueError):
-    """A submitted answer does not fit the question; the message is shown to the annotator."""
+    """A submitted answer does not fit the question; the message is shown to the annotator.
+
+    `message` is an English template with %(name)s placeholders (a catalogue msgid), `code` a short
+    stable name, `params` the values; str(exc) is the English text. The Django layer translates it
+    (medstudio.annotation.services.answer_error_text)."""
+
+    def __init__(self, message: str, code: str = "invalid", **params: Any):
+        self.message, self.code, self.params = message, code, params
+        super().__init__(message % params if params else message)
 
 
 def schema_for(kind: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     if kind not in KINDS:
-        raise AnswerError(f"unknown question kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise AnswerError(gettext_noop("unknown question kind %(kind)s; expected one of %(kinds)s"), "unknown_kind",
+                          kind=repr(kind), kinds=", ".join(KINDS))
     merged = dict(DEFAULT_SCHEMAS[kind])
     merged.update(schema or {})
     return merged
@@ -55,28 +69,32 @@ def validate_schema(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
         lo, hi = s["scale"]
         if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo < hi <= 9):
             # Digits are the keyboard shortcuts, so a scale must fit in 0-9.
-            raise AnswerError("scale must be two integers 0 <= low < high <= 9")
+            raise AnswerError(gettext_noop("scale must be two integers 0 <= low < high <= 9"), "bad_scale")
         anchors = s.get("anchors") or {}
         if not isinstance(anchors, dict) or any(not str(k).isdigit() or not lo <= int(k) <= hi or not isinstance(v, str)
                                                 for k, v in anchors.items()):
-            raise AnswerError(f"anchors must map scores {lo}-{hi} to a sentence, e.g. {{\"0\": \"unusable\"}}")
+            raise AnswerError(gettext_noop('anchors must map scores %(lo)s-%(hi)s to a sentence, e.g. {"0": "unusable"}'),
+                              "bad_anchors", lo=lo, hi=hi)
     if kind == LABEL:
         labels = s["labels"]
         if not labels or len(labels) > 9 or len(set(labels)) != len(labels):
-            raise AnswerError("a label question needs 1 to 9 distinct labels (keys 1-9 pick them)")
+            raise AnswerError(gettext_noop("a label question needs 1 to 9 distinct labels (keys 1-9 pick them)"), "bad_labels")
     return s
 
 
 def _int_in(value: Any, lo: int, hi: int, what: str) -> int:
     if value is None or str(value).strip() == "":
-        raise AnswerError(f"Choose a {what.replace('_', ' ')} from {lo} to {hi} before submitting "
-                          f"(press a number key or click one).")
+        raise AnswerError(gettext_noop("Choose a %(what)s from %(lo)s to %(hi)s before submitting "
+                                       "(press a number key or click one)."), "missing", what=what.replace("_", " "),
+                          lo=lo, hi=hi)
     try:
         v = int(str(value).strip())
     except (TypeError, ValueError):
-        raise AnswerError(f"{what}: {value!r} is not a whole number") from None
+        raise AnswerError(gettext_noop("%(what)s: %(value)s is not a whole number"), "not_int", what=what,
+                          value=repr(value)) from None
     if not lo <= v <= hi:
-        raise AnswerError(f"{what}: {v} is outside {lo}-{hi}")
+        raise AnswerError(gettext_noop("%(what)s: %(value)s is outside %(lo)s-%(hi)s"), "out_of_range", what=what, value=v,
+                          lo=lo, hi=hi)
     return v
 
 
@@ -107,13 +125,13 @@ def clean_answer(kind: str, schema: dict[str, Any], raw: dict[str, Any], *, cont
     raw = raw or {}
     if kind == RATING:
         lo, hi = s["scale"]
-        out: dict[str, Any] = {"score": _int_in(raw.get("score"), lo, hi, "score")}
+        out: dict[str, Any] = {"score": _int_in(raw.get("score"), lo, hi, gettext_noop("score"))}
         aspects = {}
         for a in s["aspects"]:
             v = (raw.get("aspects") or {}).get(a, raw.get(a))
             if v in (None, ""):
                 if s.get("aspects_required"):
-                    raise AnswerError(f"{a}: required")
+                    raise AnswerError(gettext_noop("%(what)s: required"), "required", what=a)
                 continue
             aspects[a] = _int_in(v, lo, hi, a)
         if aspects:
@@ -122,35 +140,37 @@ def clean_answer(kind: str, schema: dict[str, Any], raw: dict[str, Any], *, cont
     if kind == LABEL:
         v = raw.get("label")
         if v not in s["labels"]:
-            raise AnswerError(f"label: {v!r} is not one of {', '.join(s['labels'])}")
+            raise AnswerError(gettext_noop("label: %(value)s is not one of %(labels)s"), "bad_label", value=repr(v),
+                              labels=", ".join(s["labels"]))
         return {"label": v}
     if kind == TURN_RATING:
         lo, hi = s["scale"]
         n = n_assistant_turns(content or {})
         turns = raw.get("turns")
         if not isinstance(turns, list) or len(turns) != n:
-            raise AnswerError(f"turns: expected ratings for {n} assistant turns")
+            raise AnswerError(gettext_noop("turns: expected ratings for %(n)s assistant turns"), "bad_turns", n=n)
         out_turns = []
         for i, t in enumerate(turns, 1):
             if not isinstance(t, dict):
-                raise AnswerError(f"turn {i}: expected a mapping of aspect to rating")
+                raise AnswerError(gettext_noop("turn %(turn)s: expected a mapping of aspect to rating"), "bad_turn", turn=i)
             out_turns.append({a: _int_in(t.get(a), lo, hi, f"turn {i} {a}") for a in s["aspects"]})
         return {"turns": out_turns}
     if kind == PREFERENCE:
         w = raw.get("winner")
         if w not in PREF_SHOWN:
-            raise AnswerError("Choose the better answer (A, B or tie) before submitting." if w in (None, "")
-                          else "winner: choose A, B or tie")
+            if w in (None, ""):
+                raise AnswerError(gettext_noop("Choose the better answer (A, B or tie) before submitting."), "missing")
+            raise AnswerError(gettext_noop("winner: choose A, B or tie"), "bad_choice")
         out = {"winner": swap_pref(w, swapped)}
         aspects = {}
         for a in s["aspects"]:
             v = (raw.get("aspects") or {}).get(a, raw.get(a))
             if v in (None, ""):
                 if s.get("aspects_required"):
-                    raise AnswerError(f"{a}: required")
+                    raise AnswerError(gettext_noop("%(what)s: required"), "required", what=a)
                 continue
             if v not in PREF_SHOWN:
-                raise AnswerError(f"{a}: choose A, B or tie")
+                raise AnswerError(gettext_noop("%(what)s: choose A, B or tie"), "bad_choice", what=a)
             aspects[a] = swap_pref(v, swapped)
         if aspects:
             out["aspects"] = aspects
@@ -160,7 +180,7 @@ def clean_answer(kind: str, schema: dict[str, Any], raw: dict[str, Any], *, cont
         return out
     text = str(raw.get("text") or "").strip()
     if not text:
-        raise AnswerError("Write something in the box before submitting.")
+        raise AnswerError(gettext_noop("Write something in the box before submitting."), "missing")
     return {"text": text[:20000]}
 
 

@@ -19,12 +19,22 @@ from typing import Any, Iterable
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from medstudio.audit.services import audit_log
 
 from . import questions as qs
 from .models import Adjudication, Assignment, Label, Queue, QueueItem, Question, Status
 from .sampling import near_threshold, random_sample, stratified_sample
+
+
+def answer_error_text(exc: qs.AnswerError) -> str:
+    """An AnswerError in the request's language: its message template and a word-valued parameter
+    (an aspect or "score") go through the catalogue; numbers and the annotator's own input do not."""
+    if not exc.params:
+        return gettext(exc.message)
+    params = {k: gettext(v) if k == "what" and isinstance(v, str) else v for k, v in exc.params.items()}
+    return gettext(exc.message) % params
 
 
 class AnnotationError(ValueError):
@@ -50,7 +60,7 @@ def question_create(*, user, name: str, kind: str, schema: dict | None = None, i
     try:
         qs.validate_schema(kind, schema or {})
     except qs.AnswerError as exc:
-        raise AnnotationError(str(exc)) from None
+        raise AnnotationError(answer_error_text(exc)) from None
     question = Question.objects.create(name=name, kind=kind, schema=schema or {}, instructions=instructions,
                                        created_by=user)
     audit_log(actor=user, action="annotation.question_create", target=question, data={"kind": kind, "schema": schema})
@@ -328,7 +338,7 @@ def label_submit(*, assignment_id: int, user, answer: dict, revision: int, durat
         values = qs.clean_answer(question.kind, question.schema, answer, content=a.item.record.content,
                                  swapped=a.swapped)
     except qs.AnswerError as exc:
-        raise AnnotationError(str(exc)) from None
+        raise AnnotationError(answer_error_text(exc)) from None
     now = timezone.now()
     with transaction.atomic():
         won = Assignment.objects.filter(pk=a.pk, status=Status.ACTIVE, revision=revision).update(

@@ -296,7 +296,7 @@ def question_new(request):
         except services.AnnotationError as exc:
             error = str(exc)
         else:
-            messages.success(request, f"Question {question.name} created.")
+            messages.success(request, _("Question %(name)s created.") % {"name": question.name})
             return redirect(reverse("annotation:queue_new") + f"?question={question.pk}")
     return render(request, "annotation/question_new.html", {"kinds": QuestionKind.choices, "error": error,
                                                              "post": request.POST, "starters": qs.STARTER_QUESTIONS,
@@ -308,9 +308,9 @@ def question_new(request):
 def question_starters(request):
     made = services.starter_questions_create(user=request.user)
     if made:
-        messages.success(request, "Created the starter questions: " + ", ".join(q.name for q in made) + ".")
+        messages.success(request, _("Created the starter questions: %(names)s.") % {"names": ", ".join(q.name for q in made)})
     else:
-        messages.info(request, "The starter questions exist already.")
+        messages.info(request, _("The starter questions exist already."))
     return redirect("annotation:queue_new")
 
 
@@ -344,7 +344,7 @@ def queue_new(request):
         except ValueError as exc:  # AnnotationError and bad numbers
             error = str(exc)
         else:
-            messages.success(request, f"Queue {queue.name} created with {queue.n_items} items.")
+            messages.success(request, _("Queue %(name)s created with %(n)s items.") % {"name": queue.name, "n": queue.n_items})
             return redirect("annotation:queue_detail", pk=queue.pk)
     context = {
         "datasets": Dataset.objects.all(), "questions": Question.objects.order_by("-id"),
@@ -402,7 +402,7 @@ def judge(request, pk: int):
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Started {len(jobs)} judge pass(es).")
+        messages.success(request, _("Started %(n)s judge pass(es).") % {"n": len(jobs)})
     return redirect("annotation:queue_detail", pk=pk)
 
 

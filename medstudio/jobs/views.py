@@ -35,7 +35,7 @@ def job_page_context(job: Job, logs: list) -> dict:
     cause = ""
     if job.status in (JobStatus.FAILED, JobStatus.PARTIAL):
         errors = "\n".join(l.message for l in logs if l.level == "error")
-        cause = plain_cause(job.error, errors)
+        cause = plain_cause(job.error, errors, translate=_)
     # ids that the links already name are not repeated as numbers
     hide = {k for k in (job.result or {}) if k.endswith("_id")} if links else set()
     return {"job": job, "logs": logs, "kind_label": kind_label(job.kind), "result_links": links,

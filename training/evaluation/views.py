@@ -8,6 +8,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
 
 from medstudio.accounts.permissions import Role, role_required
 from medstudio.datasets.models import Dataset
@@ -44,7 +45,7 @@ def harness_new(request):
         except services.EvalConfigError as exc:
             messages.error(request, str(exc))
         else:
-            messages.info(request, f"lm-eval run #{run.pk} started.")
+            messages.info(request, _("lm-eval run #%(id)s started.") % {"id": run.pk})
             return redirect("evaluation:run", pk=run.pk)
     else:
         messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
@@ -65,7 +66,7 @@ def run_new(request):
         except services.EvalConfigError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.info(request, f"Evaluation #{run.pk} started.")
+            messages.info(request, _("Evaluation #%(id)s started.") % {"id": run.pk})
             return redirect("evaluation:run", pk=run.pk)
     return render(request, "evaluation/run_new.html", {"form": form}, status=400 if form.errors else 200)
 
@@ -94,7 +95,7 @@ def run_detail(request, pk: int):
 def run_repeat(request, pk: int):
     run = get_object_or_404(EvalRun, pk=pk)
     new = services.eval_run_repeat(user=request.user, run=run)
-    messages.info(request, f"Evaluation #{new.pk} repeats #{run.pk} with the same settings.")
+    messages.info(request, _("Evaluation #%(new)s repeats #%(old)s with the same settings.") % {"new": new.pk, "old": run.pk})
     return redirect("evaluation:run", pk=new.pk)
 
 
@@ -114,7 +115,7 @@ def compare(request):
     except ValueError:
         raise Http404("Pick two runs to compare (?a=ID&b=ID).") from None
     if a.dataset_id != b.dataset_id or a.kind != b.kind:
-        messages.error(request, "Only runs of the same kind on the same dataset can be compared.")
+        messages.error(request, _("Only runs of the same kind on the same dataset can be compared."))
         return redirect("evaluation:run", pk=a.pk)
     return render(request, "evaluation/compare.html", {"a": a, "b": b, "cmp": selectors.compare(a=a, b=b)})
 
@@ -132,7 +133,7 @@ def hit_review(request, pk: int):
     hit = get_object_or_404(MemorizationHit, pk=pk)
     form = HitReviewForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Unknown review status.")
+        messages.error(request, _("Unknown review status."))
     else:
         services.memorization_hit_review(user=request.user, hit=hit, status=form.cleaned_data["status"])
     if request.htmx:
@@ -149,7 +150,7 @@ def store_check(request, pk: int):
     store = get_object_or_404(HighRiskStore, pk=pk)
     form = RiskCheckForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Give a prompt to check.")
+        messages.error(request, _("Give a prompt to check."))
         return redirect("evaluation:run", pk=store.run_id)
     try:
         job = services.high_risk_check_start(user=request.user, store=store, prompt=form.cleaned_data["prompt"],
@@ -216,5 +217,5 @@ def clinician_review_new(request, pk: int):
     except services.EvalConfigError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"{review.n_items} judged replies sent to clinician queue {review.queue.name}.")
+        messages.success(request, _("%(n)s judged replies sent to clinician queue %(queue)s.") % {"n": review.n_items, "queue": review.queue.name})
     return redirect("evaluation:run", pk=run.pk)
