@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from medstudio.handoffs import sources
 from training.models import ModelRef
@@ -18,48 +19,54 @@ ERROR_FIELDS = {
 }
 
 
+# Fields only the DPO stage has: the other stages' forms leave them out (issue 18.4).
+DPO_FIELDS = ("beta", "merging_enabled", "merging_method", "merging_p", "merging_alpha", "merging_clip",
+              "merging_rescale", "merge_base")
+
+
 def _choices(values):
     return [(v, v) for v in values]
 
 
 class RunForm(forms.Form):
-    name = forms.CharField(required=False, max_length=200)
-    stage = forms.ChoiceField(choices=_choices(STAGES))
-    base_model = forms.ModelChoiceField(queryset=ModelRef.objects.order_by("-created_at"), help_text="The model this run starts from.")
+    name = forms.CharField(label=_("Name"), required=False, max_length=200)
+    stage = forms.ChoiceField(label=_("Stage"), choices=_choices(STAGES))
+    base_model = forms.ModelChoiceField(queryset=ModelRef.objects.order_by("-created_at"), label=_("Base model"),
+                                        help_text=_("The model this run starts from."))
     # A CharField with a select: the list shows what fits the stage, and anything else posted still
     # reaches the pre-flight check, which says what to change instead of "not a valid choice".
-    data = forms.CharField(label="Training data", widget=forms.Select(),
-                           help_text="What fits the stage: documents, document selections and mixtures for CPT; QA and "
-                                     "dialogue datasets and selections for SFT; preference sets and pair datasets for DPO.")
+    data = forms.CharField(label=_("Training data"), widget=forms.Select(),
+                           help_text=_("What fits the stage: documents, document selections and mixtures for CPT; QA and "
+                                       "dialogue datasets and selections for SFT; preference sets and pair datasets for DPO."))
     learning_rate = forms.FloatField()
     lr_scheduler_type = forms.ChoiceField(choices=_choices(SCHEDULERS))
     warmup_ratio = forms.FloatField()
     max_length = forms.IntegerField()
-    global_batch_size = forms.IntegerField(help_text="Sequences per optimizer step over all devices.")
+    global_batch_size = forms.IntegerField(help_text=_("Sequences per optimizer step over all devices."))
     per_device_batch_size = forms.IntegerField()
     num_train_epochs = forms.FloatField()
-    max_steps = forms.IntegerField(help_text="> 0 overrides epochs.")
+    max_steps = forms.IntegerField(help_text=_("> 0 overrides epochs."))
     weight_decay = forms.FloatField()
     dropout = forms.FloatField()
-    val_fraction = forms.FloatField(help_text="Held out for eval loss; the best checkpoint is kept.")
-    beta = forms.FloatField(help_text="DPO only.")
+    val_fraction = forms.FloatField(help_text=_("Held out for eval loss; the best checkpoint is kept."))
+    beta = forms.FloatField(help_text=_("DPO: strength of the KL penalty (CareBot: 0.03)."))
     bf16 = forms.BooleanField(required=False)
     seed = forms.IntegerField()
     logging_steps = forms.IntegerField()
-    save_steps = forms.IntegerField(help_text="0 = once per epoch.")
+    save_steps = forms.IntegerField(help_text=_("0 = once per epoch."))
     nodes = forms.IntegerField()
-    gpus_per_node = forms.IntegerField(help_text="0 = CPU.")
-    hosts = forms.CharField(required=False, help_text="One host per node, comma-separated (hostfile).")
+    gpus_per_node = forms.IntegerField(help_text=_("0 = CPU."))
+    hosts = forms.CharField(required=False, help_text=_("One host per node, comma-separated (hostfile)."))
     launcher = forms.ChoiceField(choices=_choices(LAUNCHERS))
     distributed = forms.ChoiceField(choices=_choices(DISTRIBUTED))
-    merging_enabled = forms.BooleanField(required=False, label="Online merging (DPO)")
+    merging_enabled = forms.BooleanField(required=False, label=_("Online merging"))
     merging_method = forms.ChoiceField(choices=_choices(MERGE_METHODS))
-    merging_p = forms.FloatField(label="Keep probability p")
-    merging_alpha = forms.FloatField(label="alpha (weight of tau)")
-    merging_clip = forms.FloatField(label="tau clip c")
-    merging_rescale = forms.BooleanField(required=False, label="Rescale update to its L1 norm")
+    merging_p = forms.FloatField(label=_("Keep probability p"))
+    merging_alpha = forms.FloatField(label=_("alpha (weight of tau)"))
+    merging_clip = forms.FloatField(label=_("tau clip c"))
+    merging_rescale = forms.BooleanField(required=False, label=_("Rescale update to its L1 norm"))
     merge_base = forms.ModelChoiceField(queryset=ModelRef.objects.order_by("-created_at"), required=False,
-                                        label="theta_base", help_text="The model before SFT (task vector = SFT - base).")
+                                        label="theta_base", help_text=_("The model before SFT (task vector = SFT - base)."))
 
     SPEC_FIELDS = ("learning_rate", "lr_scheduler_type", "warmup_ratio", "max_length", "global_batch_size",
                    "per_device_batch_size", "num_train_epochs", "max_steps", "weight_decay", "dropout",
@@ -68,13 +75,17 @@ class RunForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         stage = (self.data.get("stage") if self.is_bound else None) or self.initial.get("stage") or STAGES[0]
-        self.fields["data"].widget.choices = data_choices(stage)
+        self.chosen_stage = stage if stage in STAGES else STAGES[0]
+        self.fields["data"].widget.choices = data_choices(self.chosen_stage)
+        if self.chosen_stage != "dpo":
+            for name in DPO_FIELDS:
+                del self.fields[name]
 
     def clean_data(self) -> dict:
         value = self.cleaned_data["data"]
-        type_, _, pk = value.partition(":")
+        type_, _sep, pk = value.partition(":")
         if type_ not in sources.types() or not pk.isdigit():
-            raise forms.ValidationError("Choose the training data from the list.")
+            raise forms.ValidationError(_("Choose the training data from the list."))
         return {"type": type_, "id": int(pk)}
 
     @classmethod
@@ -94,9 +105,10 @@ class RunForm(forms.Form):
             stage=d["stage"], base_model=d["base_model"].path,
             resources=Resources(nodes=d["nodes"], gpus_per_node=d["gpus_per_node"], hosts=hosts,
                                 launcher=d["launcher"], distributed=d["distributed"]),
-            merging=MergingSpec(enabled=d["merging_enabled"], method=d["merging_method"], p=d["merging_p"],
-                                alpha=d["merging_alpha"], clip=d["merging_clip"], rescale=d["merging_rescale"]),
-            **{f: d[f] for f in self.SPEC_FIELDS},
+            merging=(MergingSpec(enabled=d["merging_enabled"], method=d["merging_method"], p=d["merging_p"],
+                                 alpha=d["merging_alpha"], clip=d["merging_clip"], rescale=d["merging_rescale"])
+                     if "merging_enabled" in d else MergingSpec(enabled=False)),
+            **{f: d[f] for f in self.SPEC_FIELDS if f in d},
         )
 
     def add_spec_errors(self, errors: dict[str, str]) -> None:
@@ -110,7 +122,7 @@ def data_choices(stage: str) -> list:
     groups: dict[str, list] = {}
     for c in sources.choices_for(STAGE_DATA_KINDS.get(stage, ())):
         groups.setdefault(c["label"] + "s", []).append((c["ref"], f"{c['name']} ({c['kind']}, {c['n_records']:,})"))
-    return [("", "— choose —")] + list(groups.items())
+    return [("", _("— choose —"))] + list(groups.items())
 
 
 class ModelRefForm(forms.Form):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from medstudio.accounts.permissions import Role, role_required
@@ -25,6 +26,9 @@ def run_list(request):
     return render(request, "training/runs.html", {"runs": selectors.runs_list()[:200]})
 
 
+KEEP_ON_STAGE_CHANGE = ("name", "nodes", "gpus_per_node", "hosts", "launcher", "distributed")
+
+
 @role_required(Role.ADMIN)
 def run_new(request):
     """The launch form. GET ?stage=&base=&merge_base= pre-fills it (the "next stage" button)."""
@@ -35,11 +39,11 @@ def run_new(request):
             try:
                 run = services.training_run_start(
                     actor=request.user, spec=form.to_spec(), base_model=d["base_model"],
-                    data_ref=d["data"], name=d["name"], merge_base=d["merge_base"])
+                    data_ref=d["data"], name=d["name"], merge_base=d.get("merge_base"))
             except SpecError as exc:
                 form.add_spec_errors(exc.errors)
             else:
-                messages.success(request, f"Run {run.pk} launched.")
+                messages.success(request, _("Run %(run)s launched.") % {"run": run.pk})
                 return redirect("training:run_detail", pk=run.pk)
     else:
         stage = request.GET.get("stage") if request.GET.get("stage") in STAGES else "cpt-stable"
@@ -52,6 +56,10 @@ def run_new(request):
                 initial[field] = ref.pk
         if request.GET.get("data"):
             initial["data"] = request.GET["data"]  # "type:id", from the pipeline board's next-step buttons
+        # A stage change (HTMX) brings the stage's own defaults but keeps what is not stage-specific.
+        for key in KEEP_ON_STAGE_CHANGE:
+            if request.GET.get(key):
+                initial[key] = request.GET[key]
         form = RunForm(initial=initial)
     template = "training/run_new.html#run-form" if request.htmx else "training/run_new.html"
     return render(request, template, {"form": form})
