@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.db.models import Max, Min
+from django.utils.translation import gettext_noop
 
 from curation.pipeline.base import RecordView
 from medstudio.datasets.models import Dataset, Record
@@ -137,4 +138,4 @@ def _score_links(job):
     return [("Open the scorer run's results", reverse("curation:run_detail", args=[run]))] if run else []
 
 
-register_job_kind("curation.score", label="Scoring", result_links=_score_links)
+register_job_kind("curation.score", label=gettext_noop("Scoring"), result_links=_score_links)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from django.db import transaction
+from django.utils.translation import gettext_noop
 
 from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
 from medstudio.jobs.registry import job_handler, register_job_kind
@@ -452,7 +453,7 @@ def _diversify_links(job):
     return [("Open the diversification run", _url("preferences:diversify_detail", r))] if r else []
 
 
-register_job_kind("preferences.build", label="Preference pair build", result_links=_build_links)
-register_job_kind("preferences.vote", label="Preference vote", result_links=_vote_links)
-register_job_kind("preferences.export", label="Preference set export", result_links=_set_links)
-register_job_kind("preferences.diversify", label="Instruction diversification", result_links=_diversify_links)
+register_job_kind("preferences.build", label=gettext_noop("Preference pair build"), result_links=_build_links)
+register_job_kind("preferences.vote", label=gettext_noop("Preference vote"), result_links=_vote_links)
+register_job_kind("preferences.export", label=gettext_noop("Preference set export"), result_links=_set_links)
+register_job_kind("preferences.diversify", label=gettext_noop("Instruction diversification"), result_links=_diversify_links)

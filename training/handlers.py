@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from django.db import transaction
+from django.utils.translation import gettext_noop
 
 from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
 from medstudio.jobs.errors import plain_cause
@@ -115,4 +116,4 @@ def _run_links(job):
     return links
 
 
-register_job_kind("training.run", label="Training run", result_links=_run_links)
+register_job_kind("training.run", label=gettext_noop("Training run"), result_links=_run_links)

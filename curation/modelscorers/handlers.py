@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 from curation.scoring import record_view
 from medstudio.datasets.models import Record
@@ -86,4 +87,4 @@ def _model_links(job):
     return [("Open the trained scorer", reverse("modelscorers:detail", args=[m]))] if m else []
 
 
-register_job_kind(services.TRAIN_JOB, label="Scorer model training", result_links=_model_links)
+register_job_kind(services.TRAIN_JOB, label=gettext_noop("Scorer model training"), result_links=_model_links)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import random
 
+from django.utils.translation import gettext_noop
+
 from medstudio.jobs.registry import job_handler, register_job_kind
 
 BATCH = 16
@@ -85,4 +87,4 @@ def _queue_links(job):
     return [("Open the queue", reverse("annotation:queue_detail", args=[q]))] if q else []
 
 
-register_job_kind("annotation.judge", label="LLM judge labelling", result_links=_queue_links)
+register_job_kind("annotation.judge", label=gettext_noop("LLM judge labelling"), result_links=_queue_links)

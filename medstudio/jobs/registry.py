@@ -58,8 +58,11 @@ def kind_info(kind: str) -> KindInfo | None:
 
 
 def kind_label(kind: str) -> str:
+    """In the reader's language where the catalogue has the label (stages mark theirs with gettext_noop)."""
     if kind in _KINDS:
-        return _KINDS[kind].label
+        from django.utils.translation import gettext
+
+        return gettext(_KINDS[kind].label)
     spec = _HANDLERS.get(kind)
     if spec and spec.description:
         return spec.description.split(":")[0].split(" (")[0].rstrip(".?")
