@@ -60,6 +60,9 @@ URL_ROLES: dict[str, str] = {
     "curation:corpus_list": "curator",
     "curation:corpus_detail": "curator",
     "curation:corpus_run_retry": "curator",
+    "curation:corpus_studio": "curator",
+    "curation:corpus_studio_counts": "curator",
+    "curation:corpus_studio_freeze": "curator",
     # studio
     "studio:home": "curator", "studio:studio": "curator", "studio:counts": "curator", "studio:samples": "curator",
     "studio:recipe_save": "curator", "studio:recipe": "curator", "studio:apply": "curator",

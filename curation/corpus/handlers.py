@@ -207,7 +207,7 @@ def _corpus_freeze_links(job):
     from django.urls import reverse
 
     corpus = (job.params or {}).get("corpus_id")
-    return [("Open the corpus", reverse("curation:corpus_detail", args=[corpus]))] if corpus else []
+    return [("Open the corpus threshold studio", reverse("curation:corpus_studio", args=[corpus]))] if corpus else []
 
 
 register_job_kind("curation.corpus_freeze", label="Corpus selection freeze", result_links=_corpus_freeze_links)

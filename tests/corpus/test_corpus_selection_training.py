@@ -21,7 +21,8 @@ from tests.fakes.fixtures import tiny_llama_path  # noqa: F401
 pytestmark = pytest.mark.django_db
 
 
-def _scored_corpus(tmp_path):
+def _scored_corpus(tmp_path, scorers=None):
+    scorers = scorers or {"rules": {}}
     d = tmp_path / "corpus"
     d.mkdir()
     write_parquet(d / "a.parquet", docs(30, 0))
@@ -32,9 +33,9 @@ def _scored_corpus(tmp_path):
     fs, _ = filesystem(str(d))
     for s in c.shards.all():
         res = score_shard(fs=fs, path=s.path, fmt=s.fmt, key=s.key, out_dir=str(out), mapping=c.mapping,
-                          scorers={"rules": {}})
+                          scorers=scorers)
         assert res["status"] == "done"
-    CorpusRun.objects.create(corpus=c, scorers={"rules": {}}, out_dir=str(out))
+    CorpusRun.objects.create(corpus=c, scorers=scorers, out_dir=str(out))
     return c, d, out
 
 

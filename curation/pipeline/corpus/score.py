@@ -1,6 +1,7 @@
 """Score one shard with the existing per-record blocks and commit its score file atomically.
 
-Score file (Parquet, one row per document): doc_id, shard, lang, source, n_chars, and per scorer S
+Score file (Parquet, one row per document): doc_id, shard, lang, source, n_chars, n_tokens (CJK-aware,
+curation/pipeline/textutil.py), and per scorer S
 `S_value` (float), `S_keep` (bool), `S_reason` (str); `keep` is every scorer's keep, `reason` the
 first scorer's drop reason. It is written to a temporary name and renamed, so a score file that
 exists is complete: a resumed job skips its shard. A shard that cannot be read gets a
@@ -82,7 +83,9 @@ def score_shard(*, fs, path: str, fmt: str, key: str, out_dir: str, mapping: dic
     t0 = time.monotonic()
     m = Mapping.from_dict(mapping)
     blocks = {name: make_scorer(name, p) for name, p in scorers.items()}
-    cols: dict[str, list] = {"doc_id": [], "shard": [], "lang": [], "source": [], "n_chars": []}
+    from curation.pipeline.textutil import count_tokens
+
+    cols: dict[str, list] = {"doc_id": [], "shard": [], "lang": [], "source": [], "n_chars": [], "n_tokens": []}
     for name in blocks:
         cols.update({f"{name}_value": [], f"{name}_keep": [], f"{name}_reason": []})
     keep_all, reason_all = [], []
@@ -97,6 +100,7 @@ def score_shard(*, fs, path: str, fmt: str, key: str, out_dir: str, mapping: dic
                 cols["lang"].append(d["lang"])
                 cols["source"].append(d["source"])
                 cols["n_chars"].append(len(d["text"]))
+                cols["n_tokens"].append(count_tokens(d["text"]))
                 keep, reason = True, ""
                 for name in blocks:
                     r = results[name][i]
@@ -113,7 +117,7 @@ def score_shard(*, fs, path: str, fmt: str, key: str, out_dir: str, mapping: dic
         return {"key": key, "status": "failed", "reason": str(exc), "docs": 0, "seconds": time.monotonic() - t0}
     cols["keep"], cols["reason"] = keep_all, reason_all
     types = {"doc_id": pa.string(), "shard": pa.string(), "lang": pa.string(), "source": pa.string(),
-             "n_chars": pa.int64(), "keep": pa.bool_(), "reason": pa.string()}
+             "n_chars": pa.int64(), "n_tokens": pa.int64(), "keep": pa.bool_(), "reason": pa.string()}
     for name in blocks:
         types.update({f"{name}_value": pa.float64(), f"{name}_keep": pa.bool_(), f"{name}_reason": pa.string()})
     table = pa.table({c: pa.array(v, type=types[c]) for c, v in cols.items()},

@@ -89,20 +89,57 @@ def counts(out_dir: str, conditions: list[Condition], *, threads: int | None = N
     """Kept documents and characters per (lang, source) under the conditions, with totals."""
     files = score_files(out_dir)
     con = _connect(threads)
-    where, params = _where(conditions, _schema(con, files))
+    schema = _schema(con, files)
+    where, params = _where(conditions, schema)
+    has_tokens = "n_tokens" in schema
+    tokens = "coalesce(sum(CASE WHEN k THEN n_tokens END), 0)" if has_tokens else "NULL"
     t0 = time.perf_counter()
     # the conditions are evaluated once per row (k), then summed per group
     rows = con.execute(
         f"""SELECT lang, source, count(*) AS docs, sum(k::INTEGER) AS kept,
-                   coalesce(sum(CASE WHEN k THEN n_chars END), 0) AS kept_chars
-            FROM (SELECT lang, source, n_chars, coalesce({where}, FALSE) AS k
+                   coalesce(sum(CASE WHEN k THEN n_chars END), 0) AS kept_chars, {tokens} AS kept_tokens
+            FROM (SELECT lang, source, n_chars, {'n_tokens,' if has_tokens else ''} coalesce({where}, FALSE) AS k
                   FROM read_parquet(?, union_by_name=true))
             GROUP BY lang, source ORDER BY lang, source""",
         params + [files]).fetchall()
-    by = [{"lang": r[0], "source": r[1], "docs": r[2], "kept": r[3], "kept_chars": int(r[4])} for r in rows]
+    by = [{"lang": r[0], "source": r[1], "docs": r[2], "kept": r[3], "kept_chars": int(r[4]),
+           "kept_tokens": None if r[5] is None else int(r[5])} for r in rows]
     return {"docs": sum(b["docs"] for b in by), "kept": sum(b["kept"] for b in by),
-            "kept_chars": sum(b["kept_chars"] for b in by), "by": by, "files": len(files),
+            "kept_chars": sum(b["kept_chars"] for b in by),
+            "kept_tokens": sum(b["kept_tokens"] or 0 for b in by) if has_tokens else None, "by": by, "files": len(files),
             "seconds": time.perf_counter() - t0}
+
+
+def columns(out_dir: str) -> dict[str, list[str]]:
+    """The score files' threshold columns: {"values": [S_value...], "keeps": [S_keep...]} (sorted)."""
+    schema = _schema(_connect(), score_files(out_dir))
+    return {"values": sorted(c for c, t in schema.items() if c.endswith("_value") and t in ("DOUBLE", "FLOAT")),
+            "keeps": sorted(c for c, t in schema.items() if c.endswith("_keep") and t == "BOOLEAN")}
+
+
+def histogram(out_dir: str, column: str, *, bins: int = 40, split: str = "") -> dict:
+    """Equal-width bins of one value column over every score file: {"lo", "hi", "n", "series":
+    {label: counts}} (one series "all", or one per lang / source when split names it)."""
+    files = score_files(out_dir)
+    con = _connect()
+    if column not in _schema(con, files):
+        raise StudioError(f"unknown column {column!r}")
+    if split not in ("", "lang", "source"):
+        raise StudioError(f"split by lang or source, not {split!r}")
+    valid = f'"{column}" IS NOT NULL AND NOT isnan("{column}")'
+    lo, hi, n = con.execute(f'SELECT min("{column}"), max("{column}"), count(*) FROM read_parquet(?, union_by_name=true) '
+                            f"WHERE {valid}", [files]).fetchone()
+    if lo is None:
+        return {"lo": None, "hi": None, "n": 0, "series": {}}
+    width = (hi - lo) / bins if hi > lo else 1.0
+    label = split if split else "'all'"
+    rows = con.execute(
+        f"""SELECT {label} AS s, least(CAST(floor(("{column}" - ?) / ?) AS INTEGER), {bins - 1}) AS b, count(*)
+            FROM read_parquet(?, union_by_name=true) WHERE {valid} GROUP BY s, b""", [lo, width, files]).fetchall()
+    series: dict[str, list[int]] = {}
+    for s, b, c in sorted(rows, key=lambda r: (str(r[0]), r[1])):
+        series.setdefault(str(s or "-"), [0] * bins)[int(b)] += c
+    return {"lo": float(lo), "hi": float(hi if hi > lo else lo + 1.0), "n": int(n), "series": series}
 
 
 def _sql_path(path: Path) -> str:
