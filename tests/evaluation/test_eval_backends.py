@@ -42,7 +42,7 @@ def test_consultation_generation_and_judge_on_backends_picked_in_the_form(make_d
     c = client_for("admin")
     with fake_openai_server(chat=server) as url:
         make_backend(url)
-        page = c.get(reverse("evaluation:run_new")).content.decode()
+        page = c.get(reverse("evaluation:run_new"), {"kind": "consultation", "backend": "openai"}).content.decode()
         assert "lab-judge (judge-x)" in page
         # Generation on the backend with another model it serves; the judge on its own model.
         resp = c.post(reverse("evaluation:run_new"), {

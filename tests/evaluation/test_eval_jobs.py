@@ -11,6 +11,8 @@ import pytest
 from django.urls import reverse
 
 from medstudio.audit.models import AuditEvent
+from medstudio.jobs.models import Job
+from tests.fakes.fixtures import tiny_llama_path  # noqa: F401
 from tests.fakes.openai_server import Status, fake_openai_server
 from training.evaluation import selectors, services
 from training.evaluation.models import EvalRun, HighRiskStore, MemorizationHit
@@ -115,20 +117,27 @@ def test_leaderboard_ranks_models_and_draws_per_subject_svg(make_dataset, shared
     assert client_for("clinician").get(reverse("evaluation:leaderboard", args=[ds.pk])).status_code == 403
 
 
-def test_run_form_is_admin_only_and_a_missing_model_fails_the_run_with_the_setting_to_change(make_dataset, shared_data, client_for, tmp_path):
+def test_run_form_is_admin_only_and_a_missing_model_is_refused_at_launch_with_what_to_change(make_dataset, shared_data, client_for, tmp_path):
     ds = make_dataset("cmmlu-form", "mcq", _cmmlu(shared_data, per_subject=1))
     data = {"kind": "mcq", "dataset": ds.pk, "backend": "transformers", "path": str(tmp_path / "missing-model"), "seeds": "0"}
     assert client_for("curator").post(reverse("evaluation:run_new"), data).status_code == 403
+    # Issue 18.2: checked before launch (no run, no job), the message names the path field and what to do.
     resp = client_for("admin").post(reverse("evaluation:run_new"), data)
-    assert resp.status_code == 302
-    run = EvalRun.objects.get()
-    assert run.status == "failed" and "path" in run.error and run.job.status == "failed"
-    assert run.items.count() == 0
+    html = resp.content.decode()
+    assert resp.status_code == 400 and "is not a local model directory" in html and "choose a registered model" in html
+    assert str(tmp_path / "missing-model") in html  # what was typed stays in the form
+    assert not EvalRun.objects.exists() and not Job.objects.filter(kind__startswith="evaluation.").exists()
     # wrong dataset kind: a clear form error, nothing created
     qa = make_dataset("qa-form", "qa", [{"id": "q1", "question": "头痛？", "answer": "休息"}])
     resp = client_for("admin").post(reverse("evaluation:run_new"), {**data, "dataset": qa.pk})
     assert resp.status_code == 400 and "needs a dataset of kind mcq" in resp.content.decode()
-    assert EvalRun.objects.count() == 1
+    assert EvalRun.objects.count() == 0
+    # The worker still reports a model that disappears after launch (a run made by the service directly).
+    from training.evaluation.services import EvalConfigError
+
+    with pytest.raises(EvalConfigError, match="not a local model directory"):
+        services.eval_run_start(user=None, kind="mcq", dataset=ds, model_name="m",
+                                model_spec={"backend": "transformers", "path": str(tmp_path / "missing-model")})
 
 
 def test_consultation_judged_per_turn_and_compared_from_individual_scores(make_dataset, shared_data, admin_user, client_for):
@@ -316,17 +325,22 @@ def test_mcq_job_resumes_from_its_cursor_without_redoing_or_losing_items(make_da
     assert run.summary["overall"]["runs"] == pytest.approx([expected_acc(rows, lambda i, s: True, s) for s in (0, 1)])
 
 
-def test_run_from_registry_model_ref_copies_its_path_and_name(make_dataset, shared_data, client_for, tmp_path):
+def test_run_from_registry_model_ref_copies_its_path_and_name(make_dataset, shared_data, client_for, tmp_path,
+                                                              tiny_llama_path):  # noqa: F811
     from training.models import ModelRef
 
     ds = make_dataset("cmmlu-ref", "mcq", _cmmlu(shared_data, per_subject=1))
     ref = ModelRef.objects.create(name="sft-v1", path=str(tmp_path / "not-there"))
-    resp = client_for("admin").post(reverse("evaluation:run_new"), {"kind": "mcq", "dataset": ds.pk, "backend": "transformers",
-                                                                    "model_ref": ref.pk, "seeds": "0"})
+    form = {"kind": "mcq", "dataset": ds.pk, "backend": "transformers", "model_ref": ref.pk, "seeds": "0"}
+    resp = client_for("admin").post(reverse("evaluation:run_new"), form)
+    # A registry entry whose directory is gone is refused at launch, naming the path (nothing crashed, no run).
+    assert resp.status_code == 400 and ref.path in resp.content.decode() and not EvalRun.objects.exists()
+    ref.path = tiny_llama_path
+    ref.save()
+    resp = client_for("admin").post(reverse("evaluation:run_new"), {**form, "limit": "1"})
     assert resp.status_code == 302
     run = EvalRun.objects.get()
     assert run.model_ref == ref and run.model_name == "sft-v1" and run.model_spec["path"] == ref.path
-    assert run.status == "failed" and ref.path in run.error  # the missing directory is named, nothing crashed
 
 
 def test_store_check_from_the_run_page_says_whether_a_prompt_is_high_risk(make_dataset, shared_data, admin_user, client_for):

@@ -1,47 +1,89 @@
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from medstudio.backends.forms import EndpointField, backend_choice_field, fill_backend_choices
 from medstudio.datasets.models import Dataset
 
 from .models import EvalKind, HitStatus
 
+LOCAL_BACKENDS = ("transformers", "vllm")
+# Fields each evaluation kind and each generation backend has; the form shows only the chosen ones (issue 18.4).
+KIND_FIELDS = {
+    EvalKind.MCQ: ("seeds",),
+    EvalKind.CONSULTATION: ("seeds", "judge_backend", "judge_base_url", "judge_model"),
+    EvalKind.MEMORIZATION: ("rouge_threshold", "cosine_threshold", "prefix_ratio", "embedding_model"),
+}
+BACKEND_FIELDS = {"transformers": ("model_ref", "path"), "vllm": ("model_ref", "path"),
+                  "openai": ("chat_backend", "base_url", "remote_model")}
+
 
 class EvalRunForm(forms.Form):
-    kind = forms.ChoiceField(choices=EvalKind.choices)
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"),
-                                     help_text="mcq for benchmarks; qa or dialogue for consultation; training data for memorisation.")
-    model_ref = forms.ModelChoiceField(queryset=None, required=False, label="Registered model",
-                                       help_text="From the training registry; fills the local path (or give a path / endpoint below).")
-    model_name = forms.CharField(max_length=200, required=False, help_text="Label on the leaderboard (default: the path or model).")
-    backend = forms.ChoiceField(choices=[("transformers", "transformers (local path)"), ("vllm", "vLLM (GPU worker, local path)"),
-                                         ("openai", "OpenAI-compatible endpoint")])
-    path = forms.CharField(required=False, help_text="Local model directory (transformers / vLLM).")
+    kind = forms.ChoiceField(label=_("Evaluation"), choices=[c for c in EvalKind.choices if c[0] in KIND_FIELDS])
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"), label=_("Dataset"),
+                                     help_text=_("Only datasets that fit the evaluation are listed."))
+    backend = forms.ChoiceField(label=_("Generation backend"),
+                                choices=[("transformers", _("transformers (local path)")), ("vllm", _("vLLM (GPU worker, local path)")),
+                                         ("openai", _("OpenAI-compatible endpoint"))])
+    model_ref = forms.ModelChoiceField(queryset=None, required=False, label=_("Registered model"),
+                                       help_text=_("From the training registry; fills the local path (or give a path below)."))
+    path = forms.CharField(required=False, label=_("Local path"), help_text=_("Local model directory (transformers / vLLM)."))
     chat_backend = backend_choice_field(
-        help_text="OpenAI-compatible endpoint: a server an admin registered (endpoint model name below overrides its model).")
-    base_url = EndpointField(required=False, help_text="Endpoint base URL, e.g. http://gpu1:8000/v1 (key: MEDSTUDIO_CHAT_API_KEY).")
-    remote_model = forms.CharField(required=False, label="Endpoint model name")
-    seeds = forms.CharField(required=False, help_text="Comma-separated; default 0,1,2 for MCQ (mean of 3 runs).")
-    temperature = forms.FloatField(required=False, min_value=0, max_value=2)
-    max_new_tokens = forms.IntegerField(required=False, min_value=1, max_value=8192)
-    limit = forms.IntegerField(required=False, min_value=1, help_text="Only the first N records (a quick check).")
+        label=_("Model backend"),
+        help_text=_("A server an admin registered (endpoint model name below overrides its model)."))
+    base_url = EndpointField(required=False, label=_("Base URL"),
+                             help_text=_("Endpoint base URL, e.g. http://gpu1:8000/v1 (key: MEDSTUDIO_CHAT_API_KEY)."))
+    remote_model = forms.CharField(required=False, label=_("Endpoint model name"))
+    model_name = forms.CharField(max_length=200, required=False, label=_("Leaderboard name"),
+                                 help_text=_("Label on the leaderboard (default: the registered name, path or model)."))
+    seeds = forms.CharField(required=False, label=_("Seeds"), help_text=_("Comma-separated; default 0,1,2 for MCQ (mean of 3 runs)."))
+    temperature = forms.FloatField(required=False, min_value=0, max_value=2, label=_("Temperature"),
+                                   widget=forms.NumberInput(attrs={"step": "0.05"}))
+    max_new_tokens = forms.IntegerField(required=False, min_value=1, max_value=8192, label=_("Max new tokens"))
+    limit = forms.IntegerField(required=False, min_value=1, label=_("Limit"), help_text=_("Only the first N records (a quick check)."))
     judge_backend = backend_choice_field(
-        label="Judge backend", help_text="Consultation judge: a registered server (judge model below overrides its model).")
-    judge_base_url = EndpointField(required=False, help_text="Consultation judge endpoint (default MEDSTUDIO_CHAT_URL).")
-    judge_model = forms.CharField(required=False)
-    rouge_threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text="Memorisation: ROUGE-L above this flags (0.8).")
-    cosine_threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text="High-risk store: cosine above this is high-risk (0.8).")
-    prefix_ratio = forms.FloatField(required=False, min_value=0.05, max_value=0.95)
-    embedding_model = forms.CharField(required=False, help_text="High-risk store encoder (default MEDSTUDIO_EMBEDDING_MODEL).")
+        label=_("Judge backend"), help_text=_("Consultation judge: a registered server (judge model below overrides its model)."))
+    judge_base_url = EndpointField(required=False, label=_("Judge URL"),
+                                   help_text=_("Consultation judge endpoint (default MEDSTUDIO_CHAT_URL)."))
+    judge_model = forms.CharField(required=False, label=_("Judge model"))
+    rouge_threshold = forms.FloatField(required=False, min_value=0, max_value=1, label=_("ROUGE-L threshold"), initial=0.8,
+                                       widget=forms.NumberInput(attrs={"step": "0.05"}),
+                                       help_text=_("ROUGE-L(output, suffix) above this flags a record."))
+    cosine_threshold = forms.FloatField(required=False, min_value=0, max_value=1, label=_("Cosine threshold"), initial=0.8,
+                                        widget=forms.NumberInput(attrs={"step": "0.05"}),
+                                        help_text=_("High-risk store: cosine above this is high-risk."))
+    prefix_ratio = forms.FloatField(required=False, min_value=0.05, max_value=0.95, label=_("Prefix ratio"), initial=0.5,
+                                    widget=forms.NumberInput(attrs={"step": "0.05"}))
+    embedding_model = forms.CharField(required=False, label=_("Embedding model"),
+                                      help_text=_("High-risk store encoder (default MEDSTUDIO_EMBEDDING_MODEL)."))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         from training.models import ModelRef
 
+        from .services import KINDS_FOR
+
+        src = self.data if self.is_bound else self.initial
+        kind = src.get("kind") or EvalKind.MCQ
+        self.chosen_kind = kind if kind in KIND_FIELDS else EvalKind.MCQ
+        backend = src.get("backend") or "transformers"
+        self.chosen_backend = backend if backend in BACKEND_FIELDS else "transformers"
         self.fields["model_ref"].queryset = ModelRef.objects.order_by("name")
+        self.fields["dataset"].queryset = Dataset.objects.filter(kind__in=KINDS_FOR[self.chosen_kind]).order_by("name")
+        self.fields["dataset"].label_from_instance = lambda d: f"{d.name} ({d.kind}, {d.n_records:,})"
+        wanted = " or ".join(sorted(KINDS_FOR[self.chosen_kind]))
+        self.fields["dataset"].error_messages["invalid_choice"] = (
+            _("a %(kind)s evaluation needs a dataset of kind %(wanted)s: choose one from the list")
+            % {"kind": self.chosen_kind, "wanted": wanted})
         fill_backend_choices(self, "chat_backend", "judge_backend")
+        keep = set(KIND_FIELDS[self.chosen_kind]) | set(BACKEND_FIELDS[self.chosen_backend])
+        for name in {f for fs in KIND_FIELDS.values() for f in fs} | {f for fs in BACKEND_FIELDS.values() for f in fs}:
+            if name not in keep:
+                del self.fields[name]
 
     def clean(self):
         d = super().clean()
+        if self.is_bound and self.data.get("chat_backend") and self.chosen_backend != "openai":
+            self.add_error(None, _("A model backend is an OpenAI-compatible endpoint: choose that backend above."))
         if d.get("chat_backend"):
             if d.get("backend") != "openai":
                 self.add_error("chat_backend", "A model backend is an OpenAI-compatible endpoint: choose that backend above.")
@@ -58,7 +100,7 @@ class EvalRunForm(forms.Form):
         try:
             return [int(s) for s in raw.replace(" ", "").split(",") if s]
         except ValueError:
-            raise forms.ValidationError("Seeds are integers separated by commas.") from None
+            raise forms.ValidationError(_("Seeds are integers separated by commas.")) from None
 
     def spec_and_params(self) -> tuple[dict, dict]:
         d = self.cleaned_data

@@ -31,7 +31,25 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 
 
 class EvalConfigError(ValueError):
-    """A run cannot be started as asked; the message says what to change."""
+    """A run cannot be started as asked; the message says what to change (and `field`, when set,
+    names the launch form's field to change)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+def _preflight(spec: dict[str, Any], dataset: Dataset | None) -> None:
+    """Before a run exists: the local model loads (config + tokenizer) and the dataset has records."""
+    from training.pipeline.preflight import check_model
+
+    if dataset is not None and not dataset.n_records:
+        raise EvalConfigError(f"dataset {dataset.name!r} has no records: import some or choose another", field="dataset")
+    if (spec.get("backend") or "").lower() in ("transformers", "vllm") and spec.get("path"):
+        problems = check_model(str(spec["path"]))
+        if problems:
+            raise EvalConfigError(f"model path {spec['path']!r}: {'; '.join(problems)}; choose a registered model or "
+                                  "fix the path", field="path")
 
 
 def _resolve_endpoint(spec: dict[str, Any]) -> dict[str, Any]:
@@ -86,9 +104,9 @@ def _check_spec(spec: dict[str, Any]) -> dict[str, Any]:
     if backend not in BACKENDS:
         raise EvalConfigError(f"backend must be one of {', '.join(BACKENDS)}")
     if backend in ("transformers", "vllm") and not spec.get("path"):
-        raise EvalConfigError(f"backend {backend} needs a local model path")
+        raise EvalConfigError(f"backend {backend} needs a local model path: choose a registered model or give a path", field="path")
     if backend == "openai" and not (spec.get("base_url") and spec.get("model")):
-        raise EvalConfigError("backend openai needs a base URL and a model name")
+        raise EvalConfigError("backend openai needs a base URL and a model name: pick a model backend (an admin registers them under Backends) or give both", field="base_url")
     if "api_key" in spec:
         raise EvalConfigError("API keys are not stored with runs; set MEDSTUDIO_CHAT_API_KEY on the workers "
                               "(or the variable a model backend names)")
@@ -113,6 +131,7 @@ def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_
         model_spec.setdefault("path", model_ref.path)
         model_name = model_name or model_ref.name
     spec = _check_spec(_resolve_endpoint(model_spec))
+    _preflight(spec, dataset)
     params = _resolve_judge(kind, params or {})
     merged = {**DEFAULT_PARAMS[kind], **{k: v for k, v in params.items() if v is not None}}
     seeds = merged.get("seeds") or [0]

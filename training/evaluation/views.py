@@ -54,17 +54,24 @@ def harness_new(request):
 
 @role_required(Role.ADMIN)
 def run_new(request):
-    initial = {"kind": request.GET.get("kind") or EvalKind.MCQ, "dataset": request.GET.get("dataset"),
-               "model_ref": request.GET.get("model_ref")}  # the pipeline board's next step after DPO
-    form = EvalRunForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
+    """The launch form. GET ?kind=&dataset=&model_ref= pre-fills it (the pipeline board's next step
+    after DPO); with HTMX (the kind or backend select changed) it returns the form with only that
+    kind's and backend's fields, keeping what was typed."""
+    if request.method != "POST":
+        initial = {k: v for k, v in request.GET.items() if v}
+        initial.setdefault("kind", EvalKind.MCQ)
+        form = EvalRunForm(initial=initial)
+        template = "evaluation/run_new.html#eval-form" if request.htmx else "evaluation/run_new.html"
+        return render(request, template, {"form": form})
+    form = EvalRunForm(request.POST)
+    if form.is_valid():
         spec, params = form.spec_and_params()
         try:
             run = services.eval_run_start(user=request.user, kind=form.cleaned_data["kind"], dataset=form.cleaned_data["dataset"],
                                           model_name=form.cleaned_data.get("model_name") or "", model_spec=spec, params=params,
                                           model_ref=form.cleaned_data.get("model_ref"))
         except services.EvalConfigError as exc:
-            form.add_error(None, str(exc))
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
             messages.info(request, _("Evaluation #%(id)s started.") % {"id": run.pk})
             return redirect("evaluation:run", pk=run.pk)
@@ -94,7 +101,11 @@ def run_detail(request, pk: int):
 @require_POST
 def run_repeat(request, pk: int):
     run = get_object_or_404(EvalRun, pk=pk)
-    new = services.eval_run_repeat(user=request.user, run=run)
+    try:
+        new = services.eval_run_repeat(user=request.user, run=run)
+    except services.EvalConfigError as exc:  # the model or dataset is gone since: say so, no 500
+        messages.error(request, str(exc))
+        return redirect("evaluation:run", pk=run.pk)
     messages.info(request, _("Evaluation #%(new)s repeats #%(old)s with the same settings.") % {"new": new.pk, "old": run.pk})
     return redirect("evaluation:run", pk=new.pk)
 
