@@ -92,6 +92,20 @@ def _run_job(ctx: JobContext, body: Callable[[EvalRun, JobContext], dict]) -> di
     return {"run_id": run.pk, **{k: v for k, v in summary.items() if k in ("overall", "rate", "n_items", "flagged")}}
 
 
+def _without_nul(items: list[EvalItem]) -> list[EvalItem]:
+    """PostgreSQL text columns refuse NUL (0x00), and a model's output can hold one (tiny or broken
+    models do): drop the NULs so the batch stores instead of failing the job (found by the fault tests)."""
+    from django.db import models
+
+    names = [f.attname for f in EvalItem._meta.concrete_fields if isinstance(f, (models.CharField, models.TextField))]
+    for item in items:
+        for name in names:
+            value = getattr(item, name)
+            if isinstance(value, str) and "\x00" in value:
+                setattr(item, name, value.replace("\x00", ""))
+    return items
+
+
 def _loop(run: EvalRun, ctx: JobContext, per_seed: bool,
           work: Callable[[list[Record], int], list[EvalItem]]) -> None:
     """Walk (seed, record batch) pairs from the cursor; `work` returns the batch's unsaved items."""
@@ -114,7 +128,7 @@ def _loop(run: EvalRun, ctx: JobContext, per_seed: bool,
             done += len(batch)
             with transaction.atomic():
                 # ignore_conflicts: a batch re-run after a crash between commit and ack adds nothing twice
-                EvalItem.objects.bulk_create(items, ignore_conflicts=True)
+                EvalItem.objects.bulk_create(_without_nul(items), ignore_conflicts=True)
                 ctx.progress(done=done, total=total, cursor={"seed_idx": si, "after_id": after, "done": done})
         cur = {"seed_idx": si + 1, "after_id": 0, "done": done}
 
