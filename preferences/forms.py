@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from medstudio.backends.forms import EndpointField, backend_choice_field, fill_backend_choices
 
@@ -30,30 +31,66 @@ class SetForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
+# Fields each builder has besides the source (dataset or selection) and the seed; the form shows
+# only the chosen builder's (issue 18.4).
+BUILDER_FIELDS = {
+    Origin.SUBJECTIVE: ("backend", "base_url", "generator", "judge", "both_orders"),
+    Origin.OBJECTIVE: (),
+    Origin.SAMPLED: ("backend", "base_url", "generator", "judges", "n", "both_orders"),
+    Origin.FROM_SCORES: ("path", "min_gap", "mode"),
+}
+
+
 class BuildForm(BackendChoiceMixin, forms.Form):
-    builder = forms.ChoiceField(choices=Origin.choices)
-    dataset = forms.ModelChoiceField(queryset=None, required=False, help_text="Source records.")
-    selection_id = forms.IntegerField(required=False, min_value=1, help_text="Or a curation selection id.")
-    path = forms.CharField(required=False, max_length=500, help_text="Or a scored-answers JSONL file (from scores only).")
-    seed = forms.IntegerField(initial=0)
+    builder = forms.ChoiceField(label=_("Builder"), choices=Origin.choices)
+    dataset = forms.ModelChoiceField(queryset=None, required=False, label=_("Dataset"),
+                                     help_text=_("Source records; only datasets this builder reads are listed."))
+    selection_id = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label=_("Or a selection"),
+                                          help_text=_("A ready curation selection of records this builder reads."))
+    path = forms.CharField(required=False, max_length=500, label=_("Or a file"),
+                           help_text=_("A scored-answers JSONL file on the server."))
+    seed = forms.IntegerField(initial=0, label=_("Seed"))
     # from scores
-    min_gap = forms.FloatField(initial=1.0, required=False, help_text="Minimum gap of mean scores.")
-    mode = forms.ChoiceField(choices=[("best_worst", "best vs worst"), ("all", "every pair over the gap")], required=False)
+    min_gap = forms.FloatField(initial=1.0, required=False, min_value=0, label=_("Minimum gap"),
+                               widget=forms.NumberInput(attrs={"step": "0.1"}), help_text=_("Minimum gap of mean scores."))
+    mode = forms.ChoiceField(choices=[("best_worst", _("best vs worst")), ("all", _("every pair over the gap"))], required=False,
+                             label=_("Pairs"))
     # LLM builders
     backend = backend_field()
-    base_url = EndpointField(required=False, help_text="OpenAI-compatible server; empty = MEDSTUDIO_CHAT_URL.")
-    generator = forms.CharField(required=False, help_text="Generator model; empty = MEDSTUDIO_CHAT_MODEL.")
-    judge = forms.CharField(required=False, help_text="Judge model (subjective).")
-    judges = forms.CharField(required=False, help_text="Judge models, comma-separated (sampled).")
-    n = forms.IntegerField(initial=4, min_value=2, max_value=16, required=False, help_text="Answers per prompt (sampled).")
-    both_orders = forms.BooleanField(required=False, help_text="Score both answers again in the opposite order.")
+    base_url = EndpointField(required=False, label=_("Base URL"), help_text=_("OpenAI-compatible server; empty = MEDSTUDIO_CHAT_URL."))
+    generator = forms.CharField(required=False, label=_("Generator model"), help_text=_("Empty = MEDSTUDIO_CHAT_MODEL."))
+    judge = forms.CharField(required=False, label=_("Judge model"))
+    judges = forms.CharField(required=False, label=_("Judge models"), help_text=_("Comma-separated."))
+    n = forms.IntegerField(initial=4, min_value=2, max_value=16, required=False, label=_("Answers per prompt"))
+    both_orders = forms.BooleanField(required=False, label=_("Both orders"),
+                                     help_text=_("Score both answers again in the opposite order."))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         from medstudio.datasets.models import Dataset
+        from medstudio.handoffs import sources
 
-        self.fields["dataset"].queryset = Dataset.objects.order_by("name")
-        self._set_backend_choices()
+        from .services import BUILDER_KINDS
+
+        src = self.data if self.is_bound else self.initial
+        builder = src.get("builder") or Origin.values[0]
+        self.chosen_builder = builder if builder in BUILDER_FIELDS else Origin.values[0]
+        kinds = BUILDER_KINDS[self.chosen_builder]
+        self.fields["dataset"].queryset = Dataset.objects.filter(kind__in=kinds).order_by("name")
+        self.fields["dataset"].label_from_instance = lambda d: f"{d.name} ({d.kind}, {d.n_records:,})"
+        self.fields["selection_id"].choices = [("", "—")] + [
+            (c["id"], f"{c['name']} ({c['kind']}, {c['n_records']:,})")
+            for c in sources.choices_for(kinds) if c["type"] == "selection"]
+        wanted = " or ".join(sorted(kinds))
+        for name in ("dataset", "selection_id"):
+            self.fields[name].error_messages["invalid_choice"] = (
+                _("The %(builder)s builder reads %(wanted)s records: choose one from the list.")
+                % {"builder": self.chosen_builder, "wanted": wanted})
+        keep = set(BUILDER_FIELDS[self.chosen_builder])
+        for name in {f for fs in BUILDER_FIELDS.values() for f in fs} - keep:
+            del self.fields[name]
+        if "backend" in self.fields:
+            self._set_backend_choices()
 
     def build_params(self) -> dict:
         d = self.cleaned_data
@@ -71,6 +108,16 @@ class BuildForm(BackendChoiceMixin, forms.Form):
             params["n"] = d.get("n") or 4
             params["judges"] = [j.strip() for j in (d.get("judges") or "").split(",") if j.strip()]
         return params
+
+    def attach_error(self, message: str) -> None:
+        """A service refusal, on the field it is about when that is clear."""
+        low = message.lower()
+        for needle, field in (("judge", "judges" if "judges" in self.fields else "judge"), ("chat server", "backend"),
+                              ("source", "dataset"), ("file", "path"), ("gap", "min_gap"), ("answers per prompt", "n")):
+            if needle in low and field in self.fields:
+                self.add_error(field, message)
+                return
+        self.add_error(None, message)
 
 
 class VoteForm(BackendChoiceMixin, forms.Form):

@@ -104,23 +104,27 @@ def pair_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @role_required(Role.CURATOR)
-@require_POST
 def build(request: HttpRequest, pk: int) -> HttpResponse:
+    """Build pairs into a set. GET: the form (with HTMX: re-rendered for another builder, keeping what
+    was typed); a refusal re-renders it with the typed values and what to change."""
     pref_set = get_object_or_404(PreferenceSet, pk=pk)
+    if request.method != "POST":
+        form = BuildForm(initial={k: v for k, v in request.GET.items() if v})
+        template = "preferences/build.html#build-form" if request.htmx else "preferences/build.html"
+        return render(request, template, {"set": pref_set, "build_form": form})
     form = BuildForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, _("Build:") + " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
-        return _back(pk)
-    d = form.cleaned_data
-    try:
-        run = services.build_start(user=request.user, pref_set=pref_set, builder=d["builder"], dataset=d.get("dataset"),
-                                   selection_id=d.get("selection_id"), path=(d.get("path") or "").strip(),
-                                   params=form.build_params())
-    except services.PreferenceError as exc:
-        messages.error(request, str(exc))
-        return _back(pk)
-    messages.success(request, _("Build run #%(id)s started.") % {"id": run.pk})
-    return redirect(reverse("preferences:run_detail", args=[run.pk]))
+    if form.is_valid():
+        d = form.cleaned_data
+        try:
+            run = services.build_start(user=request.user, pref_set=pref_set, builder=d["builder"], dataset=d.get("dataset"),
+                                       selection_id=d.get("selection_id"), path=(d.get("path") or "").strip(),
+                                       params=form.build_params())
+        except services.PreferenceError as exc:
+            form.attach_error(str(exc))
+        else:
+            messages.success(request, _("Build run #%(run)s started.") % {"run": run.pk})
+            return redirect(reverse("preferences:run_detail", args=[run.pk]))
+    return render(request, "preferences/build.html", {"set": pref_set, "build_form": form}, status=400)
 
 
 @role_required(Role.CURATOR)

@@ -126,7 +126,7 @@ def test_unknown_or_disabled_backend_is_a_form_error_and_starts_nothing(client_f
     assert "switched-off" not in c.get(f"/preferences/{pk}/").content.decode()  # disabled: not offered
     r = c.post(f"/preferences/{pk}/build/", {"builder": "subjective", "dataset": ds.pk, "seed": 0, "n": 4,
                                              "backend": name}, follow=True)
-    assert r.status_code == 200
+    assert r.status_code == 400  # the build form is re-rendered with the error and what was typed
     assert f"No enabled model backend named {name}" in r.content.decode()
     r = c.post(f"/preferences/{pk}/vote/", {"method": "judges", "judges": "j1", "backend": name, "epochs": 1,
                                             "flip_frac": 0.1, "drop_frac": 0.1}, follow=True)
