@@ -83,6 +83,8 @@ def pg_child(path: str) -> None:
     from django.utils import timezone
 
     call_command("migrate", verbosity=0)
+    import pyarrow.parquet  # noqa: F401  (a worker has it loaded after its first export; time both warm)
+
     from medstudio.datasets import search_index
     from medstudio.datasets.models import Dataset, Export, Record
     from medstudio.datasets.services import dataset_create, export_start, import_start
@@ -142,8 +144,11 @@ def _reference_export(connection, dataset_id: int, fmt: str, dest: Path) -> None
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        # the same seven columns as the export of a document dataset (title, system and meta are empty here)
         cols = {"id": [r[0] for r in rows], "source": [r[1] for r in rows], "lang": [r[2] for r in rows],
-                "text": [r[3].get("text") for r in rows]}
+                "title": [r[3].get("title") for r in rows], "text": [r[3].get("text") for r in rows],
+                "system": [r[3].get("system") for r in rows],
+                "meta": [json.dumps(r[3]["meta"], ensure_ascii=False) if r[3].get("meta") else None for r in rows]}
         pq.write_table(pa.table(cols), dest)
 
 

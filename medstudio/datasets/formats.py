@@ -10,6 +10,7 @@ Converting normalised records to other layouts (training, exports, scorer text) 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .convert import flat_text
-from .text import content_hash, text_stats
+from .text import content_dumps, content_hash, text_stats
 
 KINDS = ("document", "qa", "dialogue", "mcq", "pair")
 FORMATS = ("jsonl", "csv", "parquet")
@@ -42,6 +43,7 @@ class NormalizedRecord:
     n_tokens: int
     text_hash: str
     n_nul: int = 0  # NUL characters stripped from the row (PostgreSQL cannot store them)
+    content_json: str = ""  # `content` as the JSON that text_hash was computed from (the COPY sends it as is)
 
 
 def detect_format(name: str) -> str:
@@ -554,9 +556,11 @@ def record_subset(content: dict) -> str:
 def normalize_row(row: dict, kind: str) -> NormalizedRecord:
     """Map one raw row onto the content schema of `kind`; raise RowError with the reason."""
     c = check_row(row, kind)
+    content_json = content_dumps(c.content)
+    text_hash = c.content_hash or hashlib.sha256(content_json.encode()).hexdigest()  # == content_hash(c.content)
     text = flatten_text(c.kind, c.content)
     n_tokens, guessed = text_stats(text)
     lang = (c.row.get("lang") or guessed).strip().lower()[:16]
     return NormalizedRecord(external_id=c.external_id, lang=lang, source=(c.row.get("source") or "")[:200],
                             subset=record_subset(c.content), content=c.content, text=text, n_tokens=n_tokens,
-                            text_hash=c.content_hash or content_hash(c.content), n_nul=c.n_nul)
+                            text_hash=text_hash, n_nul=c.n_nul, content_json=content_json)

@@ -181,14 +181,19 @@ def _dataset_for_import(*, name: str, kind: str, user, description: str = "") ->
     return dataset, False
 
 
-def records_insert(*, dataset: Dataset, rows: list[NormalizedRecord]) -> int:
+def records_insert(*, dataset: Dataset, rows: list[NormalizedRecord], check_existing: bool = True) -> int:
     """Insert normalised records, ignoring ones already present (same dataset + external id).
+
+    check_existing=False skips the look-up of ids already there (an import into the dataset it
+    created: its rows are new by construction); a conflict is still caught on PostgreSQL.
 
     On PostgreSQL the rows go in with one COPY (no per-row SQL, no ORM objects); if a concurrent
     writer added one of the ids in between, that batch falls back to INSERT ... ON CONFLICT DO NOTHING.
     """
-    ids = [r.external_id for r in rows]
-    existing = set(Record.objects.filter(dataset=dataset, external_id__in=ids).values_list("external_id", flat=True))
+    existing: set[str] = set()
+    if check_existing or connection.vendor != "postgresql":
+        ids = [r.external_id for r in rows]
+        existing = set(Record.objects.filter(dataset=dataset, external_id__in=ids).values_list("external_id", flat=True))
     fresh: dict[str, NormalizedRecord] = {}
     for r in rows:
         if r.external_id in existing or r.external_id in fresh:
@@ -222,7 +227,7 @@ def _records_copy(dataset: Dataset, rows) -> None:
     with connection.cursor() as cur:
         with cur.cursor.copy(f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
             for r in rows:
-                copy.write_row((dataset.pk, r.external_id, r.lang, r.source, r.subset, dumps(r.content), r.text,
+                copy.write_row((dataset.pk, r.external_id, r.lang, r.source, r.subset, r.content_json or dumps(r.content), r.text,
                                 r.text_hash, r.n_tokens, now))
 
 
@@ -328,7 +333,7 @@ def import_job(ctx: JobContext) -> dict:
     def flush() -> None:
         nonlocal batch, done, inserted
         with transaction.atomic():
-            inserted += records_insert(dataset=dataset, rows=batch)
+            inserted += records_insert(dataset=dataset, rows=batch, check_existing=not start.get("created"))
             done += len(batch)
             ctx.progress(done=done, cursor={**start, "line": last_line, "inserted": inserted})
         batch = []
@@ -438,19 +443,21 @@ def _parquet_columns(kind: str) -> list[str]:
     return ["id", "source", "lang", *_PARQUET_FIELDS[kind], "meta"]
 
 
-def _parquet_row(record: Record, kind: str) -> dict:
-    """One Parquet row: the content fields as columns, the extras (content["meta"]) as one JSON column."""
-    content = record.content or {}
-    out: dict = {"id": record.external_id, "source": record.source, "lang": record.lang}
+def _parquet_values(kind: str, ext: str, source: str, lang: str, content: dict | None) -> list:
+    """The values of one Parquet row, in `_parquet_columns(kind)` order."""
+    content = content or {}
+    out = [ext, source, lang]
     for f in _PARQUET_FIELDS[kind]:
         v = content.get(f)
-        out[f] = json.dumps(v, ensure_ascii=False) if f in _PARQUET_JSON and v is not None else (
-            v if v is None or isinstance(v, str) else str(v))
-    meta = dict(content.get("meta") or {})
-    for k, v in content.items():  # a content field this layout has no column for stays in meta
-        if k != "meta" and k not in out:
-            meta.setdefault(k, v)
-    out["meta"] = json.dumps(meta, ensure_ascii=False) if meta else None
+        out.append(json.dumps(v, ensure_ascii=False) if f in _PARQUET_JSON and v is not None else (
+            v if v is None or isinstance(v, str) else str(v)))
+    meta = content.get("meta") or {}
+    extra = [k for k in content if k != "meta" and k not in _PARQUET_FIELDS[kind] and k not in ("id", "source", "lang")]
+    if extra:  # a content field this layout has no column for stays in meta
+        meta = dict(meta)
+        for k in extra:
+            meta.setdefault(k, content[k])
+    out.append(json.dumps(meta, ensure_ascii=False) if meta else None)
     return out
 
 
@@ -489,35 +496,60 @@ def export_job(ctx: JobContext) -> dict:
 
 
 def _export_write(ctx: JobContext, qs, dataset: Dataset, fmt: str, tmp: Path):
-    """Write the records to `tmp`; return (count, sha256 of the file)."""
+    """Write the records to `tmp`; return (count, sha256 of the file).
+
+    One streamed query of the four exported columns (a server-side cursor on PostgreSQL; no model
+    objects), written in blocks of 5000: JSONL lines hashed as they are written, Parquet as
+    column arrays (one record batch per block).
+    """
+    from .convert import to_flat_row
+
     n = 0
+    kind = dataset.kind
+    rows = qs.values_list("external_id", "source", "lang", "content").iterator(chunk_size=5000)
+    digest = hashlib.sha256()
     # An export is cheap to redo, so a resumed export starts over; the file appears only when complete.
     if fmt == "jsonl":
-        with tmp.open("w", encoding="utf-8") as fh:
-            for record in qs.iterator(chunk_size=2000):
-                fh.write(json.dumps(record_to_row(record, dataset.kind), ensure_ascii=False) + "\n")
-                n += 1
-                if n % 5000 == 0:
+        dumps = json.dumps
+        with tmp.open("wb") as fh:
+            lines: list[str] = []
+            for ext, source, lang, content in rows:
+                lines.append(dumps(to_flat_row(kind, content, id=ext, source=source, lang=lang), ensure_ascii=False))
+                if len(lines) >= 5000:
+                    data = ("\n".join(lines) + "\n").encode()
+                    digest.update(data)
+                    fh.write(data)
+                    n += len(lines)
+                    lines = []
                     ctx.progress(done=n)
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+            if lines:
+                data = ("\n".join(lines) + "\n").encode()
+                digest.update(data)
+                fh.write(data)
+                n += len(lines)
+        return n, digest
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-        columns = _parquet_columns(dataset.kind)
-        json_columns = ",".join(c for c in columns if c in _PARQUET_JSON)
-        schema = pa.schema([(c, pa.string()) for c in columns], metadata={PARQUET_JSON_COLUMNS_KEY: json_columns})
-        with pq.ParquetWriter(tmp, schema) as writer:
-            rows: list[dict] = []
-            for record in qs.iterator(chunk_size=2000):
-                rows.append(_parquet_row(record, dataset.kind))
-                n += 1
-                if len(rows) >= 5000:
-                    writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-                    rows = []
-                    ctx.progress(done=n)
-            if rows:
-                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-    digest = hashlib.sha256()
+    columns = _parquet_columns(kind)
+    json_columns = ",".join(c for c in columns if c in _PARQUET_JSON)
+    schema = pa.schema([(c, pa.string()) for c in columns], metadata={PARQUET_JSON_COLUMNS_KEY: json_columns})
+
+    def batch(block: list[list]) -> pa.RecordBatch:
+        return pa.RecordBatch.from_arrays([pa.array(col, type=pa.string()) for col in zip(*block)], schema=schema)
+
+    with pq.ParquetWriter(tmp, schema) as writer:
+        block: list[list] = []
+        for ext, source, lang, content in rows:
+            block.append(_parquet_values(kind, ext, source, lang, content))
+            if len(block) >= 5000:
+                writer.write_batch(batch(block))
+                n += len(block)
+                block = []
+                ctx.progress(done=n)
+        if block:
+            writer.write_batch(batch(block))
+            n += len(block)
     with tmp.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)

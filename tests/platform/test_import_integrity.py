@@ -149,9 +149,9 @@ def _fail_on_batch(monkeypatch, n: int):
     real = services.records_insert
     calls = {"n": 0}
 
-    def flaky(*, dataset, rows):
+    def flaky(*, dataset, rows, **kw):
         calls["n"] += 1
-        inserted = real(dataset=dataset, rows=rows)
+        inserted = real(dataset=dataset, rows=rows, **kw)
         if calls["n"] == n:
             with connection.cursor() as cur:
                 cur.execute("INSERT INTO medstudio_no_such_table VALUES (1)")
@@ -195,8 +195,8 @@ def test_a_cancel_mid_import_rolls_back_too(tmp_path, settings, monkeypatch):
     settings.IMPORT_BATCH_SIZE = 5
     real = services.records_insert
 
-    def cancel_after_first(*, dataset, rows):
-        n = real(dataset=dataset, rows=rows)
+    def cancel_after_first(*, dataset, rows, **kw):
+        n = real(dataset=dataset, rows=rows, **kw)
         Job.objects.filter(kind="datasets.import").update(cancel_requested=True)
         return n
 
@@ -212,11 +212,11 @@ def test_any_other_error_mid_import_rolls_back(tmp_path, settings, monkeypatch):
     real = services.records_insert
     calls = {"n": 0}
 
-    def boom(*, dataset, rows):
+    def boom(*, dataset, rows, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("disk on fire")
-        return real(dataset=dataset, rows=rows)
+        return real(dataset=dataset, rows=rows, **kw)
 
     monkeypatch.setattr(services, "records_insert", boom)
     p = _write(tmp_path, "d.jsonl", [{"id": str(i), "text": f"doc {i}"} for i in range(12)])
