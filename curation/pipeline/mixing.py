@@ -15,7 +15,8 @@ The two marginals (category and language) leave freedom inside the category x la
 papers' two ratios); `strategy="min_epochs"` instead picks the table that minimises the largest
 repetition factor of any cell (a small linear programme), which matters when, e.g., Chinese
 medical text is scarce but Chinese general text is plentiful. "independent" falls back to
-"min_epochs" when a cell it needs is empty.
+"min_epochs" when a cell it needs is empty. A target language no source has is dropped with a
+warning and the remaining language weights renormalised (docs/METHODS.md 1.6).
 """
 from __future__ import annotations
 
@@ -73,11 +74,16 @@ class CellPlan:
 
 @dataclass
 class MixPlan:
+    """`targets` are the ratios the plan meets: the requested ones, less any language no source has
+    (its share renormalised away over the others; `missing` says which and what it would have been)."""
+
     budget: int
     targets: MixTargets
     strategy: str
     cells: list[CellPlan]
     notes: list[str] = field(default_factory=list)
+    requested: MixTargets | None = None
+    missing: list[dict[str, Any]] = field(default_factory=list)
 
     def source_epochs(self) -> dict[str, float]:
         """Repetition factor per source over all its languages (what a curator sees first)."""
@@ -93,9 +99,11 @@ class MixPlan:
             "budget": self.budget,
             "strategy": self.strategy,
             "targets": asdict(self.targets),
+            "requested_targets": asdict(self.requested or self.targets),
             "cells": [dict(asdict(c), epochs=c.epochs) for c in self.cells],
             "source_epochs": self.source_epochs(),
             "notes": list(self.notes),
+            "missing": [dict(m) for m in self.missing],
         }
 
 
@@ -121,14 +129,30 @@ def plan_mixture(
 
     Inside one (category, language) cell, sources are drawn in proportion to what they hold, so
     they all repeat equally often. Tokens in languages or categories without a target are not drawn
-    (a note says so). `max_epochs` rejects plans that would repeat any cell more often than that.
+    (a note says so). A target language that no source has (no English in a Chinese corpus under
+    the default zh:en = 1:9) is not an error: it is reported in `plan.missing` ("0 of N tokens
+    planned") and the other languages' weights are renormalised to fill the budget (zh:en = 1:9
+    without English -> zh = 100%). Only when no target language is available at all does planning
+    fail. `max_epochs` rejects plans that would repeat any cell more often than that.
     """
     if budget <= 0:
         raise MixingError("the token budget must be positive")
     if strategy not in {"independent", "min_epochs"}:
         raise MixingError(f"unknown strategy {strategy!r} (independent | min_epochs)")
+    requested = targets
     cat_share, lang_share = targets.shares()
     notes: list[str] = []
+    missing: list[dict[str, Any]] = []
+    have = {lang for s in sources if s.category in cat_share for lang, n in s.tokens_by_lang.items() if n > 0}
+    absent = [lang for lang in lang_share if lang not in have]
+    if absent and len(absent) == len(lang_share):
+        raise MixingError("no source has tokens in any target language (" + ", ".join(repr(x) for x in absent) + ")")
+    if absent and len(absent) < len(lang_share):
+        for lang in absent:
+            missing.append({"lang": lang, "share": lang_share[lang], "tokens": round(budget * lang_share[lang])})
+        targets = MixTargets(categories=dict(targets.categories),
+                             langs={k: v for k, v in targets.langs.items() if k not in absent})
+        cat_share, lang_share = targets.shares()
 
     avail: dict[tuple[str, str], int] = {}
     for s in sources:
@@ -170,7 +194,8 @@ def plan_mixture(
                 continue
             share = n / avail[key]
             cells.append(CellPlan(source=s.name, category=s.category, lang=lang, available=int(n), planned=table[key] * share))
-    plan = MixPlan(budget=int(budget), targets=targets, strategy=used, cells=cells, notes=notes)
+    plan = MixPlan(budget=int(budget), targets=targets, strategy=used, cells=cells, notes=notes, requested=requested,
+                   missing=missing)
     if max_epochs is not None:
         worst = max((c.epochs for c in cells), default=0.0)
         if worst > max_epochs:

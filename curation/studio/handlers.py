@@ -201,6 +201,26 @@ def export_selection_job(ctx: JobContext) -> dict:
     return {"export_id": export.pk, "n_written": written, "skipped": skipped, "path": str(folder)}
 
 
+def _freeze_dataset_sources(ctx: JobContext, mix: Mixture) -> Mixture:
+    """Each dataset source becomes a selection first (a resumed job finds those already frozen)."""
+    from .selectors import dataset_source
+    from .services import StudioError, dataset_source_freeze
+
+    for i, src in enumerate(list(mix.sources)):
+        if src.get("selection") or not src.get("dataset"):
+            continue
+        ds, version = dataset_source(src)
+        name = f"{mix.name} · {ds.name}" + (f" · {version}" if version else "")
+        try:
+            sel = dataset_source_freeze(user=ctx.job.created_by, dataset=ds, version=version, name=name)
+        except StudioError as exc:
+            raise ValueError(str(exc)) from exc
+        mix = handoffs.mixture_source_frozen(mixture=mix, position=i, selection=sel, actor=ctx.job.created_by)
+        ctx.log(f"Froze dataset {ds.name}{' with ' + str(version) if version else ' (whole)'} into selection #{sel.pk} "
+                f"({sel.n_records} records, {sel.n_tokens} tokens).")
+    return mix
+
+
 @job_handler("studio.build_mixture", queue="cpu", description="Draw a CPT mixture from its selections and write shards.")
 def build_mixture_job(ctx: JobContext) -> dict:
     from curation.pipeline.mixing import MixingError, RecordRef, interleave, plan_mixture, realize, shard
@@ -213,6 +233,7 @@ def build_mixture_job(ctx: JobContext) -> dict:
     if mix is None:
         raise JobFailed("The mixture was deleted.")
     try:
+        mix = _freeze_dataset_sources(ctx, mix)
         targets = mix_targets(mix.targets)
         plan = plan_mixture(mix_sources(mix.sources), targets, budget=mix.budget_tokens, strategy=mix.strategy)
         refs: dict[str, list[RecordRef]] = {}
@@ -246,7 +267,7 @@ def build_mixture_job(ctx: JobContext) -> dict:
         files.append(name)
         done += len(part)
         ctx.progress(done=done)
-    achieved = realised.achieved(targets)
+    achieved = realised.achieved(plan.targets)  # the ratios the plan meets (a missing language renormalised away)
     achieved["total_tokens"] = realised.total
     achieved["tokens_by_cell"] = realised.tokens_by_cell
     achieved["n_draws"] = len(draws)

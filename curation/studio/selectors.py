@@ -21,7 +21,7 @@ from django.db.models.functions import Floor, Substr
 from django.db.models.lookups import Exact
 
 from medstudio.handoffs.models import Score
-from medstudio.datasets.models import Dataset
+from medstudio.datasets.models import Dataset, Record
 
 from .models import MatrixSlot, ScoreMatrix
 from medstudio.handoffs.models import Mixture, Recipe, RecipeVersion, Selection, SelectionRecord
@@ -473,25 +473,88 @@ def mix_targets(data: dict[str, Any]):
     return MixTargets(categories=cats, langs=langs)
 
 
+def source_name(src: dict[str, Any]) -> str:
+    """A mixture source's name in a plan: the selection id, or "d<dataset>" / "d<dataset>r<recipe version>"."""
+    if src.get("selection"):
+        return str(int(src["selection"]))
+    return f"d{int(src['dataset'])}" + (f"r{int(src['recipe_version'])}" if src.get("recipe_version") else "")
+
+
+def dataset_source(src: dict[str, Any]) -> tuple[Dataset, RecipeVersion | None]:
+    """The dataset (and recipe version, if any) a dataset source names; ValueError when they do not fit."""
+    try:
+        ds = Dataset.objects.get(pk=int(src["dataset"]))
+    except (KeyError, TypeError, ValueError, Dataset.DoesNotExist):
+        raise ValueError(f"unknown dataset {src.get('dataset')!r}") from None
+    version = None
+    if src.get("recipe_version"):
+        try:
+            version = RecipeVersion.objects.select_related("recipe").get(pk=int(src["recipe_version"]))
+        except (TypeError, ValueError, RecipeVersion.DoesNotExist):
+            raise ValueError(f"unknown recipe version {src.get('recipe_version')!r}") from None
+        if not version.datasets.filter(pk=ds.pk).exists():
+            raise ValueError(f"recipe {version} was not made for dataset {ds.name}; save it for that dataset in the studio first")
+    return ds, version
+
+
+def dataset_source_tokens(ds: Dataset, version: RecipeVersion | None) -> dict[str, int]:
+    """Tokens per language a dataset source would freeze: all its records, or what the recipe keeps
+    (read from the score matrix, which the caller has brought up to date)."""
+    if version is None:
+        rows = Record.objects.filter(dataset=ds).values("lang").annotate(t=Sum("n_tokens")).order_by()
+    else:
+        scope = scope_load([ds.pk])
+        q = kept_q(scope, version_spec(version), only=[ds.pk])
+        rows = ScoreMatrix.objects.filter(dataset_id=ds.pk).filter(q).values("lang").annotate(t=Sum("n_tokens")).order_by()
+    return {r["lang"]: int(r["t"] or 0) for r in rows}
+
+
 def mix_sources(sources: list[dict[str, Any]]):
-    """MixSources from [{'selection': id, 'category': tag}], with token totals per language from the frozen stats."""
+    """MixSources from [{'selection': id, 'category': tag}] (token totals per language from the frozen
+    stats) or [{'dataset': id, 'recipe_version': id | None, 'category': tag}] (counted as they would freeze)."""
     from curation.pipeline.mixing import MixSource
 
     if not sources:
-        raise ValueError("a mixture needs at least one source selection")
+        raise ValueError("a mixture needs at least one source (a selection or a dataset)")
     out = []
     for src in sources:
-        try:
-            sel = Selection.objects.get(pk=int(src["selection"]))
-        except (KeyError, TypeError, ValueError, Selection.DoesNotExist):
-            raise ValueError(f"unknown selection {src.get('selection')!r}") from None
-        if sel.status != Selection.Status.READY:
-            raise ValueError(f"selection {sel} is not ready")
+        if not isinstance(src, dict) or not (src.get("selection") or src.get("dataset")):
+            raise ValueError(f"a source names a selection or a dataset, got {src!r}")
+        if src.get("selection"):
+            try:
+                sel = Selection.objects.get(pk=int(src["selection"]))
+            except (TypeError, ValueError, Selection.DoesNotExist):
+                raise ValueError(f"unknown selection {src.get('selection')!r}") from None
+            if sel.status != Selection.Status.READY:
+                raise ValueError(f"selection {sel} is not ready")
+            label = str(sel)
+            tokens = {lang: int(v["tokens"]) for lang, v in (sel.stats.get("by_lang") or {}).items()}
+        else:
+            ds, version = dataset_source(src)
+            label = f"dataset {ds.name}" + (f" ({version})" if version else "")
+            tokens = dataset_source_tokens(ds, version)
         cat = str(src.get("category") or "").strip()
         if not cat:
-            raise ValueError(f"selection {sel} needs a category tag (medical, general, sft...)")
-        tokens = {lang: int(v["tokens"]) for lang, v in (sel.stats.get("by_lang") or {}).items()}
-        out.append(MixSource(name=str(sel.pk), category=cat, tokens_by_lang=tokens))
+            raise ValueError(f"{label} needs a category tag (medical, general, sft...)")
+        out.append(MixSource(name=source_name(src), category=cat, tokens_by_lang=tokens))
+    return out
+
+
+def source_labels(sources: list[dict[str, Any]]) -> dict[str, str]:
+    """Plan source name -> what a curator calls it (selection name, or dataset name and recipe)."""
+    sel_ids = [int(s["selection"]) for s in sources if s.get("selection")]
+    ds_ids = [int(s["dataset"]) for s in sources if s.get("dataset")]
+    sels = dict(Selection.objects.filter(pk__in=sel_ids).values_list("id", "name"))
+    dss = dict(Dataset.objects.filter(pk__in=ds_ids).values_list("id", "name"))
+    versions = {v.pk: str(v) for v in RecipeVersion.objects.select_related("recipe").filter(
+        pk__in=[int(s["recipe_version"]) for s in sources if s.get("recipe_version")])}
+    out = {}
+    for s in sources:
+        if s.get("selection"):
+            out[source_name(s)] = sels.get(int(s["selection"]), f"#{s['selection']}")
+        else:
+            name = dss.get(int(s["dataset"]), f"dataset #{s['dataset']}")
+            out[source_name(s)] = name + (f" ({versions.get(int(s['recipe_version']), '')})" if s.get("recipe_version") else "")
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, F, Max, Min, Q
 
 from medstudio.handoffs.models import Score, ScorerRun
 from medstudio.audit.services import audit_log
@@ -220,22 +220,70 @@ def selection_export_start(*, user, selection: Selection, fmt: str, enqueue: boo
     return export
 
 
-@transaction.atomic
-def mixture_create(*, user, name: str, stage: str, budget_tokens: int, targets: dict, sources: list[dict],
-                   strategy: str = "independent", seed: str = "medstudio-mix", shard_tokens: int = 50_000_000,
-                   build: bool = True, enqueue: bool = True) -> Mixture:
-    """Plan a CPT mixture over tagged selections (docs/METHODS.md 1.6); optionally start the shard export job."""
+def mixture_sources_prepare(sources: list[dict]) -> None:
+    """Bring the score matrix of every dataset a recipe-based source reads up to date (what it keeps is
+    counted there, as in the studio)."""
+    from .selectors import dataset_source
+
+    for src in sources or []:
+        if isinstance(src, dict) and src.get("dataset") and not src.get("selection") and src.get("recipe_version"):
+            try:
+                ds, _version = dataset_source(src)
+            except ValueError as exc:
+                raise StudioError(str(exc)) from exc
+            matrix_sync(dataset=ds)
+
+
+def mixture_plan(*, sources: list[dict], targets: dict, budget_tokens: int, strategy: str = "independent"):
+    """(MixTargets, MixPlan) for tagged sources, selections or datasets (nothing is frozen or written)."""
     from curation.pipeline.mixing import MixingError, plan_mixture
 
     from .selectors import mix_sources, mix_targets
 
-    if not (name or "").strip():
-        raise StudioError("A mixture needs a name.")
+    mixture_sources_prepare(sources)
     try:
         mt = mix_targets(targets)
-        plan = plan_mixture(mix_sources(sources), mt, budget=int(budget_tokens), strategy=strategy)
+        return mt, plan_mixture(mix_sources(sources), mt, budget=int(budget_tokens), strategy=strategy)
     except (MixingError, ValueError) as exc:
         raise StudioError(str(exc)) from exc
+
+
+def dataset_source_freeze(*, user, dataset: Dataset, version: RecipeVersion | None, name: str) -> Selection:
+    """Freeze a mixture's dataset source into a ready selection: the whole dataset, or what the recipe
+    version keeps of it (the same matrix query and write as applying the recipe), so the mixture's
+    lineage runs selection -> recipe version, scorer runs -> dataset like any other."""
+    from medstudio.handoffs import services as handoffs
+
+    from .selectors import kept_q, scope_load, version_spec
+
+    sel = handoffs.selection_create(user=user, version=version, name=name, datasets=[dataset])
+    try:
+        if version is None:
+            kept = Record.objects.filter(dataset=dataset).annotate(record_id=F("id")).values("record_id")
+            handoffs.selection_freeze(selection=sel, kept=kept, conditions={}, runs=[])
+        else:
+            matrix_sync(dataset=dataset, actor=user)
+            scope = scope_load([dataset.pk])
+            spec = version_spec(version)
+            selection_freeze(selection=sel, spec=spec, runs=scope.runs_for(spec), q=kept_q(scope, spec, only=[dataset.pk]))
+    except Exception:
+        handoffs.selection_update(selection=sel, status=Selection.Status.FAILED)
+        raise
+    sel.refresh_from_db()
+    audit_log(actor=user, action="studio.dataset_source_freeze", target=sel,
+              data={"dataset": dataset.pk, "recipe_version": version.pk if version else None, "n_records": sel.n_records})
+    return sel
+
+
+@transaction.atomic
+def mixture_create(*, user, name: str, stage: str, budget_tokens: int, targets: dict, sources: list[dict],
+                   strategy: str = "independent", seed: str = "medstudio-mix", shard_tokens: int = 50_000_000,
+                   build: bool = True, enqueue: bool = True) -> Mixture:
+    """Plan a CPT mixture over tagged selections or datasets (docs/METHODS.md 1.6); optionally start the
+    shard export job, which first freezes every dataset source into a selection."""
+    if not (name or "").strip():
+        raise StudioError("A mixture needs a name.")
+    mt, plan = mixture_plan(sources=sources, targets=targets, budget_tokens=budget_tokens, strategy=strategy)
     if int(shard_tokens) <= 0:
         raise StudioError("Shard size must be positive.")
     from medstudio.handoffs import services as handoffs

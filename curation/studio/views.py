@@ -7,7 +7,10 @@ from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.contrib.humanize.templatetags.humanize import intcomma
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
 
 from medstudio.accounts.permissions import Role, role_required
 from medstudio.datasets.convert import EXPORT_FORMATS as FORMATS
@@ -103,7 +106,7 @@ def studio(request):
         ids = ids or sorted(version.datasets.values_list("id", flat=True))
     datasets = list(Dataset.objects.filter(pk__in=ids))
     if not datasets:
-        messages.error(request, "Pick at least one dataset.")
+        messages.error(request, _("Pick at least one dataset."))
         return redirect("studio:home")
     sync_jobs = _sync_if_needed(request, datasets)
     scope = selectors.scope_load([d.pk for d in datasets])
@@ -187,7 +190,7 @@ def recipe_detail(request, pk: int):
 def recipe_apply(request, pk: int):
     version = get_object_or_404(RecipeVersion, pk=pk)
     sel = services.selection_apply_start(user=request.user, version=version, name=request.POST.get("name", ""))
-    messages.info(request, f"Applying {version} as selection #{sel.pk}.")
+    messages.info(request, _("Applying %(version)s as selection #%(id)s.") % {"version": version, "id": sel.pk})
     return redirect("studio:selection", pk=sel.pk)
 
 
@@ -229,12 +232,43 @@ def export_file(request, pk: int, name: str):
     return _serve(export.path, export.files, name)
 
 
+# Language names for plan warnings; other codes are shown as they are.
+LANG_NAMES = {"zh": gettext_lazy("Chinese"), "en": gettext_lazy("English")}
+
+
+def plan_warnings(plan: dict) -> list[str]:
+    """What a plan could not have, in words: a target language no source holds (docs/METHODS.md 1.6)."""
+    out = []
+    for m in (plan or {}).get("missing") or []:
+        out.append(gettext("No %(lang)s available: 0 of %(tokens)s tokens planned (target share %(share)s); "
+                           "the other languages' ratios are renormalised.") % {
+            "lang": LANG_NAMES.get(m["lang"], m["lang"]), "tokens": intcomma(m["tokens"]),
+            "share": f"{float(m['share']):.1%}"})
+    return out
+
+
+def _dataset_choices() -> tuple[list, dict[int, list]]:
+    """Datasets a mixture may draw from (helper datasets such as review rounds left out) and the recipe
+    versions made for each, newest first."""
+    datasets = list(Dataset.objects.filter(helper_role="").order_by("name")[:200])
+    versions: dict[int, list] = {d.pk: [] for d in datasets}
+    through = RecipeVersion.datasets.through
+    pairs = through.objects.filter(dataset_id__in=list(versions)).values_list("dataset_id", "recipeversion_id")
+    by_id = RecipeVersion.objects.select_related("recipe").in_bulk({v for _d, v in pairs})
+    for ds_id, v_id in sorted(pairs, key=lambda p: -p[1]):
+        if len(versions[ds_id]) < 20:
+            versions[ds_id].append(by_id[v_id])
+    return datasets, versions
+
+
 @role_required(Role.CURATOR)
 def mixture_new(request):
     from curation.pipeline.mixing import PRESETS
 
     selections = list(Selection.objects.filter(status=Selection.Status.READY).order_by("-id")[:100])
-    stage = request.POST.get("stage") or request.GET.get("stage") or "stable"
+    datasets, versions = _dataset_choices()
+    data = request.POST if request.method == "POST" else request.GET
+    stage = data.get("stage") or "stable"
     preset = PRESETS.get(stage, PRESETS["stable"])
     form = {
         "name": request.POST.get("name", ""), "stage": stage, "budget": request.POST.get("budget", "1000000"),
@@ -242,25 +276,34 @@ def mixture_new(request):
         "categories": request.POST.get("categories") or ",".join(f"{k}={v:g}" for k, v in preset.categories.items()),
         "langs": request.POST.get("langs") or ",".join(f"{k}={v:g}" for k, v in preset.langs.items()),
     }
-    # GET ?cat.<id>=tag pre-tags a selection (the pipeline board's "next step" from a selection).
-    tags = {s.pk: request.POST.get(f"cat.{s.pk}", "") if request.method == "POST" else request.GET.get(f"cat.{s.pk}", "")
-            for s in selections}
-    context = {"selections": selections, "form": form, "tags": tags, "stages": list(PRESETS) + ["custom"]}
+    # GET ?cat.<id>=tag pre-tags a selection (the pipeline board's "next step" from a selection),
+    # ?dcat.<id>=tag a dataset (whole, or through ?drecipe.<id>=<recipe version id>).
+    tags = {x.pk: data.get(f"cat.{x.pk}", "") for x in selections}
+    ds_rows = [{"ds": d, "versions": versions.get(d.pk, []), "tag": data.get(f"dcat.{d.pk}", ""),
+                "recipe": data.get(f"drecipe.{d.pk}", "")} for d in datasets]
+    context = {"selections": selections, "form": form, "tags": tags, "ds_rows": ds_rows, "stages": list(PRESETS) + ["custom"]}
     if request.method == "POST":
         try:
             targets = {"categories": _pairs(form["categories"]), "langs": _pairs(form["langs"])}
             sources = [{"selection": pk, "category": tag.strip()} for pk, tag in tags.items() if tag.strip()]
+            for row in ds_rows:
+                if row["tag"].strip():
+                    rv = row["recipe"].strip()
+                    if rv and not rv.isdigit():
+                        raise ValueError(gettext("Pick a recipe version or the whole dataset for %(name)s.") % {"name": row["ds"].name})
+                    sources.append({"dataset": row["ds"].pk, "recipe_version": int(rv) if rv else None,
+                                    "category": row["tag"].strip()})
             if request.POST.get("action") == "build":
                 mix = services.mixture_create(user=request.user, name=form["name"], stage=stage, budget_tokens=int(form["budget"]),
                                               targets=targets, sources=sources, strategy=form["strategy"],
                                               shard_tokens=int(form["shard_tokens"]))
                 return redirect("studio:mixture", pk=mix.pk)
-            from curation.pipeline.mixing import plan_mixture
-
-            plan = plan_mixture(selectors.mix_sources(sources), selectors.mix_targets(targets), budget=int(form["budget"]),
-                                strategy=form["strategy"])
+            _mt, plan = services.mixture_plan(sources=sources, targets=targets, budget_tokens=int(form["budget"]),
+                                              strategy=form["strategy"])
             context["plan"] = plan.as_dict()
-            names = {str(x.pk): x.name for x in selections}
+            names = selectors.source_labels(sources)
+            context["plan_names"] = names
+            context["plan_warnings"] = plan_warnings(context["plan"])
             context["plan_chart"] = plan_option(context["plan"], names)
         except (ValueError, services.StudioError) as exc:
             context["error"] = str(exc)
@@ -282,9 +325,14 @@ def _pairs(text: str) -> dict[str, float]:
 @role_required(Role.CURATOR)
 def mixture_detail(request, pk: int):
     mix = get_object_or_404(Mixture, pk=pk)
-    sels = {str(s.pk): s for s in Selection.objects.filter(pk__in=[int(x["selection"]) for x in mix.sources])}
-    return render(request, "studio/mixture.html", {"mix": mix, "sels": sels,
-                                                   "plan_chart": plan_option(mix.plan, {k: s.name for k, s in sels.items()})})
+    sources = [x for x in (mix.sources or []) if isinstance(x, dict)]
+    names = selectors.source_labels(sources)
+    dss = {d.pk: d for d in Dataset.objects.filter(pk__in=[int(x["dataset"]) for x in sources if x.get("dataset")])}
+    rows = [{"src": x, "name": names.get(selectors.source_name(x), ""), "dataset": dss.get(int(x["dataset"])) if x.get("dataset") else None}
+            for x in sources]
+    return render(request, "studio/mixture.html", {"mix": mix, "source_rows": rows, "plan_names": names,
+                                                   "plan_warnings": plan_warnings(mix.plan),
+                                                   "plan_chart": plan_option(mix.plan, names)})
 
 
 @role_required(Role.CURATOR)

@@ -154,6 +154,12 @@ def _mixture(pk: int):
     if mix is None:
         return None
     ups = [node_id("selection", i) for i in mix.parts.values_list("selection_id", flat=True)]
+    # dataset sources not frozen yet (the mixture was not drawn): the dataset and recipe version themselves
+    for src in mix.sources or []:
+        if isinstance(src, dict) and src.get("dataset") and not src.get("selection"):
+            ups.append(node_id("dataset", int(src["dataset"])))
+            if src.get("recipe_version"):
+                ups.append(node_id("recipe_version", int(src["recipe_version"])))
     return {"type": "mixture", "name": mix.name, "url": page_url("studio:mixture", mix.pk), "stage": mix.stage,
             "targets": mix.targets}, ups
 

@@ -79,11 +79,15 @@ def recipe_version_save(*, user, name: str, datasets: list, conditions: dict, no
 
 
 @transaction.atomic
-def selection_create(*, user, version: RecipeVersion, name: str = "") -> Selection:
-    """A new selection of `version`, status building (a job freezes its records)."""
-    sel = Selection.objects.create(name=(name or f"{version.recipe.name} v{version.number}")[:200], recipe_version=version,
-                                   conditions=version.conditions, created_by=_user(user))
-    sel.datasets.set(version.datasets.all())
+def selection_create(*, user, version: RecipeVersion | None, name: str = "", datasets: list | None = None) -> Selection:
+    """A new selection of `version` (over its datasets, or only `datasets`), status building (a job or
+    the caller freezes its records). Without a version it stands for whole datasets (a mixture source)."""
+    if version is None and not datasets:
+        raise HandoffError("A selection needs a recipe version or at least one dataset.")
+    default = f"{version.recipe.name} v{version.number}" if version else ", ".join(d.name for d in datasets)
+    sel = Selection.objects.create(name=(name or default)[:200], recipe_version=version,
+                                   conditions=version.conditions if version else {}, created_by=_user(user))
+    sel.datasets.set(datasets if datasets else version.datasets.all())
     return sel
 
 
@@ -137,18 +141,45 @@ def selection_freeze(*, selection: Selection, kept: QuerySet, conditions: dict, 
 @transaction.atomic
 def mixture_create(*, user, name: str, stage: str, budget_tokens: int, targets: dict, sources: list[dict], strategy: str,
                    seed: str, shard_tokens: int, plan: dict) -> Mixture:
-    """Record a planned mixture and its tagged selections (the plan was computed by the studio)."""
+    """Record a planned mixture and its tagged sources (the plan was computed by the studio).
+
+    A source is a frozen selection ({"selection": id, "category": tag}) or a dataset, whole or through
+    a recipe version ({"dataset": id, "recipe_version": id | None, "category": tag}); a dataset source
+    becomes a selection when the mixture is drawn (`mixture_source_frozen`), so the mixture's lineage
+    always ends in frozen record sets."""
     if not (name or "").strip():
         raise HandoffError("A mixture needs a name.")
-    ids = [int(s["selection"]) for s in sources]
-    if len(set(ids)) != len(ids):
-        raise HandoffError("Each selection can be tagged once per mixture.")
+    keys = [("selection", int(s["selection"])) if s.get("selection") else
+            ("dataset", int(s["dataset"]), int(s.get("recipe_version") or 0)) for s in sources]
+    if len(set(keys)) != len(keys):
+        raise HandoffError("Each selection (or dataset with the same recipe) can be tagged once per mixture.")
     mix = Mixture.objects.create(name=name.strip()[:200], stage=stage, budget_tokens=int(budget_tokens), targets=targets,
                                  strategy=strategy, sources=sources, seed=seed, shard_tokens=int(shard_tokens), plan=plan,
                                  created_by=_user(user))
     MixtureSource.objects.bulk_create([MixtureSource(mixture=mix, selection_id=int(s["selection"]), category=str(s["category"])[:64],
-                                                     position=i) for i, s in enumerate(sources)])
-    audit_log(actor=user, action="studio.mixture_create", target=mix, data={"plan": plan})
+                                                     position=i) for i, s in enumerate(sources) if s.get("selection")])
+    audit_log(actor=user, action="studio.mixture_create", target=mix, data={"plan": plan, "sources": sources})
+    return mix
+
+
+@transaction.atomic
+def mixture_source_frozen(*, mixture: Mixture, position: int, selection: Selection, actor=None) -> Mixture:
+    """Dataset source `position` of the mixture was frozen into `selection`: the source now names it
+    (keeping the dataset and recipe version it came from) and the selection joins the mixture's parts."""
+    mix = Mixture.objects.select_for_update().get(pk=mixture.pk)
+    sources = list(mix.sources)
+    src = dict(sources[position])
+    if src.get("selection"):
+        raise HandoffError(f"Source {position} of mixture {mix.pk} is already a selection.")
+    src["selection"] = selection.pk
+    sources[position] = src
+    Mixture.objects.filter(pk=mix.pk).update(sources=sources)
+    MixtureSource.objects.get_or_create(mixture=mix, selection=selection,
+                                        defaults={"category": str(src["category"])[:64], "position": position})
+    audit_log(actor=actor, action="studio.mixture_source_frozen", target=mix,
+              data={"position": position, "dataset": src.get("dataset"), "recipe_version": src.get("recipe_version"),
+                    "selection": selection.pk, "content_hash": selection.content_hash})
+    mix.refresh_from_db()
     return mix
 
 

@@ -158,9 +158,36 @@ def test_missing_category_is_a_clear_error(pools):
         plan_mixture(srcs, STABLE_CPT, budget=100_000)
 
 
+def test_missing_language_is_a_warning_and_the_rest_is_renormalised():
+    # the default zh:en = 1:9 over a corpus with no English: plan Chinese only, and say what is missing
+    srcs = [MixSource("a", "medical", {"zh": 1000}), MixSource("b", "general", {"zh": 1000})]
+    plan = plan_mixture(srcs, STABLE_CPT, budget=1000)
+    assert plan.missing == [{"lang": "en", "share": pytest.approx(0.9), "tokens": 900}]
+    assert not any("en" in n for n in plan.notes)  # a warning of its own, not a note
+    assert plan.targets.langs == {"zh": 1.0} and plan.requested == STABLE_CPT
+    assert sum(c.planned for c in plan.cells) == pytest.approx(1000)
+    by_cat = {c.category: c.planned for c in plan.cells}
+    assert by_cat["medical"] / by_cat["general"] == pytest.approx(19)  # the category ratio still holds
+    d = plan.as_dict()
+    assert d["missing"][0]["lang"] == "en" and d["requested_targets"]["langs"] == {"zh": 1.0, "en": 9.0}
+    # three languages, one missing: the other two keep their ratio to each other
+    three = MixTargets(categories={"medical": 1}, langs={"zh": 2, "en": 6, "fr": 2})
+    plan = plan_mixture([MixSource("a", "medical", {"zh": 5000, "en": 5000})], three, budget=800)
+    planned = {c.lang: c.planned for c in plan.cells}
+    assert planned["en"] / planned["zh"] == pytest.approx(3) and sum(planned.values()) == pytest.approx(800)
+    assert [m["lang"] for m in plan.missing] == ["fr"] and plan.missing[0]["tokens"] == 160
+
+
+def test_no_target_language_at_all_is_a_clear_error():
+    srcs = [MixSource("a", "medical", {"fr": 100}), MixSource("b", "general", {"fr": 100})]
+    with pytest.raises(MixingError, match="'zh'"):
+        plan_mixture(srcs, STABLE_CPT, budget=1000)
+
+
 def test_impossible_language_split_is_a_clear_error():
-    srcs = [MixSource("a", "medical", {"zh": 100}), MixSource("b", "general", {"zh": 100})]
-    with pytest.raises(MixingError, match="'en'"):
+    # English exists, but only in general text, which may be only 5%: 90% English cannot be met
+    srcs = [MixSource("a", "medical", {"zh": 1000}), MixSource("b", "general", {"zh": 100, "en": 1000})]
+    with pytest.raises(MixingError, match="cannot meet both ratios"):
         plan_mixture(srcs, STABLE_CPT, budget=1000)
 
 

@@ -70,6 +70,9 @@ class Command(BaseCommand):
         for cell in mix.plan["cells"]:
             self.stdout.write(f"  selection {cell['source']:>6} {cell['category']:>8} {cell['lang']:>3}: "
                               f"{cell['planned']:>14,.0f} of {cell['available']:>14,} tokens ({cell['epochs']:.2f} epochs)")
+        for m in mix.plan.get("missing") or []:
+            self.stdout.write(f"warning: no {m['lang']} tokens available: 0 of {m['tokens']:,} tokens planned "
+                              f"(target share {m['share']:.1%}; the other languages' ratios are renormalised)")
         for note in mix.plan["notes"]:
             self.stdout.write(f"  note: {note}")
         if opts["plan_only"]:
