@@ -419,3 +419,38 @@ def test_evaluation_mcq(faulty, tmp_path, fault, tiny_llama_path):
     assert run.status == "succeeded", run.error
     pairs = list(EvalItem.objects.filter(run=run).values_list("record_id", "seed"))
     assert len(pairs) == len(set(pairs)) == 2 * n
+
+
+# --------------------------------------------------------------------------- training run
+
+
+@pytest.mark.parametrize("fault", FAULT_KINDS)
+def test_training_run(faulty, tmp_path, fault, tiny_llama_path, settings):
+    """A CPT run of a tiny Llama: the worker is struck while the training process runs (it lives in
+    its own session, so it outlives a killed worker); the next attempt kills what was left, resumes
+    from the last checkpoint and the metrics tail from its committed offset."""
+    from tests.training import toydata
+    from training import services as training
+    from training.models import Checkpoint, RunMetric, TrainingRun
+    from training.pipeline.specs import default_spec
+
+    settings.MEDSTUDIO_TRAINING_DIR = tmp_path / "runs"  # the run's folder is fixed when it is created
+    docs = [{"id": f"d{i}", "text": r["content"]["text"], "title": r["content"]["title"]}
+            for i, r in enumerate(toydata.cpt_docs(4, 80))]
+    ds = _import_rows(tmp_path, "faulty-train", "document", docs)
+    base = training.model_ref_create(actor=None, name="tiny-llama", path=tiny_llama_path)
+    spec = default_spec("cpt-stable", base.path, max_steps=6, save_steps=2, learning_rate=1e-3, max_length=64,
+                        per_device_batch_size=2, global_batch_size=2, logging_steps=1, save_total_limit=2)
+    with transaction.atomic():
+        run = training.training_run_start(actor=None, spec=spec, base_model=base, data_ref={"type": "dataset", "id": ds.pk})
+    # call 1 stores the exported data and the cursor; 2 is the first metrics batch or heartbeat after it
+    job = _strike_and_recover(faulty, run.job_id, 2, fault)
+    run = TrainingRun.objects.get(pk=run.pk)
+    assert run.status == "succeeded", run.error
+    assert run.step == 6 and job.result["step"] == 6
+    steps = list(RunMetric.objects.filter(run=run, name="loss").order_by("step").values_list("step", flat=True))
+    assert steps == sorted(set(steps)) and steps[-1] == 6
+    assert Checkpoint.objects.filter(run=run, is_final=True).count() == 1
+    from training.pipeline import launcher
+
+    assert not launcher.kill_stale(Path(run.run_dir))  # no training process of either attempt still runs
