@@ -5,8 +5,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
-ENV_NAME = RegexValidator(r"^[A-Z_][A-Z0-9_]*$", "An environment variable name: capitals, digits and _.")
+ENV_NAME = RegexValidator(r"^[A-Z_][A-Z0-9_]*$", _("An environment variable name: capitals, digits and _."))
 
 
 def validate_endpoint(value: str) -> None:
@@ -14,11 +15,11 @@ def validate_endpoint(value: str) -> None:
     # exactly how in-cluster inference servers are usually named.
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError("An http(s) URL with a host, e.g. http://gpu1:8000/v1.")
+        raise ValidationError(_("An http(s) URL with a host, e.g. http://gpu1:8000/v1."))
     try:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:
-        raise ValidationError("The port is not a number.") from None
+        raise ValidationError(_("The port is not a number.")) from None
 
 
 class ModelBackend(models.Model):
