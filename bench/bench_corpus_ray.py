@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -45,11 +46,12 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=20000)
     ap.add_argument("--shards", type=int, default=20)
     ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3, help="runs per worker count, interleaved 1,2,1,2,...")
     args = ap.parse_args()
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local only; else a new ray.init() writes ~/.ray/auth_token
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)  # this process's own Ray
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)  # this process's own Ray
     try:
         from curation.pipeline.corpus.ray_job import run
 
@@ -57,17 +59,23 @@ def main() -> None:
             corpus = Path(tmp) / "corpus"
             corpus.mkdir()
             generate(corpus, args.docs, args.shards)
-            rates = {}
-            for workers in (1, 2):
-                spec = {"uri": str(corpus), "out_dir": f"{tmp}/out-{workers}", "mapping": {},
-                        "scorers": {"rules": {}, "pii": {}}, "workers": workers}
-                t0 = time.monotonic()
-                res = run(spec)
-                dt = time.monotonic() - t0
-                docs = sum(r["docs"] for r in res["results"])
-                rates[workers] = docs / dt
-                print(f"workers={workers}: {docs} docs in {dt:.1f} s = {rates[workers]:.0f} docs/s", flush=True)
-            print(f"scaling 2 vs 1 workers: {rates[2] / rates[1]:.2f}x")
+            runs: dict[int, list[float]] = {1: [], 2: []}
+            print(f"uptime: {os.popen('uptime').read().strip()}", flush=True)
+            for rep in range(args.repeats):
+                for workers in (1, 2):
+                    spec = {"uri": str(corpus), "out_dir": f"{tmp}/out-{workers}-{rep}", "mapping": {},
+                            "scorers": {"rules": {}, "pii": {}}, "workers": workers}
+                    t0 = time.monotonic()
+                    res = run(spec)
+                    dt = time.monotonic() - t0
+                    docs = sum(r["docs"] for r in res["results"])
+                    runs[workers].append(docs / dt)
+                    print(f"workers={workers} run {rep + 1}: {docs} docs in {dt:.1f} s = {docs / dt:.0f} docs/s", flush=True)
+            med = {w: statistics.median(v) for w, v in runs.items()}
+            for w in (1, 2):
+                print(f"workers={w}: median {med[w]:.0f} docs/s over {len(runs[w])} runs")
+            print(f"scaling 2 vs 1 workers (medians): {med[2] / med[1]:.2f}x")
+            print(f"uptime: {os.popen('uptime').read().strip()}")
     finally:
         ray.shutdown()
 
