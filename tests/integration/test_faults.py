@@ -454,3 +454,84 @@ def test_training_run(faulty, tmp_path, fault, tiny_llama_path, settings):
     from training.pipeline import launcher
 
     assert not launcher.kill_stale(Path(run.run_dir))  # no training process of either attempt still runs
+
+
+# --------------------------------------------------------------------------- a Redis restart
+
+
+REDIS = ("127.0.0.1", 6379)
+
+
+def _redis_up() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(REDIS, timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _restart_redis() -> None:
+    """Stop the real redis-server (losing every key: `shutdown nosave`) and start it again as CI runs
+    it. Whatever happens in between, Redis is running again when this returns or raises."""
+    import subprocess
+
+    cli = ["redis-cli", "-h", REDIS[0], "-p", str(REDIS[1])]
+    folder = subprocess.run(cli + ["config", "get", "dir"], capture_output=True, text=True).stdout.split()[-1:] or ["/tmp"]
+    try:
+        subprocess.run(cli + ["shutdown", "nosave"], capture_output=True, timeout=30)
+        wait_for(lambda: not _redis_up(), timeout=30)
+    finally:
+        if not _redis_up():
+            subprocess.run(["redis-server", "--daemonize", "yes", "--bind", REDIS[0], "--port", str(REDIS[1]),
+                            "--save", "", "--appendonly", "no", "--dir", folder[0]], check=True, timeout=30)
+        wait_for(_redis_up, timeout=30)
+
+
+@pytest.mark.postgres
+def test_redis_restart_mid_job(faulty, tmp_path, settings):
+    """The broker loses everything mid-job: the running import (its message gone with the rest) still
+    ends succeeded exactly once, the worker reconnects, and an export that was waiting in the lost
+    queue is sent again by recovery (a queued job with no broker message) and runs once."""
+    import redis
+
+    from medstudio.datasets.models import Dataset, Export, Record
+    from medstudio.datasets.services import export_start, import_start
+    from medstudio.jobs.services import RESENT, jobs_recover
+
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.skip("the Redis restart needs the Redis broker (CI's PostgreSQL + Redis pass)")
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    n = 3000
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": f"document {i}"}) + "\n" for i in range(n)))
+    other = _dataset(tmp_path, "waiting-export", 300)
+    with transaction.atomic():
+        running = import_start(user=None, path=path, fmt="jsonl", kind="document", dataset="redis-import")
+    faulty(5)
+    stalled = faulty.dir / f"stalled-{running.pk}"
+    wait_for(stalled.exists, timeout=120)
+    with transaction.atomic():
+        waiting = export_start(user=None, dataset=other, fmt="jsonl")
+    # prefetch 1 + acks_late: the busy worker holds only the import; the export waits in Redis
+    wait_for(lambda: broker.llen(waiting.queue) == 1, timeout=30)
+    _restart_redis()
+    assert broker.llen(waiting.queue) == 0  # its message is gone
+    (faulty.dir / f"release-{running.pk}").write_text("")
+    wait_for(lambda: _job(running.pk).status in ("succeeded", "failed", "cancelled"), timeout=180)
+    job = _job(running.pk)
+    assert job.status == "succeeded", job.error
+    ids = list(Record.objects.filter(dataset__name="redis-import").values_list("external_id", flat=True))
+    assert len(ids) == len(set(ids)) == n == Dataset.objects.get(name="redis-import").n_records
+    assert _job(waiting.pk).status == "queued"
+    settings.JOB_RESEND_SECONDS = 0
+    assert waiting.pk in jobs_recover()
+    wait_for(lambda: _job(waiting.pk).status in ("succeeded", "failed", "cancelled"), timeout=120)
+    export_job = _job(waiting.pk)
+    assert export_job.status == "succeeded", export_job.error
+    assert export_job.logs.filter(message=RESENT).exists()
+    export = Export.objects.get(job=export_job)
+    lines = Path(export.path).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len({json.loads(x)["id"] for x in lines}) == 300 == export.n_records
