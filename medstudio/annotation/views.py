@@ -316,45 +316,30 @@ def question_starters(request):
 
 @role_required(Role.CURATOR)
 def queue_new(request):
-    from django.contrib.auth import get_user_model
+    """Build a labelling queue. GET ?question= pre-selects a question; with HTMX (the dataset or the
+    sampling method changed) the form comes back with only the fitting lists and that method's
+    fields, keeping what was typed. A refusal re-renders the form as typed, saying what to change."""
+    from .forms import QueueForm
 
-    from medstudio.handoffs.models import ScorerRun
-    from medstudio.handoffs.models import Selection
-    from medstudio.datasets.models import Dataset
-
-    error = ""
     if request.method == "POST":
-        p = request.POST
-        try:
-            dataset = Dataset.objects.get(pk=_int(p.get("dataset")))
-            question = Question.objects.get(pk=_int(p.get("question")))
-            run = ScorerRun.objects.get(pk=_int(p.get("suggestion_run"))) if p.get("suggestion_run") else None
-            selection = Selection.objects.get(pk=_int(p.get("selection"))) if p.get("selection") else None
-            assignees = get_user_model().objects.filter(pk__in=[_int(x) for x in p.getlist("assignees")])
-            n = _int(p.get("n"), 0) or None
-            threshold = float(p["threshold"]) if p.get("threshold") else None
-            queue = services.queue_create(
-                user=request.user, name=p.get("name", ""), dataset=dataset, question=question,
-                annotators_per_item=_int(p.get("annotators_per_item"), 2), assignees=assignees,
-                method=p.get("method", "all"), n=n, seed=_int(p.get("seed"), 0), field=p.get("field", ""),
-                threshold=threshold, suggestion_run=run, show_suggestion=p.get("show_suggestion") == "1",
-                consensus_threshold=float(p.get("consensus_threshold") or 2.0), selection=selection)
-        except (Dataset.DoesNotExist, Question.DoesNotExist, ScorerRun.DoesNotExist, Selection.DoesNotExist):
-            error = "Choose a dataset and a question (and a scorer run or selection that exists)."
-        except ValueError as exc:  # AnnotationError and bad numbers
-            error = str(exc)
-        else:
-            messages.success(request, _("Queue %(name)s created with %(n)s items.") % {"name": queue.name, "n": queue.n_items})
-            return redirect("annotation:queue_detail", pk=queue.pk)
-    context = {
-        "datasets": Dataset.objects.all(), "questions": Question.objects.order_by("-id"),
-        "runs": ScorerRun.objects.select_related("dataset")[:200],
-        "selections": Selection.objects.filter(status="ready")[:200],
-        "clinicians": get_user_model().objects.filter(is_active=True, role=Role.CLINICIAN).order_by("username"),
-        "error": error, "post": request.POST, "selected_question": _int(request.GET.get("question"), 0),
-        "methods": services.SAMPLE_METHODS,
-    }
-    return render(request, "annotation/queue_new.html", context)
+        form = QueueForm(request.POST)
+        if form.is_valid():
+            try:
+                queue = services.queue_create(user=request.user, **form.queue_kwargs())
+            except ValueError as exc:  # AnnotationError
+                form.attach_error(str(exc))
+            else:
+                messages.success(request, _("Queue %(name)s created with %(n)s items.") % {"name": queue.name, "n": queue.n_items})
+                return redirect("annotation:queue_detail", pk=queue.pk)
+    else:
+        initial = {k: v for k, v in request.GET.items() if v}
+        if "assignees" in request.GET:
+            initial["assignees"] = request.GET.getlist("assignees")
+        form = QueueForm(initial=initial)
+    context = {"form": form, "questions_exist": Question.objects.exists()}
+    if request.htmx and request.method != "POST":
+        return render(request, "annotation/queue_new.html#queue-form", context)
+    return render(request, "annotation/queue_new.html", context, status=400 if form.errors else 200)
 
 
 @role_required(Role.CURATOR)

@@ -266,7 +266,7 @@ def test_curator_builds_a_queue_through_the_form_from_a_selection(make_dataset, 
     # a bad request re-shows the form with the reason and creates nothing
     r = c.post(reverse("annotation:queue_new"), {"name": "bad", "dataset": ds.pk, "question": q.pk,
                                                  "method": "random", "n": ""})
-    assert r.status_code == 200 and b"number of items" in r.content
+    assert r.status_code == 400 and b"number of items" in r.content
     assert not Queue.objects.filter(name="bad").exists()
     assert c.get(reverse("annotation:queue_detail", args=[queue.pk])).status_code == 200
     assert c.get(reverse("annotation:home")).status_code == 200
