@@ -390,6 +390,15 @@ def review_send(*, user, pref_set: PreferenceSet, n: int | None = None, seed: in
             raise PreferenceError(f"Pair #{p.pk} cannot be reviewed: {exc}") from None
     records_insert(dataset=dataset, rows=rows)
     dataset_refresh_stats(dataset=dataset)
+    # A review round is a helper dataset: listed under the dataset the pairs' prompts came from.
+    from collections import Counter
+
+    from medstudio.datasets.helpers import dataset_mark_helper
+
+    owners = Counter(PreferencePair.objects.filter(pk__in=ids, record__isnull=False).values_list("record__dataset_id", flat=True))
+    owner_id = owners.most_common(1)[0][0] if owners else (
+        BuildRun.objects.filter(pref_set=pref_set, dataset__isnull=False).values_list("dataset_id", flat=True).first())
+    dataset_mark_helper(dataset=dataset, role="preference_review", owner=Dataset.objects.filter(pk=owner_id).first(), actor=user)
     question = ann.question_create(
         user=user, name=f"Preference review: {pref_set.name}", kind="preference",
         instructions="Read both answers. Rate fluency, relevance, completeness and proficiency, then pick the "

@@ -19,8 +19,8 @@ class DatasetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Dataset
         fields = ["id", "name", "kind", "description", "licence", "is_benchmark", "n_records", "n_tokens", "langs",
-                  "created_at"]
-        read_only_fields = ["n_records", "n_tokens", "langs", "created_at"]
+                  "helper_of", "helper_role", "created_at"]
+        read_only_fields = ["n_records", "n_tokens", "langs", "helper_of", "helper_role", "created_at"]
 
 
 class RecordSerializer(serializers.ModelSerializer):
@@ -58,6 +58,17 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Up
     permission_classes = [ReadClinicianWriteCurator]
     lookup_value_regex = r"\d+"
     http_method_names = ["get", "patch", "head", "options"]
+
+    def get_queryset(self):
+        """The list leaves helper datasets out (?helpers=1 includes them, ?helper_of=<id> lists one
+        dataset's); a helper is still found by its id."""
+        qs = super().get_queryset()
+        if self.action != "list":
+            return qs
+        params = self.request.query_params
+        if (owner := params.get("helper_of", "")).isdigit():
+            return qs.filter(helper_of_id=int(owner)).exclude(helper_role="")
+        return qs if params.get("helpers") == "1" else qs.filter(helper_role="")
 
     def perform_update(self, serializer):
         services.dataset_update(actor=self.request.user, dataset=serializer.instance,

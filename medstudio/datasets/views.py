@@ -15,10 +15,24 @@ from .selectors import records_page
 
 @role_required(Role.CLINICIAN)
 def dataset_list(request):
-    datasets = Dataset.objects.all()
+    """Top-level datasets, each with a count of its helper datasets; ?helpers=1 lists the helpers too."""
+    from django.db.models import Count, Q
+
+    from .helpers import role_label
+
+    show_helpers = request.GET.get("helpers") == "1"
+    datasets = Dataset.objects.select_related("helper_of").annotate(
+        n_helpers=Count("helpers", filter=~Q(helpers__helper_role="")))
+    if not show_helpers:
+        datasets = datasets.filter(helper_role="")
     if kind := request.GET.get("kind"):
         datasets = datasets.filter(kind=kind)
-    return render(request, "datasets/list.html", {"datasets": datasets, "kind": kind or ""})
+    datasets = list(datasets)
+    for d in datasets:
+        d.helper_label = role_label(d.helper_role) if d.helper_role else ""
+    n_hidden = 0 if show_helpers else Dataset.objects.exclude(helper_role="").count()
+    return render(request, "datasets/list.html", {"datasets": datasets, "kind": kind or "", "show_helpers": show_helpers,
+                                                  "n_hidden": n_hidden})
 
 
 @role_required(Role.CURATOR)
@@ -53,6 +67,12 @@ def dataset_detail(request, pk: int):
     dataset = get_object_or_404(Dataset, pk=pk)
     from medstudio.jobs.models import Job
 
+    from .helpers import helpers_of, role_label
+
+    helpers = list(helpers_of(dataset))  # review rounds, clinician checks... made about this dataset
+    for h in helpers:
+        h.helper_label = role_label(h.helper_role)
+
     context = {"dataset": dataset, "export_form": ExportForm(), "exports": dataset.exports.all()[:10]}
     if request.user.has_role(Role.CURATOR):
         from medstudio.handoffs.scorers import scorers
@@ -64,6 +84,7 @@ def dataset_detail(request, pk: int):
             context["scorer_form"] = ScorerRunForm(dataset=dataset)
         context["runs"] = dataset.scorer_runs.all()[:20]
         context["jobs"] = Job.objects.filter(params__dataset_id=dataset.pk)[:10]
+    context.update(helpers=helpers, helper_label=role_label(dataset.helper_role) if dataset.helper_role else "")
     return render(request, "datasets/detail.html", context)
 
 

@@ -41,6 +41,8 @@ def test_send_sample_to_clinicians_and_agreement(judged_run, client_for, django_
     review = ClinicianReview.objects.get(run=judged_run)
     assert review.n_items == 6 and review.queue.annotators_per_item == 2
     assert review.queue.question.kind == "rating"
+    # the clinician check is a helper dataset, listed under the benchmark the run evaluated
+    assert review.dataset.helper_role == "judge_review" and review.dataset.helper_of_id == judged_run.dataset_id
     rec = review.dataset.records.order_by("id").first()
     assert rec.content["turns"][-1]["role"] == "assistant" and "回复" in rec.content["turns"][-1]["content"]
     assert rec.external_id.startswith("evalitem-")

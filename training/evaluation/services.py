@@ -309,6 +309,10 @@ def clinician_review_send(*, user, run: EvalRun, n: int = 30, seed: int = 0, ann
             raise EvalConfigError(f"reply #{it.pk} cannot be reviewed: {exc}") from None
     records_insert(dataset=dataset, rows=rows)
     dataset_refresh_stats(dataset=dataset)
+    # A clinician check is a helper dataset, listed under the benchmark the run evaluated.
+    from medstudio.datasets.helpers import dataset_mark_helper
+
+    dataset_mark_helper(dataset=dataset, role="judge_review", owner=run.dataset, actor=user)
     question = ann.question_create(user=user, name=f"Judge check: eval #{run.pk}", kind="rating",
                                    schema={"scale": [1, 5], "aspects": list(ev_aspects()), "aspects_required": True},
                                    instructions=JUDGE_REVIEW_INSTRUCTIONS)
