@@ -81,3 +81,22 @@ def test_review_round_dataset_is_a_helper_of_the_prompts_dataset(make_dataset, c
                       chosen="好", rejected="差")
     ds2 = Dataset.objects.get(pk=services.review_send(user=curator, pref_set=s2, seed=1).dataset_id)
     assert ds2.helper_role == "preference_review" and ds2.helper_of_id is None
+
+
+def test_backfill_marks_review_rounds_made_before_the_helper_link(make_dataset, curator):
+    import importlib
+
+    from django.apps import apps
+
+    from preferences import services
+    from preferences.models import PreferencePair as PP
+
+    src = make_dataset("old-prompts", "qa", [{"id": "q1", "question": "头痛怎么办？", "answer": "休息。", "lang": "zh"}])
+    s = services.preference_set_create(user=curator, name="old-rev")
+    PP.objects.create(pref_set=s, origin="subjective", item_key=0, record=src.records.first(),
+                      prompt_turns=[{"role": "user", "content": "头痛怎么办？"}], chosen="好", rejected="差")
+    review = services.review_send(user=curator, pref_set=s, seed=1)
+    Dataset.objects.filter(pk=review.dataset_id).update(helper_role="", helper_of=None)  # as before the migration
+    importlib.import_module("preferences.migrations.0003_review_datasets_are_helpers").forwards(apps, None)
+    ds = Dataset.objects.get(pk=review.dataset_id)
+    assert ds.helper_role == "preference_review" and ds.helper_of_id == src.pk
