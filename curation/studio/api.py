@@ -75,7 +75,8 @@ class MixtureRequestSerializer(serializers.Serializer):
     stage = serializers.CharField(required=False, default="custom")
     budget_tokens = serializers.IntegerField()
     targets = serializers.JSONField(required=False)
-    sources = serializers.JSONField(help_text="[{selection, category}]")
+    sources = serializers.JSONField(help_text="[{selection, category}] or [{dataset, recipe_version (optional), category}]; "
+                                              "a dataset source is frozen into a selection when the mixture is drawn")
     strategy = serializers.CharField(required=False, default="independent")
     shard_tokens = serializers.IntegerField(required=False)
     build = serializers.BooleanField(required=False, default=True)
@@ -220,12 +221,13 @@ def selection_exports(request, pk: int):
 @api_view(["GET", "POST"])
 @permission_classes([IsCurator])
 def mixtures(request):
-    """POST {name, stage, budget_tokens, targets, sources: [{selection, category}], strategy?, shard_tokens?, build?}."""
+    """POST {name, stage, budget_tokens, targets, sources: [{selection, category} | {dataset, recipe_version?, category}],
+    strategy?, shard_tokens?, build?}."""
     if request.method == "GET":
         return Response(MixtureSerializer(selectors.mixtures_list()[:100], many=True).data)
     d = _valid(MixtureRequestSerializer, request)
     if not isinstance(d["sources"], list) or not all(isinstance(x, dict) for x in d["sources"]):
-        return Response({"sources": "a list of {selection, category}"}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"sources": "a list of {selection, category} or {dataset, recipe_version, category}"}, status=status.HTTP_400_BAD_REQUEST)
     if not isinstance(d.get("targets") or {}, dict):
         return Response({"targets": "an object"}, status=status.HTTP_400_BAD_REQUEST)
     try:

@@ -90,3 +90,18 @@ def test_bad_dataset_sources_are_clear_errors_and_create_nothing(zh_only, client
     assert 'value="zh-stable"' in page.content.decode()  # what was typed stays
     assert not Mixture.objects.exists() and not Selection.objects.exists()
     assert client_for("clinician").get("/studio/mixtures/new/").status_code in (302, 403)
+
+
+def test_api_plans_a_mixture_from_a_whole_dataset(zh_only, client_for):
+    qa, gen, rv = zh_only
+    c = client_for("curator")
+    body = {"name": "api-mix", "budget_tokens": 10000, "build": False,
+            "targets": {"categories": {"general": 1}, "langs": {"zh": 1, "en": 9}},
+            "sources": [{"dataset": gen.pk, "category": "general"}]}
+    r = c.post("/studio/api/mixtures/", body, content_type="application/json")
+    assert r.status_code == 201, r.content
+    mix = Mixture.objects.get(name="api-mix")
+    assert mix.plan["missing"][0]["lang"] == "en" and mix.sources[0]["dataset"] == gen.pk and not mix.parts.exists()
+    bad = c.post("/studio/api/mixtures/", {**body, "name": "api-bad", "sources": [{"dataset": 999999, "category": "general"}]},
+                 content_type="application/json")
+    assert bad.status_code == 400 and "unknown dataset" in bad.json()["detail"]
