@@ -5,6 +5,17 @@
   "use strict";
   var script = document.currentScript;
   var libUrl = script && script.dataset.echarts;
+  // UI words in the page's language, from the script tag (templates/base.html translates them).
+  var words = {
+    smoothing: (script && script.dataset.wordSmoothing) || "Smoothing",
+    logScale: (script && script.dataset.wordLogScale) || "Log scale",
+    unavailable: (script && script.dataset.wordUnavailable) || "Charts are unavailable"
+  };
+  function escapeHtml(text) {
+    return String(text).replace(/[&<>"']/g, function (c) {
+      return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
+    });
+  }
   var loading = null;
   // What a reader set on a chart (smoothing, log scale, zoom), kept by chart label so a polling
   // page that re-renders its charts every few seconds does not undo it.
@@ -43,9 +54,9 @@
       var bar = document.createElement("div");
       bar.className = "chart-tools";
       bar.innerHTML =
-        '<label>Smoothing <input type="range" min="0" max="0.99" step="0.01" value="0" ' +
+        '<label>' + escapeHtml(words.smoothing) + ' <input type="range" min="0" max="0.99" step="0.01" value="0" ' +
         'data-role="smooth"> <output>0.00</output></label> ' +
-        '<label><input type="checkbox" data-role="log"> Log scale</label>';
+        '<label><input type="checkbox" data-role="log"> ' + escapeHtml(words.logScale) + '</label>';
       el.parentNode.insertBefore(bar, el);
       var slider = bar.querySelector('[data-role="smooth"]');
       var out = bar.querySelector("output");
@@ -117,7 +128,7 @@
         el._resize.observe(el);
       }
     }).catch(function (err) {
-      el.textContent = "Charts are unavailable (" + err.message + "): run `make setup`.";
+      el.textContent = words.unavailable + " (" + err.message + "): run `make setup`.";
       el.classList.add("chart-missing");
     });
   }

@@ -4,17 +4,18 @@ from __future__ import annotations
 from collections import defaultdict
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext_noop
 
 from training.models import Checkpoint, ModelRef, RunMetric, TrainingRun
 
-# Which metrics go on which chart of the live view.
+# Which metrics go on which chart of the live view (titles are catalogue msgids; the view translates them).
 CHARTS = (
-    ("Loss", ("loss", "eval_loss")),
-    ("Learning rate", ("learning_rate",)),
-    ("Grad norm", ("grad_norm",)),
-    ("Tokens / s", ("tokens_per_second",)),
-    ("DPO rewards", ("rewards_chosen", "rewards_rejected", "rewards_margins")),
-    ("DPO accuracy", ("rewards_accuracy",)),
+    (gettext_noop("Loss"), ("loss", "eval_loss")),
+    (gettext_noop("Learning rate"), ("learning_rate",)),
+    (gettext_noop("Grad norm"), ("grad_norm",)),
+    (gettext_noop("Tokens / s"), ("tokens_per_second",)),
+    (gettext_noop("DPO rewards"), ("rewards_chosen", "rewards_rejected", "rewards_margins")),
+    (gettext_noop("DPO accuracy"), ("rewards_accuracy",)),
 )
 
 

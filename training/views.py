@@ -105,7 +105,8 @@ def run_detail(request, pk: int):
     for title, names in selectors.CHARTS:
         option = curve_options(title, names, series, others)
         if option is not None:
-            charts.append({"title": title, "option": option})
+            option["title"]["text"] = _(title)
+            charts.append({"title": _(title), "option": option})
     final = run.checkpoints.filter(is_final=True).select_related("model_ref").first()
     context = {
         "data_node": _data_node(run), "shares": _shares(run.data_ref or {}),
@@ -127,7 +128,7 @@ def run_detail(request, pk: int):
 def run_cancel(request, pk: int):
     run = get_object_or_404(TrainingRun, pk=pk)
     services.training_run_cancel(actor=request.user, run=run)
-    messages.info(request, f"Cancel requested for run {run.pk}.")
+    messages.info(request, _("Cancel requested for run %(id)s.") % {"id": run.pk})
     return redirect("training:run_detail", pk=run.pk)
 
 
@@ -148,7 +149,7 @@ def model_register(request):
             for key, msg in exc.errors.items():
                 form.add_error(key if key in form.fields else None, msg)
         else:
-            messages.success(request, f"Model {ref.name} registered.")
+            messages.success(request, _("Model %(name)s registered.") % {"name": ref.name})
             return redirect("training:model_detail", pk=ref.pk)
     return render(request, "training/models.html", {"models": selectors.models_list()[:300], "form": form}, status=400)
 
