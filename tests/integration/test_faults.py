@@ -535,3 +535,58 @@ def test_redis_restart_mid_job(faulty, tmp_path, settings):
     export = Export.objects.get(job=export_job)
     lines = Path(export.path).read_text(encoding="utf-8").splitlines()
     assert len(lines) == len({json.loads(x)["id"] for x in lines}) == 300 == export.n_records
+
+
+# --------------------------------------------------------------------------- model scorers
+
+
+def _labelled_documents(n: int) -> list[dict]:
+    """Medical answers (Huatuo) and general Wikipedia text, with their domain and a rating each."""
+    med = [{"id": f"m{r['id']}", "text": r["answer"], "domain": "medical", "rating": 4}
+           for r in _shared_rows("huatuo26m_test_qa.jsonl", n)]
+    gen = [{"id": f"g{i}", "text": r["text"], "domain": "general", "rating": 1}
+           for i, r in enumerate(_shared_rows("general_zh.jsonl", n))]
+    return med + gen
+
+
+def _model_scorer_case(scorer: str, tmp_path, settings, tiny_llama_path):
+    """(dataset, params, n, stall_at) for one model scorer; batch sizes: deita 32, confilter 16, raters 512."""
+    if scorer in ("domain", "datarater"):
+        from curation.modelscorers import services as modelscorers
+
+        settings.MEDSTUDIO_MODEL_DIR = tmp_path / "models"
+        labelled = _import_rows(tmp_path, f"{scorer}-labelled", "document", _labelled_documents(40))
+        field = "domain" if scorer == "domain" else "rating"
+        with transaction.atomic():
+            model = modelscorers.trained_model_create(user=None, kind=scorer, encoder="hashed", enqueue=False,
+                                                      source={"dataset_id": labelled.pk, "fields": [field]})
+        job_execute(job_id=model.job_id)
+        model.refresh_from_db()
+        assert model.status == "ready", model.error
+        return _dataset(tmp_path, f"faulty-{scorer}", 600), {"model_version": model.version}, 600, 3
+    if scorer == "deita":
+        rows = [{"id": f"q{r['id']}", "question": r["question"][:60], "answer": r["answer"][:60]}
+                for r in _shared_rows("huatuo26m_test_qa.jsonl", 70)]
+        params = {"complexity_model": tiny_llama_path, "quality_model": tiny_llama_path, "backend": "transformers",
+                  "max_length": 128}
+        return _import_rows(tmp_path, "faulty-deita", "qa", rows), params, 70, 3
+    dialogues = [r for r in _shared_rows("cmtmedqa_multiturn.jsonl", 400)
+                 if sum(t["role"] == "assistant" for t in r["turns"]) >= 2][:40]
+    assert len(dialogues) == 40
+    params = {"model": tiny_llama_path, "backend": "transformers", "max_length": 128}
+    return _import_rows(tmp_path, "faulty-confilter", "dialogue", dialogues), params, 40, 3
+
+
+@pytest.mark.parametrize("fault", FAULT_KINDS)
+@pytest.mark.parametrize("scorer", ["domain", "datarater", "deita", "confilter"])
+def test_model_scorer(faulty, tmp_path, settings, tiny_llama_path, scorer, fault):
+    from curation.scoring import scorer_run_start
+    from medstudio.handoffs.models import Score
+
+    ds, params, n, stall_at = _model_scorer_case(scorer, tmp_path, settings, tiny_llama_path)
+    with transaction.atomic():
+        run = scorer_run_start(user=None, dataset=ds, scorer=scorer, params=params)
+    _strike_and_recover(faulty, run.job_id, stall_at, fault)  # call 1 sets the total, 2.. one per batch
+    _scored_once(run, n)
+    # no record failed on the model either (ConFilter leaves turns past max_length unscored, not failed)
+    assert not Score.objects.filter(run=run, reason__startswith="error").exists()
