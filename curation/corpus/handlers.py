@@ -16,6 +16,7 @@ from . import ray_cluster
 from .models import CorpusRun
 
 POLL_SECONDS = 1.0
+SUBMIT_WAIT_SECONDS = 30.0
 EVENT = "MEDSTUDIO-EVENT "
 
 
@@ -42,9 +43,19 @@ def _follow_ray_job(ctx: JobContext, *, module: str, spec: Callable[[], dict], s
             sub_id = None
     if not sub_id:
         entry = f"{ray_cluster.entrypoint_python(embedded)} -m {module} {encode_spec(spec())}"
-        sub_id = client.submit_job(entrypoint=entry, runtime_env=ray_cluster.runtime_env(embedded),
-                                   submission_id=f"{submission_id}-{ctx.job.attempts}-{int(time.time())}",
-                                   metadata=metadata)
+        sub_id = None
+        deadline = time.monotonic() + SUBMIT_WAIT_SECONDS
+        while sub_id is None:
+            try:
+                sub_id = client.submit_job(entrypoint=entry, runtime_env=ray_cluster.runtime_env(embedded),
+                                           submission_id=f"{submission_id}-{ctx.job.attempts}-{int(time.time())}",
+                                           metadata=metadata)
+            except RuntimeError as exc:
+                # A head that just started answers before its job agent is up: wait for it a while.
+                if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                ctx.progress()  # heartbeat; a cancel stops the wait
+                time.sleep(2)
         ctx.log(f"Submitted Ray job {sub_id} to {address}{' (local Ray)' if embedded else ''}: {describe}.")
     seen, status = 0, None
     try:
@@ -70,9 +81,19 @@ def _follow_ray_job(ctx: JobContext, *, module: str, spec: Callable[[], dict], s
     return sub_id
 
 
-def _spec(run: CorpusRun, only: list[str]) -> dict:
+def _spec(ctx: JobContext, run: CorpusRun, only: list[str]) -> dict:
+    from .services import runtime_scorers
+
     c = run.corpus
-    return {"uri": c.uri, "out_dir": run.out_dir, "mapping": c.mapping, "scorers": run.scorers,
+    try:
+        scorers = runtime_scorers(run)
+    except ValueError as exc:
+        raise JobFailed(str(exc)) from exc
+    if "decontam" in scorers:
+        d = scorers["decontam"]
+        ctx.log(f"decontam: indexed {d['benchmark_items']} items of {', '.join(d['benchmarks'])}; "
+                f"the index goes to the workers once through Ray's object store.")
+    return {"uri": c.uri, "out_dir": run.out_dir, "mapping": c.mapping, "scorers": scorers,
             "workers": run.workers, "only": only}
 
 
@@ -113,7 +134,7 @@ def corpus_run_job(ctx: JobContext) -> dict:
 
     run.ray_job_id = ""
     sub_id = _follow_ray_job(
-        ctx, module="curation.pipeline.corpus.ray_job", spec=lambda: _spec(run, only),
+        ctx, module="curation.pipeline.corpus.ray_job", spec=lambda: _spec(ctx, run, only),
         submission_id=f"medstudio-corpus-{run.pk}", metadata={"medstudio_job": str(ctx.job.pk), "corpus": run.corpus.name},
         describe=f"{', '.join(run.scorers)} over {total} shard(s), {run.workers} worker(s)",
         on_event=on_event, on_poll=on_poll, stop_note="shards already committed stay and are skipped by a re-run.")

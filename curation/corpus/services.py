@@ -69,6 +69,84 @@ def corpus_register(*, actor, name: str, uri: str, text_field: str = "text", id_
     return corpus
 
 
+def _benchmarks(params: dict) -> list:
+    from medstudio.datasets.models import Dataset
+
+    names = params.get("benchmarks") or []
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    if names:
+        benches = list(Dataset.objects.filter(name__in=names))
+        missing = set(names) - {d.name for d in benches}
+        if missing:
+            raise ValueError(f"decontam: no dataset named {', '.join(sorted(missing))}")
+    else:
+        benches = list(Dataset.objects.filter(is_benchmark=True))
+    if not benches:
+        raise ValueError("decontam: no benchmark dataset to check against: flag one as benchmark on its dataset page, "
+                         "or pass decontam.benchmarks=[names]")
+    return sorted(benches, key=lambda d: d.name)
+
+
+def check_scorers(scorers: dict[str, dict]) -> dict[str, dict]:
+    """Validate every scorer's params and pin what must mean the same for every shard (the model
+    version, the benchmark datasets); returns the params the run stores (and its output folder hashes)."""
+    from curation.pipeline.decontam import DecontamConfig
+
+    out = {}
+    for name, params in scorers.items():
+        params = dict(params or {})
+        if name not in SCORERS:
+            raise ValueError(f"unknown corpus scorer {name!r}; known: {', '.join(SCORERS)}")
+        if name == "decontam":
+            unknown = set(params) - set(DecontamConfig.__dataclass_fields__) - {"benchmarks"}
+            if unknown:
+                raise ValueError(f"decontam: unknown settings {sorted(unknown)}")
+            try:
+                DecontamConfig.from_params(params)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"decontam: bad settings: {exc}") from exc
+            params["benchmarks"] = [d.name for d in _benchmarks(params)]
+        elif name in ("domain", "datarater"):
+            from curation.modelscorers.scorers import rater_factory
+
+            rater_factory(name)(params)  # pins model_version / model / target_label; no ready model: ValueError
+        else:
+            make_scorer(name, params)
+        out[name] = params
+    return out
+
+
+def runtime_scorers(run: CorpusRun) -> dict[str, dict]:
+    """The run's scorers as the Ray workers need them: each model's directory, and decontam's
+    benchmark index built once here and written beside the score files."""
+    from curation.modelscorers.selectors import ready_model
+    from curation.pipeline.corpus.score import write_index
+    from curation.pipeline.decontam import BenchmarkIndex, DecontamConfig
+    from medstudio.datasets.models import Record
+
+    out = {}
+    for name, params in run.scorers.items():
+        params = dict(params)
+        if name in ("domain", "datarater"):
+            model = ready_model(name, params.get("model_version"))
+            if model is None or not model.path:
+                raise ValueError(f"{name} model version {params.get('model_version')} is no longer ready: "
+                                 "train one on the Model scorers page (/modelscorers/)")
+            params["model_path"] = model.path
+        elif name == "decontam":
+            index = BenchmarkIndex(DecontamConfig.from_params(params))
+            for b in _benchmarks(params):
+                for rid, ext, content in Record.objects.filter(dataset=b).values_list(
+                        "id", "external_id", "content").iterator(chunk_size=2000):
+                    index.add_record({"dataset": b.name, "record_id": rid, "external_id": ext}, content, b.kind)
+            params["index_path"] = f"{run.out_dir.rstrip('/')}/_decontam/index-run{run.pk}.pkl"
+            params["benchmark_items"] = index.n_items
+            write_index(index, params["index_path"])
+        out[name] = params
+    return out
+
+
 def run_key(scorers: dict[str, dict]) -> str:
     """Same scorers and params, same output folder: that is what makes a re-run resume."""
     blob = json.dumps(scorers, sort_keys=True)
@@ -81,8 +159,7 @@ def corpus_run_start(*, actor, corpus: Corpus, scorers: dict[str, dict], workers
 
     if not scorers:
         raise ValueError(f"name at least one scorer ({', '.join(SCORERS)})")
-    for name, params in scorers.items():
-        make_scorer(name, params)  # unknown scorer or bad params: refused before anything runs
+    scorers = check_scorers(scorers)  # unknown scorer, bad params, missing model: refused before anything runs
     out_dir = f"{(corpus.output_uri or output_root() + '/' + corpus.name).rstrip('/')}/{run_key(scorers)}"
     with transaction.atomic():
         run = CorpusRun.objects.create(corpus=corpus, scorers=scorers, workers=max(1, int(workers)), out_dir=out_dir,

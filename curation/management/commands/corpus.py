@@ -30,7 +30,8 @@ class Command(BaseCommand):
         add.add_argument("--output-uri", default="", help="Where score files go (default MEDSTUDIO_CORPUS_OUTPUT/NAME).")
         run = sub.add_parser("run", help="Score a corpus on Ray; blocks until the end.")
         run.add_argument("name")
-        run.add_argument("--scorer", action="append", required=True, help="rules | pii (repeatable)")
+        run.add_argument("--scorer", action="append", required=True,
+                         help="rules | pii | decontam | domain | datarater (repeatable; the model scorers use the newest ready trained version unless --param S.model_version=N)")
         run.add_argument("--param", action="append", default=[], help="SCORER.key=value (JSON value), repeatable")
         run.add_argument("--workers", type=int, default=1)
         run.add_argument("--only", action="append", default=[], help="Shard key to (re)score alone, repeatable")

@@ -49,7 +49,7 @@ def plan(spec: dict) -> tuple[list[dict], list[str]]:
     return todo, done
 
 
-def _score_one(spec: dict, shard: dict) -> dict:
+def _score_one(spec: dict, shard: dict, *shared_objs) -> dict:
     from curation.pipeline.corpus.score import score_shard
     from curation.pipeline.corpus.shards import filesystem
 
@@ -58,7 +58,8 @@ def _score_one(spec: dict, shard: dict) -> dict:
     if type(out_fs) is not type(fs):  # score files on another store than the shards
         raise NotImplementedError("score files must live on the same filesystem as the shards")
     return score_shard(fs=fs, path=shard["path"], fmt=shard["fmt"], key=shard["key"], out_dir=out_dir,
-                       mapping=spec.get("mapping") or {}, scorers=spec["scorers"], kind=spec.get("kind", "document"))
+                       mapping=spec.get("mapping") or {}, scorers=spec["scorers"], kind=spec.get("kind", "document"),
+                       shared=dict(zip(spec.get("shared") or [], shared_objs)))
 
 
 def run(spec: dict) -> dict:
@@ -72,6 +73,12 @@ def run(spec: dict) -> dict:
     todo, done = plan(spec)
     emit("plan", todo=len(todo), skipped=len(done), skipped_keys=done)
     task = ray.remote(num_cpus=1, max_retries=1)(_score_one)
+    # What every task needs and is costly to build (decontam's benchmark n-gram index): loaded once
+    # here and put in Ray's object store; each task gets it by reference (one copy per node).
+    from curation.pipeline.corpus.score import load_index
+
+    spec["shared"] = [n for n in ("decontam",) if n in spec["scorers"]]
+    shared_refs = [ray.put(load_index(spec["scorers"][n]["index_path"])) for n in spec["shared"]]
     workers = max(1, int(spec.get("workers") or 1))
     pending: dict = {}
     queue = list(todo)
@@ -80,7 +87,7 @@ def run(spec: dict) -> dict:
     while queue or pending:
         while queue and len(pending) < workers:
             shard = queue.pop(0)
-            pending[task.remote(spec, shard)] = shard
+            pending[task.remote(spec, shard, *shared_refs)] = shard
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
             shard = pending.pop(ref)

@@ -17,10 +17,52 @@ from typing import Any
 from curation.pipeline.base import RecordView
 from curation.pipeline.corpus.shards import Mapping, ShardError, iter_docs
 
-SCORERS = ("rules", "pii")
+SCORERS = ("rules", "pii", "decontam", "domain", "datarater")
+# Scorers whose params the MedStudio side resolves before the run (a benchmark index, a model
+# directory); the worker receives them as `index_path` / `model_path`.
+RESOLVED = {"decontam": "index_path", "domain": "model_path", "datarater": "model_path"}
+
+_MODELS: dict[str, Any] = {}  # model directory -> loaded RaterModel: once per worker process
 
 
-def make_scorer(name: str, params: dict | None = None):
+def load_index(path: str):
+    """The pickled benchmark n-gram index the driver built (decontam)."""
+    import pickle
+
+    from curation.pipeline.corpus.shards import filesystem
+
+    fs, p = filesystem(path)
+    with fs.open_input_stream(p) as fh:
+        return pickle.loads(fh.read())  # written by this app's own job (never user input)
+
+
+def write_index(index, path: str) -> None:
+    import pickle
+
+    from curation.pipeline.corpus.shards import filesystem
+
+    fs, p = filesystem(path)
+    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+    blob = pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def w(tmp):
+        with fs.open_output_stream(tmp) as fh:
+            fh.write(blob)
+
+    _write_atomic(fs, p, w)
+
+
+def _rater(path: str):
+    from curation.pipeline.rater import RaterModel
+
+    if path not in _MODELS:
+        _MODELS[path] = RaterModel.load(path)
+    return _MODELS[path]
+
+
+def make_scorer(name: str, params: dict | None = None, shared: Any = None):
+    """The block for one scorer. Model scorers need their resolved params (model_path / index_path);
+    `shared` is an object the driver shipped once (decontam: its BenchmarkIndex, via ray.put)."""
     params = dict(params or {})
     if name == "rules":
         from curation.pipeline.rules import RuleConfig, RulesScorer
@@ -30,6 +72,20 @@ def make_scorer(name: str, params: dict | None = None):
         from curation.pipeline.pii import PiiScorer
 
         return PiiScorer(**params)
+    if name == "decontam":
+        from curation.pipeline.decontam import DecontamScorer
+
+        if shared is None and not params.get("index_path"):
+            raise ValueError("decontam needs its benchmark index (index_path), built by the corpus job")
+        return DecontamScorer(shared if shared is not None else load_index(params["index_path"]))
+    if name in ("domain", "datarater"):
+        from curation.pipeline.rater import FORMAT_VERSION, RaterScorer
+
+        if not params.get("model_path"):
+            raise ValueError(f"{name} needs a trained model (model_path), resolved by the corpus job")
+        return RaterScorer(_rater(params["model_path"]), name=name,
+                           version=f"{FORMAT_VERSION}.m{params.get('model_version', '')}",
+                           target_label=str(params.get("target_label") or "medical"))
     raise ValueError(f"unknown corpus scorer {name!r}; known: {', '.join(SCORERS)}")
 
 
@@ -75,14 +131,14 @@ def _delete_if_exists(fs, path: str) -> None:
 
 
 def score_shard(*, fs, path: str, fmt: str, key: str, out_dir: str, mapping: dict, scorers: dict[str, dict],
-                kind: str = "document", batch_size: int = 500) -> dict[str, Any]:
+                kind: str = "document", batch_size: int = 500, shared: dict | None = None) -> dict[str, Any]:
     """Score every document of one shard; returns {"key", "status": done|failed, "docs", "seconds", ...}."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     t0 = time.monotonic()
     m = Mapping.from_dict(mapping)
-    blocks = {name: make_scorer(name, p) for name, p in scorers.items()}
+    blocks = {name: make_scorer(name, p, (shared or {}).get(name)) for name, p in scorers.items()}
     from curation.pipeline.textutil import count_tokens
 
     cols: dict[str, list] = {"doc_id": [], "shard": [], "lang": [], "source": [], "n_chars": [], "n_tokens": []}
@@ -121,7 +177,8 @@ def score_shard(*, fs, path: str, fmt: str, key: str, out_dir: str, mapping: dic
     for name in blocks:
         types.update({f"{name}_value": pa.float64(), f"{name}_keep": pa.bool_(), f"{name}_reason": pa.string()})
     table = pa.table({c: pa.array(v, type=types[c]) for c, v in cols.items()},
-                     metadata={"medstudio.scorers": json.dumps(scorers), "medstudio.source_path": path})
+                     metadata={"medstudio.scorers": json.dumps({n: {k: v for k, v in p.items() if k not in ("index_path", "model_path")}
+                                                                for n, p in scorers.items()}), "medstudio.source_path": path})
 
     def w(tmp):
         with fs.open_output_stream(tmp) as fh:
