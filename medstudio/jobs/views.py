@@ -38,8 +38,12 @@ def job_page_context(job: Job, logs: list) -> dict:
         cause = plain_cause(job.error, errors, translate=_)
     # ids that the links already name are not repeated as numbers
     hide = {k for k in (job.result or {}) if k.endswith("_id")} if links else set()
+    # Field names and link texts in the reader's language where the catalogue has them (values are data).
+    links = [(_(text), url) for text, url in links]
+    result_fields = [(_(k), v) for k, v in readable_fields(job.result, hide=hide)]
+    param_fields = [(_(k), v) for k, v in readable_fields(job.params, hide={"path"} if "file_name" in (job.params or {}) else set())]
     return {"job": job, "logs": logs, "kind_label": kind_label(job.kind), "result_links": links,
-            "result_fields": readable_fields(job.result, hide=hide), "param_fields": readable_fields(job.params, hide={"path"} if "file_name" in (job.params or {}) else set()),
+            "result_fields": result_fields, "param_fields": param_fields,
             "cause": cause, "error_detail": job.error if job.error and job.error.strip() != cause else ""}
 
 
