@@ -75,7 +75,11 @@ def request(dataset) -> None:
 
     if Job.objects.filter(kind=JOB_KIND, params__dataset_id=dataset.pk).exclude(status__in=FINISHED).exists():
         return
-    job_create(kind=JOB_KIND, params={"dataset_id": dataset.pk}, user=None)
+    try:
+        with transaction.atomic():  # the writes that asked for it stand even if this fails
+            job_create(kind=JOB_KIND, params={"dataset_id": dataset.pk}, user=None)
+    except DatabaseError:
+        log.exception("could not ask for the search index of dataset %s", dataset.pk)
 
 
 def build(dataset_id: int) -> str:
@@ -95,11 +99,19 @@ def build(dataset_id: int) -> str:
     # inside one (tests, an eager job within a request) a plain build is the only kind allowed.
     concurrently = "" if connection.in_atomic_block else " CONCURRENTLY"
     table = connection.ops.quote_name(Record._meta.db_table)
-    with connection.cursor() as cur:
-        if valid is False and not connection.in_atomic_block:
-            cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")  # a failed earlier build leaves an invalid one
-        cur.execute(f"CREATE INDEX{concurrently} IF NOT EXISTS {name} ON {table} "
-                    f"USING gin (UPPER(text) gin_trgm_ops) WHERE dataset_id = {int(dataset_id)}")
+    sql = (f"CREATE INDEX{concurrently} IF NOT EXISTS {name} ON {table} "
+           f"USING gin (UPPER(text) gin_trgm_ops) WHERE dataset_id = {int(dataset_id)}")
+    if connection.in_atomic_block:
+        # Deferred foreign-key checks pending in this transaction forbid DDL on the table: run them now.
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cur.execute(sql)
+            cur.execute("SET CONSTRAINTS ALL DEFERRED")
+    else:
+        with connection.cursor() as cur:
+            if valid is False:
+                cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")  # a failed earlier build leaves an invalid one
+            cur.execute(sql)
     return f"built {name}"
 
 

@@ -224,7 +224,7 @@ def _records_copy(dataset: Dataset, rows) -> None:
     now = timezone.now()
     dumps = json.dumps
     table = connection.ops.quote_name(Record._meta.db_table)
-    with connection.cursor() as cur:
+    with connection.cursor() as cur, connection.wrap_database_errors:  # psycopg's errors as Django's
         with cur.cursor.copy(f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
             for r in rows:
                 copy.write_row((dataset.pk, r.external_id, r.lang, r.source, r.subset, r.content_json or dumps(r.content), r.text,

@@ -73,7 +73,10 @@ def dataset_detail(request, pk: int):
     for h in helpers:
         h.helper_label = role_label(h.helper_role)
 
-    context = {"dataset": dataset, "export_form": ExportForm(), "exports": dataset.exports.all()[:10]}
+    from .search_index import state as search_index_state
+
+    context = {"dataset": dataset, "export_form": ExportForm(), "exports": dataset.exports.all()[:10],
+               "search_state": search_index_state(dataset)}
     if request.user.has_role(Role.CURATOR):
         from medstudio.handoffs.scorers import scorers
 
