@@ -31,6 +31,25 @@ class SetForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
+class FittingDatasetField(forms.ModelChoiceField):
+    """A dataset among those that fit; one that exists but does not fit is named in the error."""
+
+    builder, wanted = "", ""
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except forms.ValidationError:
+            from medstudio.datasets.models import Dataset
+
+            ds = Dataset.objects.filter(pk=value).first() if str(value).isdigit() else None
+            if ds is None:
+                raise
+            raise forms.ValidationError(_("The %(builder)s builder needs a %(wanted)s dataset; %(name)s holds %(kind)s records.")
+                                        % {"builder": self.builder, "wanted": self.wanted, "name": ds.name, "kind": ds.kind},
+                                        code="invalid_choice") from None
+
+
 # Fields each builder has besides the source (dataset or selection) and the seed; the form shows
 # only the chosen builder's (issue 18.4).
 BUILDER_FIELDS = {
@@ -43,8 +62,8 @@ BUILDER_FIELDS = {
 
 class BuildForm(BackendChoiceMixin, forms.Form):
     builder = forms.ChoiceField(label=_("Builder"), choices=Origin.choices)
-    dataset = forms.ModelChoiceField(queryset=None, required=False, label=_("Dataset"),
-                                     help_text=_("Source records; only datasets this builder reads are listed."))
+    dataset = FittingDatasetField(queryset=None, required=False, label=_("Dataset"),
+                                  help_text=_("Source records; only datasets this builder reads are listed."))
     selection_id = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label=_("Or a selection"),
                                           help_text=_("A ready curation selection of records this builder reads."))
     path = forms.CharField(required=False, max_length=500, label=_("Or a file"),
@@ -68,7 +87,7 @@ class BuildForm(BackendChoiceMixin, forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         from medstudio.datasets.models import Dataset
-        from medstudio.handoffs import sources
+        from medstudio.handoffs.models import Selection
 
         from .services import BUILDER_KINDS
 
@@ -78,19 +97,28 @@ class BuildForm(BackendChoiceMixin, forms.Form):
         kinds = BUILDER_KINDS[self.chosen_builder]
         self.fields["dataset"].queryset = Dataset.objects.filter(kind__in=kinds).order_by("name")
         self.fields["dataset"].label_from_instance = lambda d: f"{d.name} ({d.kind}, {d.n_records:,})"
-        self.fields["selection_id"].choices = [("", "—")] + [
-            (c["id"], f"{c['name']} ({c['kind']}, {c['n_records']:,})")
-            for c in sources.choices_for(kinds) if c["type"] == "selection"]
+        sel_choices = [("", "—")]
+        for sel in Selection.objects.filter(status="ready").prefetch_related("datasets").order_by("name", "pk")[:500]:
+            sel_kinds = {d.kind for d in sel.datasets.all()}
+            if sel_kinds <= set(kinds):  # every record it holds is of a kind this builder reads
+                sel_choices.append((sel.pk, f"{sel.name} (#{sel.pk}, {'/'.join(sorted(sel_kinds)) or '?'}, {sel.n_records:,})"))
+        self.fields["selection_id"].choices = sel_choices
         wanted = " or ".join(sorted(kinds))
-        for name in ("dataset", "selection_id"):
-            self.fields[name].error_messages["invalid_choice"] = (
-                _("The %(builder)s builder reads %(wanted)s records: choose one from the list.")
-                % {"builder": self.chosen_builder, "wanted": wanted})
+        self.fields["dataset"].builder, self.fields["dataset"].wanted = self.chosen_builder, wanted
+        self.fields["selection_id"].error_messages["invalid_choice"] = (
+            _("The %(builder)s builder reads %(wanted)s records: choose one from the list.")
+            % {"builder": self.chosen_builder, "wanted": wanted})
         keep = set(BUILDER_FIELDS[self.chosen_builder])
         for name in {f for fs in BUILDER_FIELDS.values() for f in fs} - keep:
             del self.fields[name]
         if "backend" in self.fields:
             self._set_backend_choices()
+
+    def clean(self):
+        d = super().clean()
+        if self.is_bound and (self.data.get("path") or "").strip() and "path" not in self.fields:
+            self.add_error(None, _("Only the from-scores builder reads a file; import other data as a dataset."))
+        return d
 
     def build_params(self) -> dict:
         d = self.cleaned_data
@@ -120,20 +148,35 @@ class BuildForm(BackendChoiceMixin, forms.Form):
         self.add_error(None, message)
 
 
+VOTE_FIELDS = {"reward_models": ("k", "base_model", "epochs"), "judges": ("judges", "backend", "base_url")}
+
+
 class VoteForm(BackendChoiceMixin, forms.Form):
-    method = forms.ChoiceField(choices=[("reward_models", "K trained reward models"), ("judges", "K judges' scores")])
-    k = forms.IntegerField(required=False, min_value=1, max_value=32, help_text="Reward models (empty = setting).")
-    base_model = forms.CharField(required=False, help_text="Reward base model (empty = MEDSTUDIO_PREF_REWARD_BASE).")
-    epochs = forms.FloatField(initial=1.0, min_value=0.01)
-    judges = forms.CharField(required=False, help_text="Judge models, comma-separated (with a backend: empty = its model).")
+    method = forms.ChoiceField(label=_("Voters"),
+                               choices=[("reward_models", _("K trained reward models")), ("judges", _("K judges' scores"))])
+    k = forms.IntegerField(required=False, min_value=1, max_value=32, label="K", help_text=_("Reward models (empty = setting)."))
+    base_model = forms.CharField(required=False, label=_("Reward base model"),
+                                 help_text=_("Empty = MEDSTUDIO_PREF_REWARD_BASE."))
+    epochs = forms.FloatField(initial=1.0, min_value=0.01, required=False, label=_("Epochs"),
+                              widget=forms.NumberInput(attrs={"step": "0.1"}))
+    judges = forms.CharField(required=False, label=_("Judge models"),
+                             help_text=_("Comma-separated (with a backend: empty = its model)."))
     backend = backend_field()
-    base_url = EndpointField(required=False)
-    flip_frac = forms.FloatField(initial=0.1, min_value=0, max_value=1)
-    drop_frac = forms.FloatField(initial=0.1, min_value=0, max_value=1)
+    base_url = EndpointField(required=False, label=_("Base URL"))
+    flip_frac = forms.FloatField(initial=0.1, min_value=0, max_value=1, label=_("Flip fraction"),
+                                 widget=forms.NumberInput(attrs={"step": "0.01"}))
+    drop_frac = forms.FloatField(initial=0.1, min_value=0, max_value=1, label=_("Drop fraction"),
+                                 widget=forms.NumberInput(attrs={"step": "0.01"}))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._set_backend_choices()
+        src = self.data if self.is_bound else self.initial
+        method = src.get("method") or "reward_models"
+        self.chosen_method = method if method in VOTE_FIELDS else "reward_models"
+        for name in {f for fs in VOTE_FIELDS.values() for f in fs} - set(VOTE_FIELDS[self.chosen_method]):
+            del self.fields[name]
+        if "backend" in self.fields:
+            self._set_backend_choices()
 
     def vote_params(self) -> dict:
         d = self.cleaned_data

@@ -146,21 +146,28 @@ def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @role_required(Role.CURATOR)
-@require_POST
 def vote(request: HttpRequest, pk: int) -> HttpResponse:
+    """Vote on a set's pairs. GET: the form (with HTMX: re-rendered for the other voting method,
+    keeping what was typed); a refusal re-renders it with the typed values."""
     pref_set = get_object_or_404(PreferenceSet, pk=pk)
+    if request.method != "POST":
+        form = VoteForm(initial={k: v for k, v in request.GET.items() if v})
+        template = "preferences/vote.html#vote-form" if request.htmx else "preferences/vote.html"
+        return render(request, template, {"set": pref_set, "vote_form": form})
     form = VoteForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, _("Vote:") + " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
-        return _back(pk)
-    try:
-        v = services.vote_start(user=request.user, pref_set=pref_set, method=form.cleaned_data["method"],
-                                params=form.vote_params(), flip_frac=form.cleaned_data["flip_frac"],
-                                drop_frac=form.cleaned_data["drop_frac"])
-        messages.success(request, _("Vote #%(id)s started.") % {"id": v.pk})
-    except services.PreferenceError as exc:
-        messages.error(request, str(exc))
-    return _back(pk)
+    if form.is_valid():
+        try:
+            v = services.vote_start(user=request.user, pref_set=pref_set, method=form.cleaned_data["method"],
+                                    params=form.vote_params(), flip_frac=form.cleaned_data["flip_frac"],
+                                    drop_frac=form.cleaned_data["drop_frac"])
+        except services.PreferenceError as exc:
+            low = str(exc).lower()
+            field = "judges" if "judge" in low and "judges" in form.fields else "k" if low.startswith("k ") and "k" in form.fields else None
+            form.add_error(field, str(exc))
+        else:
+            messages.success(request, _("Vote #%(vote)s started.") % {"vote": v.pk})
+            return _back(pk)
+    return render(request, "preferences/vote.html", {"set": pref_set, "vote_form": form}, status=400)
 
 
 @role_required(Role.CURATOR)

@@ -28,7 +28,7 @@ def test_builder_swap_shows_only_its_fields_and_fitting_sources(client_for, make
     page = c.get(reverse("preferences:set_detail", args=[pk])).content.decode()  # subjective first
     assert 'name="generator"' in page and 'name="judge"' in page and 'name="min_gap"' not in page
     assert f'<option value="{qa.pk}">consults (qa, 1)</option>' in page and f'value="{mcq.pk}"' not in page
-    assert f'<option value="{sel.pk}">good answers (qa, 1)</option>' in page  # a selection by name, not an id box
+    assert f'<option value="{sel.pk}">good answers (#{sel.pk}, qa, 1)</option>' in page  # a selection by name, not an id box
     obj = c.get(url, {"builder": "objective", "seed": "7"}, HTTP_HX_REQUEST="true").content.decode()
     assert "<html" not in obj and 'id="build-form"' in obj
     assert 'name="generator"' not in obj and 'name="backend"' not in obj and 'name="n"' not in obj
@@ -56,3 +56,26 @@ def test_errors_keep_typed_values_and_start_nothing(client_for, make_dataset, se
     html = r.content.decode()
     assert r.status_code == 400 and "MEDSTUDIO_CHAT_URL" in html and 'value="j-typed"' in html
     assert not BuildRun.objects.exists()
+
+
+def test_vote_form_swaps_by_method_and_keeps_typed_values(client_for):
+    from preferences.models import VoteRun
+
+    c = client_for("curator")
+    pk = _set(c)
+    page = c.get(reverse("preferences:set_detail", args=[pk])).content.decode()
+    vote_form = page[page.index('id="vote-form"'):]
+    vote_form = vote_form[:vote_form.index("</form>")]
+    assert 'name="k"' in vote_form and 'name="epochs"' in vote_form and 'name="judges"' not in vote_form
+    part = c.get(reverse("preferences:vote", args=[pk]), {"method": "judges", "flip_frac": "0.2"},
+                 HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in part and 'name="judges"' in part and 'name="k"' not in part and 'value="0.2"' in part
+    r = c.post(reverse("preferences:vote", args=[pk]), {"method": "judges", "judges": "j-typed", "flip_frac": "0.1",
+                                                        "drop_frac": "0.1"})
+    html = r.content.decode()
+    # Too few pairs: the service's refusal is shown in the re-rendered form, the judges kept.
+    assert r.status_code == 400 and "at least two ordered pairs" in html and 'value="j-typed"' in html
+    r = c.post(reverse("preferences:vote", args=[pk]), {"method": "reward_models", "k": "99", "flip_frac": "2",
+                                                        "drop_frac": "0.1"})
+    assert r.status_code == 400 and "less than or equal to 32" in r.content.decode()
+    assert not VoteRun.objects.exists()
