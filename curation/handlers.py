@@ -6,6 +6,7 @@ curation/pipeline/ (plain Python); here we only load rows, call it and store the
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils.translation import gettext_noop
 
 import curation.scoring  # noqa: F401  (registers the curation.score job handler)
 from curation.scoring import scores_write
@@ -320,10 +321,10 @@ register_scorer(
 def _redact_links(job):
     from django.urls import reverse
     ds = (job.result or {}).get("target_id")
-    return [("Open the redacted dataset", reverse("datasets:detail", args=[ds]))] if ds else []
+    return [(gettext_noop("Open the redacted dataset"), reverse("datasets:detail", args=[ds]))] if ds else []
 
 
-register_job_kind("curation.pii_redact", label="PII redaction", result_links=_redact_links)
+register_job_kind("curation.pii_redact", label=gettext_noop("PII redaction"), result_links=_redact_links)
 
 
 def _corpus_run_links(job):
@@ -333,16 +334,16 @@ def _corpus_run_links(job):
 
     run_id = (job.result or {}).get("run_id") or (job.params or {}).get("run_id")
     corpus = CorpusRun.objects.filter(pk=run_id).values_list("corpus_id", flat=True).first() if run_id else None
-    return [("Open the corpus and its run results", reverse("curation:corpus_detail", args=[corpus]))] if corpus else []
+    return [(gettext_noop("Open the corpus and its run results"), reverse("curation:corpus_detail", args=[corpus]))] if corpus else []
 
 
 def _corpus_dedup_links(job):
     from django.urls import reverse
 
     corpus = (job.params or {}).get("corpus_id")
-    return [("Open the corpus", reverse("curation:corpus_detail", args=[corpus]))] if corpus else []
+    return [(gettext_noop("Open the corpus"), reverse("curation:corpus_detail", args=[corpus]))] if corpus else []
 
 
 # The corpus jobs' handlers live in curation/corpus/handlers.py; their labels sit with the stage's others.
-register_job_kind("curation.corpus_run", label="Corpus scoring run (Ray)", result_links=_corpus_run_links)
-register_job_kind("curation.corpus_dedup", label="Corpus deduplication (Ray)", result_links=_corpus_dedup_links)
+register_job_kind("curation.corpus_run", label=gettext_noop("Corpus scoring run (Ray)"), result_links=_corpus_run_links)
+register_job_kind("curation.corpus_dedup", label=gettext_noop("Corpus deduplication (Ray)"), result_links=_corpus_dedup_links)

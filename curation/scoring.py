@@ -135,7 +135,7 @@ def _score_job(ctx: JobContext) -> dict:
 def _score_links(job):
     from django.urls import reverse
     run = (job.result or {}).get("run_id") or (job.params or {}).get("run_id")
-    return [("Open the scorer run's results", reverse("curation:run_detail", args=[run]))] if run else []
+    return [(gettext_noop("Open the scorer run's results"), reverse("curation:run_detail", args=[run]))] if run else []
 
 
 register_job_kind("curation.score", label=gettext_noop("Scoring"), result_links=_score_links)

@@ -434,23 +434,23 @@ def _url(name: str, *args) -> str:
 
 def _build_links(job):
     run = BuildRun.objects.filter(pk=(job.params or {}).get("run_id")).values_list("pk", "pref_set_id").first()
-    return [("Open the build run", _url("preferences:run_detail", run[0])),
-            ("Open the preference set", _url("preferences:set_detail", run[1]))] if run else []
+    return [(gettext_noop("Open the build run"), _url("preferences:run_detail", run[0])),
+            (gettext_noop("Open the preference set"), _url("preferences:set_detail", run[1]))] if run else []
 
 
 def _vote_links(job):
     s = VoteRun.objects.filter(pk=(job.params or {}).get("vote_id")).values_list("pref_set_id", flat=True).first()
-    return [("Open the preference set and its votes", _url("preferences:set_detail", s))] if s else []
+    return [(gettext_noop("Open the preference set and its votes"), _url("preferences:set_detail", s))] if s else []
 
 
 def _set_links(job):
     s = (job.params or {}).get("set_id")
-    return [("Open the preference set and its exports", _url("preferences:set_detail", s))] if s else []
+    return [(gettext_noop("Open the preference set and its exports"), _url("preferences:set_detail", s))] if s else []
 
 
 def _diversify_links(job):
     r = (job.params or {}).get("run_id")
-    return [("Open the diversification run", _url("preferences:diversify_detail", r))] if r else []
+    return [(gettext_noop("Open the diversification run"), _url("preferences:diversify_detail", r))] if r else []
 
 
 register_job_kind("preferences.build", label=gettext_noop("Preference pair build"), result_links=_build_links)

@@ -110,9 +110,9 @@ def _run_links(job):
     from django.urls import reverse
     links = []
     if run := (job.result or {}).get("run_id") or (job.params or {}).get("run_id"):
-        links.append(("Open the training run", reverse("training:run_detail", args=[run])))
+        links.append((gettext_noop("Open the training run"), reverse("training:run_detail", args=[run])))
     if model := (job.result or {}).get("final_model_id"):
-        links.append(("Open the trained model", reverse("training:model_detail", args=[model])))
+        links.append((gettext_noop("Open the trained model"), reverse("training:model_detail", args=[model])))
     return links
 
 

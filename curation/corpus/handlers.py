@@ -6,6 +6,7 @@ import time
 from typing import Callable
 
 from django.db import transaction
+from django.utils.translation import gettext_noop
 
 from curation.pipeline.corpus.aggregate import aggregate
 from curation.pipeline.corpus.ray_job import encode_spec
@@ -228,7 +229,7 @@ def _corpus_freeze_links(job):
     from django.urls import reverse
 
     corpus = (job.params or {}).get("corpus_id")
-    return [("Open the corpus threshold studio", reverse("curation:corpus_studio", args=[corpus]))] if corpus else []
+    return [(gettext_noop("Open the corpus threshold studio"), reverse("curation:corpus_studio", args=[corpus]))] if corpus else []
 
 
-register_job_kind("curation.corpus_freeze", label="Corpus selection freeze", result_links=_corpus_freeze_links)
+register_job_kind("curation.corpus_freeze", label=gettext_noop("Corpus selection freeze"), result_links=_corpus_freeze_links)

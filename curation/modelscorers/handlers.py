@@ -84,7 +84,7 @@ def _train(ctx: JobContext, model: TrainedModel) -> dict:
 def _model_links(job):
     from django.urls import reverse
     m = (job.params or {}).get("model_id")
-    return [("Open the trained scorer", reverse("modelscorers:detail", args=[m]))] if m else []
+    return [(gettext_noop("Open the trained scorer"), reverse("modelscorers:detail", args=[m]))] if m else []
 
 
 register_job_kind(services.TRAIN_JOB, label=gettext_noop("Scorer model training"), result_links=_model_links)

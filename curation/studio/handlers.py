@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from medstudio.audit.services import audit_log
 from medstudio.datasets.models import Dataset
@@ -291,25 +292,25 @@ def _url(name: str, *args) -> str:
 
 def _matrix_links(job):
     ds = (job.params or {}).get("dataset_id")
-    return [("Open the studio", _url("studio:studio") + f"?ds={ds}")] if ds else []
+    return [(gettext_noop("Open the studio"), _url("studio:studio") + f"?ds={ds}")] if ds else []
 
 
 def _selection_links(job):
     sel = (job.result or {}).get("selection_id") or (job.params or {}).get("selection_id")
-    return [("Open the selection", _url("studio:selection", sel))] if sel else []
+    return [(gettext_noop("Open the selection"), _url("studio:selection", sel))] if sel else []
 
 
 def _export_links(job):
     ex = SelectionExport.objects.filter(pk=(job.params or {}).get("export_id")).values_list("selection_id", flat=True).first()
-    return [("Open the selection and its exports", _url("studio:selection", ex))] if ex else []
+    return [(gettext_noop("Open the selection and its exports"), _url("studio:selection", ex))] if ex else []
 
 
 def _mixture_links(job):
     mix = (job.result or {}).get("mixture_id") or (job.params or {}).get("mixture_id")
-    return [("Open the mixture", _url("studio:mixture", mix))] if mix else []
+    return [(gettext_noop("Open the mixture"), _url("studio:mixture", mix))] if mix else []
 
 
-register_job_kind("studio.matrix_sync", label="Score matrix update", result_links=_matrix_links)
-register_job_kind("studio.apply_recipe", label="Selection freeze", result_links=_selection_links)
-register_job_kind("studio.export_selection", label="Selection export", result_links=_export_links)
-register_job_kind("studio.build_mixture", label="Mixture build", result_links=_mixture_links)
+register_job_kind("studio.matrix_sync", label=gettext_noop("Score matrix update"), result_links=_matrix_links)
+register_job_kind("studio.apply_recipe", label=gettext_noop("Selection freeze"), result_links=_selection_links)
+register_job_kind("studio.export_selection", label=gettext_noop("Selection export"), result_links=_export_links)
+register_job_kind("studio.build_mixture", label=gettext_noop("Mixture build"), result_links=_mixture_links)

@@ -84,7 +84,7 @@ def judge_queue(ctx) -> dict:
 def _queue_links(job):
     from django.urls import reverse
     q = (job.params or {}).get("queue_id")
-    return [("Open the queue", reverse("annotation:queue_detail", args=[q]))] if q else []
+    return [(gettext_noop("Open the queue"), reverse("annotation:queue_detail", args=[q]))] if q else []
 
 
 register_job_kind("annotation.judge", label=gettext_noop("LLM judge labelling"), result_links=_queue_links)

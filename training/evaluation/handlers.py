@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext_noop
 
 from medstudio.datasets.models import Record
 from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
@@ -378,11 +379,11 @@ def _eval_run_links(job):
     from django.urls import reverse
 
     run = (job.result or {}).get("run_id") or (job.params or {}).get("run_id")
-    return [("Open the evaluation run's results", reverse("evaluation:run", args=[run]))] if run else []
+    return [(gettext_noop("Open the evaluation run's results"), reverse("evaluation:run", args=[run]))] if run else []
 
 
-register_job_kind("evaluation.mcq", label="MCQ evaluation", result_links=_eval_run_links)
-register_job_kind("evaluation.consultation", label="Consultation evaluation", result_links=_eval_run_links)
-register_job_kind("evaluation.memorization", label="Memorization check", result_links=_eval_run_links)
-register_job_kind("evaluation.harness", label="lm-eval harness run", result_links=_eval_run_links)
-register_job_kind("evaluation.risk_check", label="High-risk prompt check", result_links=_eval_run_links)
+register_job_kind("evaluation.mcq", label=gettext_noop("MCQ evaluation"), result_links=_eval_run_links)
+register_job_kind("evaluation.consultation", label=gettext_noop("Consultation evaluation"), result_links=_eval_run_links)
+register_job_kind("evaluation.memorization", label=gettext_noop("Memorization check"), result_links=_eval_run_links)
+register_job_kind("evaluation.harness", label=gettext_noop("lm-eval harness run"), result_links=_eval_run_links)
+register_job_kind("evaluation.risk_check", label=gettext_noop("High-risk prompt check"), result_links=_eval_run_links)
