@@ -55,7 +55,7 @@ def test_error_keeps_typed_values_and_a_non_dpo_post_ignores_dpo_fields(client_f
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_browser_stage_switch_swaps_the_fields(live_server, page, django_user_model):
+def test_browser_stage_switch_swaps_the_fields(live_server, page, django_user_model, make_dataset):
     django_user_model.objects.create_user(username="boss", password="pw-boss-123", role="admin")
     ModelRef.objects.create(name="base-a", path="/models/a")
     page.goto(f"{live_server.url}/accounts/login/")
@@ -75,3 +75,16 @@ def test_browser_stage_switch_swaps_the_fields(live_server, page, django_user_mo
     assert page.locator("input[name=beta]").count() == 0
     assert page.locator("input[name=learning_rate]").input_value() == "2e-06"
     assert page.evaluate("window.marker") == "same page"  # swapped in place, no reload
+
+    # The same pattern on the evaluation form (kind) and the dataset page's scorer form (scorer).
+    page.goto(f"{live_server.url}{reverse('evaluation:run_new')}")
+    assert page.locator("input[name=rouge_threshold]").count() == 0
+    page.select_option("#id_kind", "memorization")
+    page.wait_for_selector("input[name=rouge_threshold]")
+    assert page.locator("input[name=seeds]").count() == 0
+    ds = make_dataset("notes", "document", [{"id": "d1", "text": "Hypertension is treated with lifestyle changes."}])
+    page.goto(f"{live_server.url}{reverse('datasets:detail', args=[ds.pk])}")
+    assert page.locator("input[name=p_min_tokens]").input_value() == "50"
+    page.select_option("#scorer-form select[name=scorer]", "minhash")
+    page.wait_for_selector("input[name=p_threshold]")
+    assert page.locator("input[name=p_min_tokens]").count() == 0
