@@ -470,8 +470,9 @@ def export_job(ctx: JobContext) -> dict:
     fmt = p["format"]
     if fmt not in ("jsonl", "parquet"):
         raise JobFailed(f"Unknown export format {fmt!r}; expected jsonl or parquet.")
-    qs = records_filtered(dataset=dataset, **(p.get("filters") or {}))
-    total = qs.count()
+    filters = {k: v for k, v in (p.get("filters") or {}).items() if v}
+    qs = records_filtered(dataset=dataset, **filters)
+    total = dataset.n_records if not filters else qs.count()  # the cached count is exact after each import
     ctx.progress(done=0, total=total)
     folder = Path(settings.MEDIA_ROOT) / "exports"
     folder.mkdir(parents=True, exist_ok=True)
