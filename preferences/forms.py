@@ -95,7 +95,7 @@ class BuildForm(BackendChoiceMixin, forms.Form):
         builder = src.get("builder") or Origin.values[0]
         self.chosen_builder = builder if builder in BUILDER_FIELDS else Origin.values[0]
         kinds = BUILDER_KINDS[self.chosen_builder]
-        self.fields["dataset"].queryset = Dataset.objects.filter(kind__in=kinds).order_by("name")
+        self.fields["dataset"].queryset = Dataset.objects.filter(kind__in=kinds, helper_role="").order_by("name")
         self.fields["dataset"].label_from_instance = lambda d: f"{d.name} ({d.kind}, {d.n_records:,})"
         sel_choices = [("", "—")]
         for sel in Selection.objects.filter(status="ready").prefetch_related("datasets").order_by("name", "pk")[:500]:
@@ -221,5 +221,5 @@ class DiversifyForm(BackendChoiceMixin, forms.Form):
         super().__init__(*args, **kwargs)
         from medstudio.datasets.models import Dataset
 
-        self.fields["source"].queryset = Dataset.objects.filter(kind__in=["qa", "dialogue"]).order_by("name")
+        self.fields["source"].queryset = Dataset.objects.filter(kind__in=["qa", "dialogue"], helper_role="").order_by("name")
         self._set_backend_choices()

@@ -92,7 +92,7 @@ def _sync_if_needed(request, datasets) -> list:
 @role_required(Role.CURATOR)
 def studio_home(request):
     return render(request, "studio/home.html", {
-        "datasets": Dataset.objects.all(), "recipes": selectors.recipes_list()[:50],
+        "datasets": Dataset.objects.filter(helper_role=""), "recipes": selectors.recipes_list()[:50],
         "selections": selectors.selections_list()[:50], "mixtures": selectors.mixtures_list()[:20],
     })
 

@@ -138,7 +138,7 @@ def _dataset_options():
     from medstudio.datasets.models import Dataset
 
     # Benchmarks are evaluation sets: never offered as training data.
-    for ds in Dataset.objects.filter(is_benchmark=False).order_by("name"):
+    for ds in Dataset.objects.filter(is_benchmark=False, helper_role="").order_by("name"):
         yield {"id": ds.pk, "name": ds.name, "kind": ds.kind, "n_records": ds.n_records}
 
 

@@ -100,3 +100,18 @@ def test_backfill_marks_review_rounds_made_before_the_helper_link(make_dataset, 
     importlib.import_module("preferences.migrations.0003_review_datasets_are_helpers").forwards(apps, None)
     ds = Dataset.objects.get(pk=review.dataset_id)
     assert ds.helper_role == "preference_review" and ds.helper_of_id == src.pk
+
+
+def test_pickers_leave_helpers_out(owner_and_helper):
+    """Where a curator picks data to train on, evaluate or build pairs from, helpers are not offered."""
+    from medstudio.handoffs.sources import choices_for
+    from preferences.forms import BuildForm
+    from training.evaluation.forms import EvalRunForm
+
+    owner, helper, other = owner_and_helper
+    offered = {o["name"] for o in choices_for({"qa"}) if o["type"] == "dataset"}
+    assert "prompts" in offered and not offered & {helper.name, other.name}
+    for qs in (EvalRunForm(initial={"kind": "consultation"}).fields["dataset"].queryset,
+               BuildForm(initial={"builder": "subjective"}).fields["dataset"].queryset):
+        names = set(qs.values_list("name", flat=True))
+        assert "prompts" in names and not names & {helper.name, other.name}

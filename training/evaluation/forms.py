@@ -19,7 +19,7 @@ BACKEND_FIELDS = {"transformers": ("model_ref", "path"), "vllm": ("model_ref", "
 
 class EvalRunForm(forms.Form):
     kind = forms.ChoiceField(label=_("Evaluation"), choices=[c for c in EvalKind.choices if c[0] in KIND_FIELDS])
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"), label=_("Dataset"),
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.filter(helper_role="").order_by("name"), label=_("Dataset"),
                                      help_text=_("Only datasets that fit the evaluation are listed."))
     backend = forms.ChoiceField(label=_("Generation backend"),
                                 choices=[("transformers", _("transformers (local path)")), ("vllm", _("vLLM (GPU worker, local path)")),
@@ -68,7 +68,7 @@ class EvalRunForm(forms.Form):
         backend = src.get("backend") or "transformers"
         self.chosen_backend = backend if backend in BACKEND_FIELDS else "transformers"
         self.fields["model_ref"].queryset = ModelRef.objects.order_by("name")
-        self.fields["dataset"].queryset = Dataset.objects.filter(kind__in=KINDS_FOR[self.chosen_kind]).order_by("name")
+        self.fields["dataset"].queryset = Dataset.objects.filter(kind__in=KINDS_FOR[self.chosen_kind], helper_role="").order_by("name")
         self.fields["dataset"].label_from_instance = lambda d: f"{d.name} ({d.kind}, {d.n_records:,})"
         wanted = " or ".join(sorted(KINDS_FOR[self.chosen_kind]))
         self.fields["dataset"].error_messages["invalid_choice"] = (
