@@ -11,6 +11,9 @@ class Corpus(models.Model):
     id_field = models.CharField(max_length=100, default="id")
     lang_field = models.CharField(max_length=100, default="lang")
     source_field = models.CharField(max_length=100, default="source")
+    turns_field = models.CharField(max_length=100, blank=True, default="",
+                                   help_text="Dialogue corpora: the field holding the turns ([{role, content}]); "
+                                             "empty for documents.")
     output_uri = models.CharField(max_length=1000, blank=True,
                                   help_text="Where score files go; empty: MEDSTUDIO_CORPUS_OUTPUT/<name>.")
     n_shards = models.IntegerField(default=0)
@@ -28,7 +31,8 @@ class Corpus(models.Model):
 
     @property
     def mapping(self) -> dict:
-        return {"text": self.text_field, "id": self.id_field, "lang": self.lang_field, "source": self.source_field}
+        return {"text": self.text_field, "id": self.id_field, "lang": self.lang_field, "source": self.source_field,
+                "turns": self.turns_field}
 
 
 class CorpusShard(models.Model):

@@ -24,7 +24,8 @@ def output_root() -> str:
 
 @transaction.atomic
 def corpus_register(*, actor, name: str, uri: str, text_field: str = "text", id_field: str = "id",
-                    lang_field: str = "lang", source_field: str = "source", output_uri: str = "") -> Corpus:
+                    lang_field: str = "lang", source_field: str = "source", output_uri: str = "",
+                    turns_field: str = "") -> Corpus:
     """Register (or re-scan) a corpus: list its shards and count each one from its metadata."""
     if not name or not uri:
         raise ValueError("a corpus needs a name and a URI")
@@ -39,7 +40,7 @@ def corpus_register(*, actor, name: str, uri: str, text_field: str = "text", id_
     _, root = filesystem(uri)
     corpus, _ = Corpus.objects.update_or_create(
         name=name, defaults=dict(uri=uri, text_field=text_field, id_field=id_field, lang_field=lang_field,
-                                 source_field=source_field, output_uri=output_uri, created_by=actor if getattr(actor, "is_authenticated", False) else None))
+                                 source_field=source_field, turns_field=turns_field, output_uri=output_uri, created_by=actor if getattr(actor, "is_authenticated", False) else None))
     known = {s.key: s for s in corpus.shards.all()}
     rows = []
     for path, fmt, size in found:
@@ -111,6 +112,19 @@ def check_scorers(scorers: dict[str, dict]) -> dict[str, dict]:
             from curation.modelscorers.scorers import rater_factory
 
             rater_factory(name)(params)  # pins model_version / model / target_label; no ready model: ValueError
+        elif name in ("confilter", "deita"):
+            from medstudio.inference.errors import ModelNotAvailable
+            from medstudio.inference.resolve import resolve_local_model
+
+            if name == "deita" and params.get("mode", "lm") != "lm":
+                raise ValueError("deita on a corpus runs its scorer models (mode lm), not a chat judge")
+            keys = ({"model": "MEDSTUDIO_SCORING_LM"} if name == "confilter" else
+                    {"complexity_model": "MEDSTUDIO_DEITA_COMPLEXITY_MODEL", "quality_model": "MEDSTUDIO_DEITA_QUALITY_MODEL"})
+            for key, setting in keys.items():
+                try:  # pinned as a local directory: every shard (and worker) loads the same model
+                    params[key] = resolve_local_model(str(params.get(key) or getattr(settings, setting, "")), setting)
+                except ModelNotAvailable as exc:
+                    raise ValueError(f"{name}: {exc}") from exc
         else:
             make_scorer(name, params)
         out[name] = params

@@ -18,6 +18,7 @@ from curation.pipeline.rater import REGRESS, CLASSIFY, RaterModel, train_rater
 from medstudio.datasets.models import Dataset
 from tests.conftest import SHARED_DATA
 from tests.corpus.conftest import write_jsonl, write_parquet
+from tests.fakes.fixtures import tiny_llama_path  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -117,3 +118,58 @@ def test_decontam_domain_and_datarater_on_ray(tmp_path, on_ray, make_dataset, ca
     assert agg["decontam"]["dropped"] == len(contaminated) and agg["domain"]["kept"] == med_kept + gen_kept
     assert sum(agg["datarater"]["histogram"]["counts"]) == 60
     assert list(Path(run.out_dir, "_decontam").glob("index-run*.pkl"))
+
+
+def _dialogues(n):
+    return [{"id": r["id"], "turns": r["turns"], "lang": r["lang"], "source": r["source"]}
+            for r in _jsonl("cmtmedqa_multiturn.jsonl", n)]
+
+
+def test_dialogue_scorers_need_a_local_model(tmp_path, settings):
+    settings.CORPUS_OUTPUT = str(tmp_path / "scores")
+    settings.MEDSTUDIO_SCORING_LM = str(tmp_path / "no-such-model")
+    d = tmp_path / "dlg"
+    d.mkdir()
+    write_jsonl(d / "a.jsonl", _dialogues(3))
+    c = corpus_register(actor=None, name="dlg", uri=str(d), turns_field="turns")
+    assert "MEDSTUDIO_SCORING_LM" in _refused(corpus=c, scorers={"confilter": {}})
+    assert "chat judge" in _refused(corpus=c, scorers={"deita": {"mode": "chat"}})
+    assert not CorpusRun.objects.exists()
+
+
+@pytest.mark.slow
+def test_confilter_and_deita_on_a_dialogue_corpus_on_ray(tmp_path, on_ray, settings, tiny_llama_path, capsys):  # noqa: F811
+    from curation.pipeline.base import RecordView
+    from curation.pipeline.confilter import ConFilter
+    from medstudio.inference.lm import load_causal_lm
+
+    settings.MEDSTUDIO_SCORING_LM = tiny_llama_path
+    settings.MEDSTUDIO_DEITA_COMPLEXITY_MODEL = tiny_llama_path
+    settings.MEDSTUDIO_DEITA_QUALITY_MODEL = tiny_llama_path
+    rows = _dialogues(6)
+    d = tmp_path / "dlg"
+    d.mkdir()
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(rows[:3]), d / "a.parquet")  # turns as a list of structs
+    write_jsonl(d / "b.jsonl", rows[3:])
+    call_command("corpus", "add", "dlg", str(d), "--turns-field", "turns")
+    call_command("corpus", "run", "dlg", "--scorer", "confilter", "--scorer", "deita", "--scorer", "rules",
+                 "--param", "confilter.max_length=2048", "--param", "deita.max_length=256", "--json")
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["status"] == "succeeded", out
+    run = Corpus.objects.get(name="dlg").runs.first()
+    assert run.scorers["confilter"]["model"] == tiny_llama_path
+    got = {r["doc_id"]: r for p in sorted(Path(run.out_dir).glob("*.scores.parquet")) for r in pq.read_table(p).to_pylist()}
+    assert len(got) == 6 and all(r["n_chars"] > 0 for r in got.values())
+    # the same model in this process gives the same ConFilter values (within float noise)
+    cf = ConFilter(load_causal_lm(tiny_llama_path, setting="MEDSTUDIO_SCORING_LM", backend="transformers"), max_length=2048)
+    views = [RecordView(id=i, kind="dialogue", lang="zh", text="", content={"turns": r["turns"]}) for i, r in enumerate(rows)]
+    local = cf.score_batch(views)
+    multi = [i for i, res in enumerate(local) if res.value is not None]
+    assert multi  # CMtMedQA dialogues have several exchanges
+    for i, res in enumerate(local):
+        v = got[rows[i]["id"]]["confilter_value"]
+        assert (v is None) == (res.value is None) and (v is None or abs(v - res.value) < 1e-3)
+    assert all(r["deita_value"] is not None and r["deita_value"] > 0 for r in got.values())
+    assert sum(run.aggregates["scorers"]["deita"]["histogram"]["counts"]) == 6

@@ -27,6 +27,7 @@ class Command(BaseCommand):
         add.add_argument("uri")
         for f in ("text", "id", "lang", "source"):
             add.add_argument(f"--{f}-field", default=f)
+        add.add_argument("--turns-field", default="", help="Dialogue corpora: the field with the turns ([{role, content}])")
         add.add_argument("--output-uri", default="", help="Where score files go (default MEDSTUDIO_CORPUS_OUTPUT/NAME).")
         run = sub.add_parser("run", help="Score a corpus on Ray; blocks until the end.")
         run.add_argument("name")
@@ -70,7 +71,8 @@ class Command(BaseCommand):
         try:
             c = services.corpus_register(actor=None, name=o["name"], uri=o["uri"], text_field=o["text_field"],
                                          id_field=o["id_field"], lang_field=o["lang_field"],
-                                         source_field=o["source_field"], output_uri=o["output_uri"])
+                                         source_field=o["source_field"], output_uri=o["output_uri"],
+                                         turns_field=o["turns_field"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         bad = list(c.shards.exclude(error=""))

@@ -17,7 +17,7 @@ from typing import Any
 from curation.pipeline.base import RecordView
 from curation.pipeline.corpus.shards import Mapping, ShardError, iter_docs
 
-SCORERS = ("rules", "pii", "decontam", "domain", "datarater")
+SCORERS = ("rules", "pii", "decontam", "domain", "datarater", "deita", "confilter")
 # Scorers whose params the MedStudio side resolves before the run (a benchmark index, a model
 # directory); the worker receives them as `index_path` / `model_path`.
 RESOLVED = {"decontam": "index_path", "domain": "model_path", "datarater": "model_path"}
@@ -86,6 +86,26 @@ def make_scorer(name: str, params: dict | None = None, shared: Any = None):
         return RaterScorer(_rater(params["model_path"]), name=name,
                            version=f"{FORMAT_VERSION}.m{params.get('model_version', '')}",
                            target_label=str(params.get("target_label") or "medical"))
+    if name in ("confilter", "deita"):
+        # Dialogue corpora (a document is unscored: value None, kept). The model directories were
+        # resolved at launch (MEDSTUDIO_SCORING_LM, MEDSTUDIO_DEITA_*_MODEL); load_causal_lm caches
+        # each loaded model per worker process.
+        from medstudio.inference.lm import load_causal_lm
+
+        backend = str(params.get("backend") or "transformers")
+        if name == "confilter":
+            from curation.pipeline.confilter import ConFilter
+
+            return ConFilter(load_causal_lm(params["model"], setting="MEDSTUDIO_SCORING_LM", backend=backend),
+                             max_length=int(params.get("max_length") or 0) or None)
+        from curation.pipeline import deita
+
+        n = int(params.get("max_length") or 2048)
+        return deita.Deita(
+            deita.LMDigitScorer(load_causal_lm(params["complexity_model"], setting="MEDSTUDIO_DEITA_COMPLEXITY_MODEL",
+                                               backend=backend), deita.COMPLEXITY_TEMPLATE, max_length=n),
+            deita.LMDigitScorer(load_causal_lm(params["quality_model"], setting="MEDSTUDIO_DEITA_QUALITY_MODEL",
+                                               backend=backend), deita.QUALITY_TEMPLATE, max_length=n))
     raise ValueError(f"unknown corpus scorer {name!r}; known: {', '.join(SCORERS)}")
 
 
@@ -147,7 +167,9 @@ def score_shard(*, fs, path: str, fmt: str, key: str, out_dir: str, mapping: dic
     keep_all, reason_all = [], []
     try:
         for batch in iter_docs(fs, path, fmt, m, batch_size=batch_size):
-            views = [RecordView(id=i, kind=kind, lang=d["lang"], text=d["text"], content={"text": d["text"]},
+            views = [RecordView(id=i, kind="dialogue", lang=d["lang"], text=d["text"], content={"turns": d["turns"]},
+                                source=d["source"]) if "turns" in d else
+                     RecordView(id=i, kind=kind, lang=d["lang"], text=d["text"], content={"text": d["text"]},
                                 source=d["source"]) for i, d in enumerate(batch)]
             results = {name: b.score_batch(views) for name, b in blocks.items()}
             for i, d in enumerate(batch):

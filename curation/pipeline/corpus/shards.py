@@ -25,11 +25,12 @@ class Mapping:
     id: str = "id"
     lang: str = "lang"
     source: str = "source"
+    turns: str = ""  # dialogue corpora: a list of {"role", "content"} (the text is then the turns joined)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Mapping":
         d = d or {}
-        return cls(**{k: d[k] for k in ("text", "id", "lang", "source") if d.get(k)})
+        return cls(**{k: d[k] for k in ("text", "id", "lang", "source", "turns") if d.get(k)})
 
 
 @dataclass
@@ -128,6 +129,15 @@ def iter_docs(fs, path: str, fmt: str, mapping: Mapping, batch_size: int = 1000)
     def norm(d: dict) -> dict:
         nonlocal row
         row += 1
+        if mapping.turns:
+            turns = d.get(mapping.turns)
+            if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+                raise ShardError(f"row {row}: turns field {mapping.turns!r} is not a list of {{role, content}} objects")
+            turns = [{"role": str(t.get("role") or ""), "content": str(t.get("content") or "")} for t in turns]
+            doc_id = d.get(mapping.id)
+            return {"id": str(doc_id) if doc_id not in (None, "") else f"{stem}:{row}",
+                    "text": "\n".join(t["content"] for t in turns), "turns": turns,
+                    "lang": str(d.get(mapping.lang) or ""), "source": str(d.get(mapping.source) or "")}
         if mapping.text not in d:
             raise ShardError(f"row {row}: missing text field {mapping.text!r}")
         text = d[mapping.text]
@@ -144,9 +154,10 @@ def iter_docs(fs, path: str, fmt: str, mapping: Mapping, batch_size: int = 1000)
             with fs.open_input_file(path) as fh:
                 pf = pq.ParquetFile(fh)
                 names = set(pf.schema_arrow.names)
-                if mapping.text not in names:
-                    raise ShardError(f"missing column {mapping.text!r} (columns: {', '.join(sorted(names))})")
-                cols = [c for c in (mapping.text, mapping.id, mapping.lang, mapping.source) if c in names]
+                need = mapping.turns or mapping.text
+                if need not in names:
+                    raise ShardError(f"missing column {need!r} (columns: {', '.join(sorted(names))})")
+                cols = [c for c in (need, mapping.id, mapping.lang, mapping.source) if c in names]
                 for rb in pf.iter_batches(batch_size=batch_size, columns=list(dict.fromkeys(cols))):
                     yield [norm(d) for d in rb.to_pylist()]
             return
