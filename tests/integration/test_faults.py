@@ -1,6 +1,7 @@
 """Fault injection (issue 14, point 5): each job kind, on a real worker, survives a SIGKILL of the
-worker in the middle of the job (and, on PostgreSQL, the loss of the worker's database connection),
-and ends `succeeded` with exactly-once results: no duplicate rows, nothing missing.
+worker in the middle of the job, and on PostgreSQL + Redis (CI's second pass) the loss of the
+worker's database connection (pg_terminate_backend) and a restart of the real redis-server that
+loses every key; it ends `succeeded` with exactly-once results: no duplicate rows, nothing missing.
 
 "In the middle" is deterministic: the test worker loads tests/integration/faultinject/sitecustomize.py,
 which stops the job's first attempt inside its Nth progress call (after a batch is committed, inside
@@ -51,11 +52,25 @@ def faulty(worker_factory, tmp_path, settings):
 
 
 def _strike_and_recover(faulty, job_pk: int, stall_at: int, fault: str) -> Job:
+    from django.conf import settings
+
+    if fault == "redis_restart" and not settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.skip("the Redis restart needs the Redis broker (CI's PostgreSQL + Redis pass)")
     worker = faulty(stall_at)
     stalled = faulty.dir / f"stalled-{job_pk}"
     wait_for(stalled.exists, timeout=120)
     job = _job(job_pk)
     assert job.status == "running" and job.attempts == 1
+    if fault == "redis_restart":
+        # The broker loses every key (the job's unacked message too); the worker and its database
+        # connection live on: the job finishes on its first attempt, and once.
+        _restart_redis()
+        (faulty.dir / f"release-{job_pk}").write_text("")
+        wait_for(lambda: _job(job_pk).status in ("succeeded", "failed", "cancelled"), timeout=300)
+        job = _job(job_pk)
+        assert job.status == "succeeded", job.error
+        assert job.attempts == 1
+        return job
     if fault == "sigkill":
         worker.kill()
     else:  # the worker's PostgreSQL backend goes away mid-transaction; the worker itself lives on
@@ -78,7 +93,8 @@ def _strike_and_recover(faulty, job_pk: int, stall_at: int, fault: str) -> Job:
     return job
 
 
-FAULT_KINDS = ["sigkill", pytest.param("pg_terminate", marks=pytest.mark.postgres)]
+FAULT_KINDS = ["sigkill", pytest.param("pg_terminate", marks=pytest.mark.postgres),
+               pytest.param("redis_restart", marks=pytest.mark.postgres)]
 
 
 def _dataset(tmp_path, name: str, n: int, kind: str = "document", zh: bool = True, pad: int = 0):
