@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from medstudio.handoffs.models import CorpusSelection
+from medstudio.handoffs.lineage import register_node
 from medstudio.handoffs.sources import DataSourceError, RecordWriter, register_data_source
 
 
@@ -58,3 +59,21 @@ def _options():
 
 
 register_data_source("corpus_selection", label="Corpus selection", exporter=_export, describe=_describe, options=_options)
+
+
+def _lineage_node(pk: int):
+    """A frozen corpus selection in the lineage graph (upstream of the runs trained on it)."""
+    from django.urls import reverse
+
+    from curation.corpus.models import Corpus
+
+    sel = CorpusSelection.objects.filter(pk=pk).first()
+    if sel is None:
+        return None
+    corpus = Corpus.objects.filter(name=sel.corpus).first()
+    url = reverse("curation:corpus_studio", args=[corpus.pk]) if corpus else ""
+    return {"type": "corpus_selection", "name": f"{sel.name} ({sel.corpus})", "url": url,
+            "n_records": sel.n_records, "manifest_sha256": sel.manifest_sha256}, []
+
+
+register_node("corpus_selection", _lineage_node)

@@ -103,3 +103,8 @@ def test_cpt_trains_on_a_frozen_corpus_selection(tmp_path, settings, admin_user,
     assert run.status == RunStatus.SUCCEEDED, (run.error, run.log_tail)
     assert run.step == 3 and run.data_ref["type"] == "corpus_selection" and run.data_ref["n_records"] == kept
     assert run.data_ref["manifest_sha256"] and run.checkpoints.filter(is_final=True).exists()
+    from medstudio.handoffs.lineage import graph
+
+    g = graph(f"run:{run.pk}")
+    node = next(n for n in g["nodes"] if n["id"] == f"corpus_selection:{run.data_ref['id']}")
+    assert node["name"] == "med-cpt (med)" and not node.get("missing") and "/studio/" in node["url"]
