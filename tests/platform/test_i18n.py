@@ -63,3 +63,43 @@ def test_labelling_screen_in_chinese(client_for, make_dataset, django_user_model
     assert "fever case" in html  # the record text is untouched
     en = c.get(f"/annotate/q/{queue.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Submit" in en and "提交" not in en
+
+
+def test_answer_error_in_the_annotators_language(make_dataset, django_user_model):
+    """questions.py stays Django-free: AnswerError carries a template and params, the Django layer
+    translates it (the aspect word too); English is unchanged."""
+    from django.utils import translation
+
+    from medstudio.annotation import services
+    from medstudio.annotation.questions import AnswerError, clean_answer
+
+    with pytest.raises(AnswerError) as err:
+        clean_answer("rating", {}, {})
+    assert err.value.code == "missing" and err.value.params == {"what": "score", "lo": 0, "hi": 5}
+    assert str(err.value) == "Choose a score from 0 to 5 before submitting (press a number key or click one)."
+
+    ds = make_dataset("notes", "document", [{"id": "d0", "text": "fever"}])
+    curator = django_user_model.objects.create_user(username="cur-ae", password="x", role="curator")
+    clinician = django_user_model.objects.create_user(username="doc-ae", password="x", role="clinician")
+    question = services.question_create(user=curator, name="quality", kind="rating")
+    queue = services.queue_create(user=curator, name="q-ae", dataset=ds, question=question, annotators_per_item=1)
+    a = services.assignment_next(queue=queue, user=clinician)
+    with translation.override("zh-hans"), pytest.raises(services.AnnotationError) as zh:
+        services.label_submit(assignment_id=a.pk, user=clinician, answer={}, revision=a.revision)
+    assert "提交前请选择评分" in str(zh.value) and "0 到 5" in str(zh.value)
+    with translation.override("en"), pytest.raises(services.AnnotationError) as en:
+        services.label_submit(assignment_id=a.pk, user=clinician, answer={"score": "x"}, revision=a.revision)
+    assert str(en.value) == "score: 'x' is not a whole number"
+
+
+def test_job_page_in_chinese(client_for):
+    """A failed job's plain cause, its status and kind read in Chinese; the error text itself is data."""
+    from medstudio.jobs.models import Job, JobLog, JobStatus
+
+    job = Job.objects.create(kind="training.run", status=JobStatus.FAILED, error="exited with code 1")
+    JobLog.objects.create(job=job, level="error", message="torch.OutOfMemoryError: CUDA out of memory. Tried 2 GiB")
+    html = client_for("curator").get(f"/jobs/{job.pk}/", HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+    assert "失败原因：" in html and "GPU 显存不足" in html and "训练运行" in html  # cause, kind label
+    assert 'id="job-status">失败<' in html
+    en = client_for("curator").get(f"/jobs/{job.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "The GPU ran out of memory" in en and 'id="job-status">Failed<' in en
