@@ -56,7 +56,7 @@ def question_create(*, user, name: str, kind: str, schema: dict | None = None, i
     """Create a question after checking its schema (scale fits the digit keys, labels distinct...)."""
     name = (name or "").strip()
     if not name:
-        raise AnnotationError("A question needs a name.")
+        raise AnnotationError(gettext("A question needs a name."))
     try:
         qs.validate_schema(kind, schema or {})
     except qs.AnswerError as exc:
@@ -105,7 +105,7 @@ def _pick_records(*, dataset, method: str, n: int | None, seed: int, field: str,
         ids = list(records.order_by("id").values_list("id", flat=True))
         return ids[:n] if n else ids
     if not n or n <= 0:
-        raise AnnotationError("Give the number of items to sample.")
+        raise AnnotationError(gettext("Give the number of items to sample."))
     if method == "random":
         return random_sample(list(records.values_list("id", flat=True)), n, seed=seed)
     if method == "stratified":
@@ -115,20 +115,22 @@ def _pick_records(*, dataset, method: str, n: int | None, seed: int, field: str,
             key = field[5:]
             rows = [(rid, (c.get("meta") or {}).get(key)) for rid, c in records.values_list("id", "content").iterator()]
         else:
-            raise AnnotationError(f"Stratify by one of {', '.join(STRATIFY_FIELDS)} or meta.<field>, not {field!r}.")
+            raise AnnotationError(gettext("Stratify by one of %(fields)s or meta.<field>, not %(field)s.")
+                                  % {"fields": ", ".join(STRATIFY_FIELDS), "field": repr(field)})
         return stratified_sample(rows, n, seed=seed)
     if method == "threshold":
         if score_run is None or threshold is None:
-            raise AnnotationError("Sampling near a threshold needs a scorer run and a threshold.")
+            raise AnnotationError(gettext("Sampling near a threshold needs a scorer run and a threshold."))
         if score_run.dataset_id != dataset.pk:
-            raise AnnotationError("The scorer run belongs to another dataset.")
+            raise AnnotationError(gettext("The scorer run belongs to another dataset."))
         from medstudio.handoffs.models import Score
 
         rows = list(Score.objects.filter(run=score_run, value__isnull=False).values_list("record_id", "value"))
         if not rows:
-            raise AnnotationError("That scorer run has no scored records.")
+            raise AnnotationError(gettext("That scorer run has no scored records."))
         return near_threshold(rows, n, float(threshold))
-    raise AnnotationError(f"Unknown sampling method {method!r}; use one of {', '.join(SAMPLE_METHODS)}.")
+    raise AnnotationError(gettext("Unknown sampling method %(method)s; use one of %(methods)s.")
+                          % {"method": repr(method), "methods": ", ".join(SAMPLE_METHODS)})
 
 
 def _suggestions(run, record_ids: list[int]) -> dict[int, dict]:
@@ -160,20 +162,21 @@ def queue_create(*, user, name: str, dataset, question: Question, annotators_per
     """Build a queue: pick records, shuffle them, and create N free slots per item."""
     name = (name or "").strip()
     if not name:
-        raise AnnotationError("A queue needs a name.")
+        raise AnnotationError(gettext("A queue needs a name."))
     if not 1 <= int(annotators_per_item) <= 20:
-        raise AnnotationError("Annotators per item must be between 1 and 20.")
+        raise AnnotationError(gettext("Annotators per item must be between 1 and 20."))
     allowed = COMPATIBLE.get(question.kind)
     if allowed and dataset.kind not in allowed:
-        raise AnnotationError(f"A {question.get_kind_display()} question needs a {' or '.join(sorted(allowed))} "
-                              f"dataset; {dataset.name} holds {dataset.kind} records.")
+        raise AnnotationError(gettext("A %(question_kind)s question needs a %(kinds)s dataset; %(name)s holds %(kind)s records.")
+                              % {"question_kind": question.get_kind_display(), "kinds": " or ".join(sorted(allowed)),
+                                 "name": dataset.name, "kind": dataset.kind})
     if suggestion_run is not None and suggestion_run.dataset_id != dataset.pk:
-        raise AnnotationError("The scorer run belongs to another dataset.")
+        raise AnnotationError(gettext("The scorer run belongs to another dataset."))
     ids = _pick_records(dataset=dataset, method=method, n=n, seed=seed, field=field, threshold=threshold,
                         score_run=suggestion_run, selection=selection)
     if not ids:
         where = f"selection {selection} within {dataset.name}" if selection is not None else dataset.name
-        raise AnnotationError(f"No records to label in {where}.")
+        raise AnnotationError(gettext("No records to label in %(where)s.") % {"where": where})
     queue = Queue.objects.create(
         name=name, dataset=dataset, question=question, annotators_per_item=annotators_per_item,
         suggestion_run=suggestion_run, show_suggestion=bool(show_suggestion and suggestion_run),
@@ -217,7 +220,7 @@ def queue_update(*, queue: Queue, user, is_open: bool | None = None, show_sugges
         changed["show_suggestion"] = queue.show_suggestion
     if consensus_threshold is not None:
         if consensus_threshold <= 0:
-            raise AnnotationError("The consensus threshold must be positive.")
+            raise AnnotationError(gettext("The consensus threshold must be positive."))
         queue.consensus_threshold = consensus_threshold
         changed["consensus_threshold"] = consensus_threshold
     if consensus_judges is not None:
@@ -332,7 +335,7 @@ def label_submit(*, assignment_id: int, user, answer: dict, revision: int, durat
         try:
             a = Assignment.objects.select_related("item__record", "queue__question").get(pk=assignment_id, annotator=key)
         except Assignment.DoesNotExist:
-            raise AnnotationError("This item is not assigned to you (it may have been released by an undo).") from None
+            raise AnnotationError(gettext("This item is not assigned to you (it may have been released by an undo).")) from None
     question = a.queue.question
     try:
         values = qs.clean_answer(question.kind, question.schema, answer, content=a.item.record.content,
@@ -347,8 +350,8 @@ def label_submit(*, assignment_id: int, user, answer: dict, revision: int, durat
             existing = Label.objects.filter(assignment=a).first()
             if existing is not None and existing.values == values:
                 return SubmitOutcome(existing, "already_saved")
-            raise SubmitConflict("This item was already submitted (in another tab?) with a different answer; "
-                                 "nothing was overwritten. Press U to reopen and change it.")
+            raise SubmitConflict(gettext("This item was already submitted (in another tab?) with a different answer; "
+                                         "nothing was overwritten. Press U to reopen and change it."))
         primary = qs.primary_value(question.kind, values)
         fields = dict(
             queue_id=a.queue_id, item_id=a.item_id, record_id=a.item.record_id, annotator=key, user=user,
@@ -377,7 +380,7 @@ def assignment_skip(*, assignment_id: int, user, revision: int) -> bool:
     key = annotator_key(user)
     a = Assignment.objects.filter(pk=assignment_id, annotator=key).first()
     if a is None:
-        raise AnnotationError("This item is not assigned to you.")
+        raise AnnotationError(gettext("This item is not assigned to you."))
     won = Assignment.objects.filter(pk=a.pk, status=Status.ACTIVE, revision=revision).update(
         status=Status.SKIPPED, submitted_at=timezone.now(), revision=F("revision") + 1)
     if won:
@@ -489,9 +492,9 @@ def judge_start(*, queue: Queue, user, backend: str = "", base_url: str = "", mo
     from medstudio.jobs.services import job_create
 
     if queue.question.kind == qs.TEXT:
-        raise AnnotationError("A judge cannot answer free-text questions.")
+        raise AnnotationError(gettext("A judge cannot answer free-text questions."))
     if not 1 <= passes <= 5:
-        raise AnnotationError("Between 1 and 5 passes.")
+        raise AnnotationError(gettext("Between 1 and 5 passes."))
     try:
         chat = chat_params(backend=backend, base_url=base_url, model=model)
     except BackendChoiceError as exc:
@@ -530,18 +533,18 @@ def adjudication_set(*, item: QueueItem, user, value: Any, note: str = "") -> Ad
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise AnnotationError(f"Give a number, not {value!r}.") from None
+            raise AnnotationError(gettext("Give a number, not %(value)s.") % {"value": repr(value)}) from None
         lo, hi = schema["scale"]
         if not lo <= value <= hi:
-            raise AnnotationError(f"The value must lie within {lo}-{hi}.")
+            raise AnnotationError(gettext("The value must lie within %(lo)s-%(hi)s.") % {"lo": lo, "hi": hi})
     elif kind == qs.LABEL:
         if value not in schema["labels"]:
-            raise AnnotationError(f"Choose one of {', '.join(schema['labels'])}.")
+            raise AnnotationError(gettext("Choose one of %(labels)s.") % {"labels": ", ".join(schema["labels"])})
     elif kind == qs.PREFERENCE:
         if value not in qs.PREF_CANONICAL:
-            raise AnnotationError("Choose chosen, rejected or tie.")
+            raise AnnotationError(gettext("Choose chosen, rejected or tie."))
     else:
-        raise AnnotationError("Free-text items are not adjudicated.")
+        raise AnnotationError(gettext("Free-text items are not adjudicated."))
     adj, _ = Adjudication.objects.update_or_create(item=item, defaults={"value": value, "note": note, "curator": user})
     audit_log(actor=user, action="annotation.adjudicate", target=item, data={"value": value, "note": note})
     return adj
