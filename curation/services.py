@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from curation.scoring import scorer_run_start  # noqa: F401  (the public write path)
 from medstudio.handoffs.services import scorer_run_update, scores_write  # noqa: F401
@@ -21,11 +22,11 @@ def pii_redaction_start(*, user, dataset, target_name: str = "", types: list[str
 
     target_name = (target_name or f"{dataset.name}-redacted").strip()
     if Dataset.objects.filter(name=target_name).exists():
-        raise ValueError(f"A dataset named {target_name!r} already exists; choose another name.")
+        raise ValueError(gettext("A dataset named %(target_name)s already exists; choose another name.") % {"target_name": repr(target_name)})
     types = list(types or PII_TYPES)
     unknown = set(types) - set(PII_TYPES)
     if unknown:
-        raise ValueError(f"Unknown PII types {sorted(unknown)}; known: {', '.join(PII_TYPES)}.")
+        raise ValueError(gettext("Unknown PII types %(types)s; known: %(items)s.") % {"types": sorted(unknown), "items": ', '.join(PII_TYPES)})
     target = dataset_create(actor=user, name=target_name, kind=dataset.kind, parent=dataset, licence=dataset.licence,
                             description=f"PII-redacted copy of {dataset.name} ({', '.join(types)}).")
     job = job_create(kind="curation.pii_redact", params={"dataset_id": dataset.pk, "target_id": target.pk,

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from django.db import transaction
 from django.db.models import F
+from django.utils.translation import gettext
 
 from medstudio.audit.services import audit_log
 
@@ -93,12 +94,12 @@ def _resolve_chat(params: dict, *, settings_url: str, models: dict[str, list[str
 
 def _check_build(builder: str, dataset, selection_id, path: str, params: dict) -> None:
     if builder not in Origin.values:
-        raise PreferenceError(f"Unknown builder {builder!r}; use one of {', '.join(Origin.values)}.")
+        raise PreferenceError(gettext("Unknown builder %(builder)s; use one of %(items)s.") % {"builder": repr(builder), "items": ', '.join(Origin.values)})
     sources = [x for x in (dataset, selection_id, path) if x]
     if len(sources) != 1:
-        raise PreferenceError("Give exactly one source: a dataset, a selection or a file.")
+        raise PreferenceError(gettext("Give exactly one source: a dataset, a selection or a file."))
     if path and builder != Origin.FROM_SCORES:
-        raise PreferenceError("Only the from-scores builder reads a file; import other data as a dataset.")
+        raise PreferenceError(gettext("Only the from-scores builder reads a file; import other data as a dataset."))
     if dataset is not None and dataset.kind not in BUILDER_KINDS[builder]:
         raise PreferenceError(
             f"The {builder} builder needs a {' or '.join(sorted(BUILDER_KINDS[builder]))} dataset; "
@@ -108,24 +109,24 @@ def _check_build(builder: str, dataset, selection_id, path: str, params: dict) -
         from pathlib import Path
 
         if not Path(path).is_file():
-            raise PreferenceError(f"No such file: {path}")
+            raise PreferenceError(gettext("No such file: %(path)s") % {"path": path})
     if builder == Origin.FROM_SCORES:
         try:
             if float(params.get("min_gap", 1.0)) < 0:
-                raise PreferenceError("The minimum score gap cannot be negative.")
+                raise PreferenceError(gettext("The minimum score gap cannot be negative."))
         except (TypeError, ValueError):
-            raise PreferenceError("The minimum score gap must be a number.") from None
+            raise PreferenceError(gettext("The minimum score gap must be a number.")) from None
     if builder == Origin.SAMPLED:
         n = int(params.get("n", 4))
         if n < 2 or n > 16:
-            raise PreferenceError("Sampled pairs need between 2 and 16 answers per prompt.")
+            raise PreferenceError(gettext("Sampled pairs need between 2 and 16 answers per prompt."))
         if not params.get("judges"):
-            raise PreferenceError("Sampled pairs need at least one judge model.")
+            raise PreferenceError(gettext("Sampled pairs need at least one judge model."))
     if builder in CHAT_BUILDERS:
         from . import conf
 
         if not (params.get("chat") or params.get("base_url") or conf.chat_url()):
-            raise PreferenceError("No chat server configured: pick a model backend, set MEDSTUDIO_CHAT_URL or give a base URL.")
+            raise PreferenceError(gettext("No chat server configured: pick a model backend, set MEDSTUDIO_CHAT_URL or give a base URL."))
 
 
 @transaction.atomic
@@ -166,7 +167,7 @@ def build_resume(*, user, run: BuildRun, enqueue: bool = True) -> BuildRun:
 
     run = BuildRun.objects.select_for_update().get(pk=run.pk)
     if run.status not in (RunStatus.PAUSED, RunStatus.FAILED):
-        raise PreferenceError(f"Only a stopped run can be resumed (this one is {run.get_status_display().lower()}).")
+        raise PreferenceError(gettext("Only a stopped run can be resumed (this one is %(get_status_display)s).") % {"get_status_display": run.get_status_display().lower()})
     BuildRun.objects.filter(pk=run.pk).update(status=RunStatus.QUEUED, error="")
     audit_log(actor=user, action="preferences.build_resume", target=run, data={"after": run.after})
     job = job_create(kind="preferences.build", params={"run_id": run.pk}, user=user,
@@ -240,13 +241,13 @@ def vote_start(*, user, pref_set: PreferenceSet, method: str, params: dict | Non
 
     params = dict(params or {})
     if method not in dict(VoteRun.METHODS):
-        raise PreferenceError(f"Unknown voting method {method!r}.")
+        raise PreferenceError(gettext("Unknown voting method %(method)s.") % {"method": repr(method)})
     _check_fracs(flip_frac, drop_frac)
     n = PreferencePair.objects.filter(pref_set=pref_set, status=PairStatus.OK).count()
     if n < 2:
-        raise PreferenceError("Voting needs at least two ordered pairs in the set.")
+        raise PreferenceError(gettext("Voting needs at least two ordered pairs in the set."))
     if method == "reward_models" and int(params.get("k", 1)) < 1:
-        raise PreferenceError("K must be at least 1.")
+        raise PreferenceError(gettext("K must be at least 1."))
     if method == "judges":
         from . import conf
 
@@ -254,7 +255,7 @@ def vote_start(*, user, pref_set: PreferenceSet, method: str, params: dict | Non
         if params.get("chat"):
             params["judges"] = [j["model"] for j in params["chat"]["judges"]]
     if method == "judges" and not params.get("judges"):
-        raise PreferenceError("Judge voting needs at least one judge model.")
+        raise PreferenceError(gettext("Judge voting needs at least one judge model."))
     vote = VoteRun.objects.create(pref_set=pref_set, method=method, params=params, flip_frac=flip_frac,
                                   drop_frac=drop_frac, created_by=_user(user))
     audit_log(actor=user, action="preferences.vote_start", target=vote,
@@ -268,7 +269,7 @@ def vote_start(*, user, pref_set: PreferenceSet, method: str, params: dict | Non
 
 def _check_fracs(flip_frac: float, drop_frac: float) -> None:
     if not (0 <= flip_frac <= 1 and 0 <= drop_frac <= 1 and flip_frac + drop_frac <= 1):
-        raise PreferenceError("Flip and drop fractions must lie between 0 and 1 and sum to at most 1.")
+        raise PreferenceError(gettext("Flip and drop fractions must lie between 0 and 1 and sum to at most 1."))
 
 
 @transaction.atomic
@@ -304,7 +305,7 @@ def vote_apply(*, user, vote: VoteRun, flip_frac: float | None = None, drop_frac
     _check_fracs(flip, drop)
     pairs = list(PreferencePair.objects.filter(vote=vote).order_by("id").only("id", "vote_detail"))
     if not pairs:
-        raise PreferenceError("This vote has no scored pairs yet.")
+        raise PreferenceError(gettext("This vote has no scored pairs yet."))
     k = max(len(p.vote_detail.get("chosen", [])) for p in pairs)
     pad = lambda xs: list(xs) + [None] * (k - len(xs))  # noqa: E731
     chosen = [[pad(p.vote_detail.get("chosen", []))[i] for p in pairs] for i in range(k)]
@@ -336,7 +337,7 @@ def vote_resume(*, user, vote: VoteRun) -> VoteRun:
     from medstudio.jobs.services import job_create
 
     if vote.status not in (RunStatus.PAUSED, RunStatus.FAILED):
-        raise PreferenceError("Only a stopped vote can be resumed.")
+        raise PreferenceError(gettext("Only a stopped vote can be resumed."))
     VoteRun.objects.filter(pk=vote.pk).update(status=RunStatus.QUEUED, error="")
     audit_log(actor=user, action="preferences.vote_resume", target=vote)
     job = job_create(kind="preferences.vote", params={"vote_id": vote.pk}, user=user,
@@ -368,13 +369,13 @@ def review_send(*, user, pref_set: PreferenceSet, n: int | None = None, seed: in
         qs = qs.filter(status=PairStatus.OK)
     ids = list(qs.values_list("id", flat=True))
     if not ids:
-        raise PreferenceError("No pairs to review (check the origin filter).")
+        raise PreferenceError(gettext("No pairs to review (check the origin filter)."))
     if n:
         ids = sorted(random.Random(seed).sample(ids, min(int(n), len(ids))))
     k = ReviewRound.objects.filter(pref_set=pref_set).count() + 1
     name = f"{pref_set.name} · review {k}"
     if Dataset.objects.filter(name=name).exists():
-        raise PreferenceError(f"A dataset named {name!r} already exists.")
+        raise PreferenceError(gettext("A dataset named %(name)s already exists.") % {"name": repr(name)})
     dataset = dataset_create(actor=user, name=name, kind=Kind.PAIR,
                              description=f"Pairs of preference set {pref_set.name} sent to clinician review.",
                              data={"from_preference_set": pref_set.pk})
@@ -387,7 +388,7 @@ def review_send(*, user, pref_set: PreferenceSet, n: int | None = None, seed: in
         try:
             rows.append(normalize_row(raw, "pair"))
         except RowError as exc:
-            raise PreferenceError(f"Pair #{p.pk} cannot be reviewed: {exc}") from None
+            raise PreferenceError(gettext("Pair #%(p_id)s cannot be reviewed: %(exc)s") % {"p_id": p.pk, "exc": exc}) from None
     records_insert(dataset=dataset, rows=rows)
     dataset_refresh_stats(dataset=dataset)
     # A review round is a helper dataset: listed under the dataset the pairs' prompts came from.
@@ -422,7 +423,7 @@ def review_sync(*, user, review: ReviewRound) -> dict[str, int]:
     from medstudio.annotation.models import Adjudication, Label, QueueItem
 
     if review.queue_id is None:
-        raise PreferenceError("The review queue was deleted.")
+        raise PreferenceError(gettext("The review queue was deleted."))
     items = {it.pk: it for it in QueueItem.objects.filter(queue_id=review.queue_id).select_related("record")}
     votes: dict[int, list[str]] = {}
     for item_id, values, annotator in Label.objects.filter(queue_id=review.queue_id, source="human").values_list(
@@ -467,7 +468,7 @@ def export_start(*, user, pref_set: PreferenceSet):
     from medstudio.jobs.services import job_create
 
     if not PreferencePair.objects.filter(pref_set=pref_set).exists():
-        raise PreferenceError("The set has no pairs to export.")
+        raise PreferenceError(gettext("The set has no pairs to export."))
     audit_log(actor=user, action="preferences.export_start", target=pref_set)
     return job_create(kind="preferences.export", params={"set_id": pref_set.pk}, user=user, queue="cpu")
 
@@ -496,21 +497,21 @@ def diversify_start(*, user, seeds: list[str], output_name: str, source=None, pa
 
     seeds = [s.strip() for s in seeds if s and s.strip()]
     if len(set(seeds)) < 2:
-        raise PreferenceError("Give at least two distinct seed instructions, one per line.")
+        raise PreferenceError(gettext("Give at least two distinct seed instructions, one per line."))
     output_name = (output_name or "").strip()
     if source is not None:
         if source.kind not in ("qa", "dialogue"):
-            raise PreferenceError(f"System prompts go on SFT records (qa or dialogue), not {source.kind}.")
+            raise PreferenceError(gettext("System prompts go on SFT records (qa or dialogue), not %(kind)s.") % {"kind": source.kind})
         if not output_name:
-            raise PreferenceError("Name the new dataset.")
+            raise PreferenceError(gettext("Name the new dataset."))
         if Dataset.objects.filter(name=output_name).exists():
-            raise PreferenceError(f"A dataset named {output_name!r} already exists.")
+            raise PreferenceError(gettext("A dataset named %(output_name)s already exists.") % {"output_name": repr(output_name)})
     params = dict(params or {})
     params = _resolve_chat(params, settings_url="", models={"generator": [params.get("model") or ""]})
     if params.get("chat"):
         params["model"] = params["chat"]["generator"][0]["model"]
     if not (params.get("chat") or params.get("base_url") or conf.chat_url()):
-        raise PreferenceError("No chat server configured: pick a model backend, set MEDSTUDIO_CHAT_URL or give a base URL.")
+        raise PreferenceError(gettext("No chat server configured: pick a model backend, set MEDSTUDIO_CHAT_URL or give a base URL."))
     run = DiversifyRun.objects.create(seeds=seeds, params=params, source=source, output_name=output_name,
                                       created_by=_user(user))
     audit_log(actor=user, action="preferences.diversify_start", target=run,
@@ -548,7 +549,7 @@ def diversify_resume(*, user, run: DiversifyRun) -> DiversifyRun:
     from medstudio.jobs.services import job_create
 
     if run.status not in (RunStatus.PAUSED, RunStatus.FAILED):
-        raise PreferenceError("Only a stopped run can be resumed.")
+        raise PreferenceError(gettext("Only a stopped run can be resumed."))
     DiversifyRun.objects.filter(pk=run.pk).update(status=RunStatus.QUEUED, error="")
     audit_log(actor=user, action="preferences.diversify_resume", target=run)
     job = job_create(kind="preferences.diversify", params={"run_id": run.pk}, user=user, queue="gpu")

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from medstudio.handoffs.models import ScorerRun
 from curation.scoring import scorer_run_start
@@ -25,7 +26,7 @@ def _validate_source(kind: str, source: dict[str, Any]) -> dict[str, Any]:
 
         queue = Queue.objects.select_related("question").filter(pk=source["queue_id"]).first()
         if queue is None:
-            raise ValueError("No such annotation queue.")
+            raise ValueError(gettext("No such annotation queue."))
         want = QUESTION_KIND_FOR[kind]
         if queue.question.kind != want:
             raise ValueError(f"A {kind} model trains on '{want}' questions; queue {queue.name!r} asks "
@@ -33,12 +34,12 @@ def _validate_source(kind: str, source: dict[str, Any]) -> dict[str, Any]:
         return {"queue_id": queue.pk}
     if source.get("dataset_id"):
         if not Dataset.objects.filter(pk=source["dataset_id"]).exists():
-            raise ValueError("No such dataset.")
+            raise ValueError(gettext("No such dataset."))
         fields = [f.strip() for f in source.get("fields") or [] if f and f.strip()]
         if not fields:
-            raise ValueError("Name the label column(s), e.g. rating_1,rating_2 (two raters) or domain.")
+            raise ValueError(gettext("Name the label column(s), e.g. rating_1,rating_2 (two raters) or domain."))
         return {"dataset_id": int(source["dataset_id"]), "fields": fields}
-    raise ValueError("Choose where the labels come from: an annotation queue or a dataset's label columns.")
+    raise ValueError(gettext("Choose where the labels come from: an annotation queue or a dataset's label columns."))
 
 
 @transaction.atomic
@@ -49,11 +50,11 @@ def trained_model_create(*, user, kind: str, source: dict[str, Any], encoder: st
     from medstudio.jobs.services import job_create
 
     if kind not in RaterKind.values:
-        raise ValueError(f"Unknown model kind {kind!r}; choose {', '.join(RaterKind.values)}.")
+        raise ValueError(gettext("Unknown model kind %(kind)s; choose %(items)s.") % {"kind": repr(kind), "items": ', '.join(RaterKind.values)})
     if encoder not in Encoder.values:
-        raise ValueError(f"Unknown encoder {encoder!r}; choose {', '.join(Encoder.values)}.")
+        raise ValueError(gettext("Unknown encoder %(encoder)s; choose %(items)s.") % {"encoder": repr(encoder), "items": ', '.join(Encoder.values)})
     if not 0.0 < float(val_fraction) < 0.9:
-        raise ValueError("The validation fraction must lie between 0 and 0.9.")
+        raise ValueError(gettext("The validation fraction must lie between 0 and 0.9."))
     params = {"source": _validate_source(kind, source), "val_fraction": float(val_fraction), "seed": int(seed),
               "threshold": float(threshold)}
     creator = user if getattr(user, "is_authenticated", False) else None
@@ -106,7 +107,7 @@ def model_score_start(*, user, model: TrainedModel, dataset: Dataset, target_lab
                       shards: int = 1) -> ScorerRun:
     """Score a dataset with one trained version (a `curation.score` run of scorer `model.kind`)."""
     if model.status != "ready":
-        raise ValueError(f"{model} is not ready (status {model.status}).")
+        raise ValueError(gettext("%(model)s is not ready (status %(status)s).") % {"model": model, "status": model.status})
     params: dict[str, Any] = {"model_version": model.version}
     if model.kind == RaterKind.DOMAIN and target_label:
         params["target_label"] = target_label

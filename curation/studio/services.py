@@ -5,6 +5,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q
+from django.utils.translation import gettext
 
 from medstudio.handoffs.models import Score, ScorerRun
 from medstudio.audit.services import audit_log
@@ -123,7 +124,7 @@ def matrix_sync(*, dataset: Dataset, actor=None) -> dict[str, Any]:
     slots = []
     for run, role in wanted:
         if counts[role] >= limits[role]:
-            raise StudioError(f"{dataset.name}: more than {limits[role]} scorers of kind {role}; no matrix slot left for {run.scorer}")
+            raise StudioError(gettext("%(name)s: more than %(limit)s scorers of kind %(role)s; no matrix slot left for %(scorer)s") % {"name": dataset.name, "limit": limits[role], "role": role, "scorer": run.scorer})
         slots.append(MatrixSlot(dataset=dataset, run=run, kind=role, slot=counts[role], scorer=run.scorer, version=run.version))
         counts[role] += 1
     MatrixSlot.objects.bulk_create(slots)
@@ -153,9 +154,9 @@ def recipe_version_create(*, user, name: str, datasets: list[Dataset], condition
     """
     name = (name or "").strip()
     if not name:
-        raise StudioError("A recipe needs a name.")
+        raise StudioError(gettext("A recipe needs a name."))
     if not datasets:
-        raise StudioError("A recipe needs at least one dataset.")
+        raise StudioError(gettext("A recipe needs at least one dataset."))
     try:
         spec = parse_spec(conditions)
     except SpecError as exc:
@@ -208,9 +209,9 @@ def selection_export_start(*, user, selection: Selection, fmt: str, enqueue: boo
     from medstudio.datasets.convert import EXPORT_FORMATS as FORMATS
 
     if fmt not in FORMATS:
-        raise StudioError(f"Unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}.")
+        raise StudioError(gettext("Unknown export format %(fmt)s; expected one of %(items)s.") % {"fmt": repr(fmt), "items": ', '.join(FORMATS)})
     if selection.status != Selection.Status.READY:
-        raise StudioError("The selection is not ready yet (its apply job has not finished).")
+        raise StudioError(gettext("The selection is not ready yet (its apply job has not finished)."))
     export = SelectionExport.objects.create(selection=selection, format=fmt,
                                             created_by=user if getattr(user, "is_authenticated", False) else None)
     job = job_create(kind="studio.export_selection", params={"export_id": export.pk}, user=user, enqueue=enqueue)
@@ -282,10 +283,10 @@ def mixture_create(*, user, name: str, stage: str, budget_tokens: int, targets: 
     """Plan a CPT mixture over tagged selections or datasets (docs/METHODS.md 1.6); optionally start the
     shard export job, which first freezes every dataset source into a selection."""
     if not (name or "").strip():
-        raise StudioError("A mixture needs a name.")
+        raise StudioError(gettext("A mixture needs a name."))
     mt, plan = mixture_plan(sources=sources, targets=targets, budget_tokens=budget_tokens, strategy=strategy)
     if int(shard_tokens) <= 0:
-        raise StudioError("Shard size must be positive.")
+        raise StudioError(gettext("Shard size must be positive."))
     from medstudio.handoffs import services as handoffs
 
     try:

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 from django.db import connection, transaction
 from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from medstudio.audit.services import audit_log
 
@@ -62,9 +63,9 @@ def recipe_version_save(*, user, name: str, datasets: list, conditions: dict, no
     the same conditions and datasets as the latest version return that version unchanged."""
     name = (name or "").strip()
     if not name:
-        raise HandoffError("A recipe needs a name.")
+        raise HandoffError(gettext("A recipe needs a name."))
     if not datasets:
-        raise HandoffError("A recipe needs at least one dataset.")
+        raise HandoffError(gettext("A recipe needs at least one dataset."))
     recipe, _ = Recipe.objects.select_for_update().get_or_create(name=name, defaults={"description": description, "created_by": _user(user)})
     last = recipe.versions.order_by("-number").first()
     ds_ids = sorted(d.pk for d in datasets)
@@ -83,7 +84,7 @@ def selection_create(*, user, version: RecipeVersion | None, name: str = "", dat
     """A new selection of `version` (over its datasets, or only `datasets`), status building (a job or
     the caller freezes its records). Without a version it stands for whole datasets (a mixture source)."""
     if version is None and not datasets:
-        raise HandoffError("A selection needs a recipe version or at least one dataset.")
+        raise HandoffError(gettext("A selection needs a recipe version or at least one dataset."))
     default = f"{version.recipe.name} v{version.number}" if version else ", ".join(d.name for d in datasets)
     sel = Selection.objects.create(name=(name or default)[:200], recipe_version=version,
                                    conditions=version.conditions if version else {}, created_by=_user(user))
@@ -148,11 +149,11 @@ def mixture_create(*, user, name: str, stage: str, budget_tokens: int, targets: 
     becomes a selection when the mixture is drawn (`mixture_source_frozen`), so the mixture's lineage
     always ends in frozen record sets."""
     if not (name or "").strip():
-        raise HandoffError("A mixture needs a name.")
+        raise HandoffError(gettext("A mixture needs a name."))
     keys = [("selection", int(s["selection"])) if s.get("selection") else
             ("dataset", int(s["dataset"]), int(s.get("recipe_version") or 0)) for s in sources]
     if len(set(keys)) != len(keys):
-        raise HandoffError("Each selection (or dataset with the same recipe) can be tagged once per mixture.")
+        raise HandoffError(gettext("Each selection (or dataset with the same recipe) can be tagged once per mixture."))
     mix = Mixture.objects.create(name=name.strip()[:200], stage=stage, budget_tokens=int(budget_tokens), targets=targets,
                                  strategy=strategy, sources=sources, seed=seed, shard_tokens=int(shard_tokens), plan=plan,
                                  created_by=_user(user))
@@ -170,7 +171,7 @@ def mixture_source_frozen(*, mixture: Mixture, position: int, selection: Selecti
     sources = list(mix.sources)
     src = dict(sources[position])
     if src.get("selection"):
-        raise HandoffError(f"Source {position} of mixture {mix.pk} is already a selection.")
+        raise HandoffError(gettext("Source %(position)s of mixture %(mix_id)s is already a selection.") % {"position": position, "mix_id": mix.pk})
     src["selection"] = selection.pk
     sources[position] = src
     Mixture.objects.filter(pk=mix.pk).update(sources=sources)
@@ -193,9 +194,9 @@ def mixture_update(*, mixture: Mixture | int, **fields) -> int:
 def preference_set_create(*, user, name: str, description: str = "") -> PreferenceSet:
     name = (name or "").strip()
     if not name:
-        raise HandoffError("A preference set needs a name.")
+        raise HandoffError(gettext("A preference set needs a name."))
     if PreferenceSet.objects.filter(name=name).exists():
-        raise HandoffError(f"A preference set named {name!r} already exists.")
+        raise HandoffError(gettext("A preference set named %(name)s already exists.") % {"name": repr(name)})
     pref_set = PreferenceSet.objects.create(name=name, description=description, created_by=_user(user))
     audit_log(actor=user, action="preferences.set_create", target=pref_set)
     return pref_set
@@ -212,7 +213,7 @@ def corpus_selection_register(*, user, name: str, corpus: str, path: str, manife
 
     name = (name or "").strip()
     if not name:
-        raise HandoffError("A frozen corpus selection needs a name.")
+        raise HandoffError(gettext("A frozen corpus selection needs a name."))
     sel, _ = CorpusSelection.objects.update_or_create(name=name[:200], defaults=dict(
         corpus=corpus, path=path, manifest_sha256=manifest_sha256, conditions=manifest.get("conditions") or [],
         n_docs=int(manifest.get("docs") or 0), n_records=int(manifest.get("kept") or 0),

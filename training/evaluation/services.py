@@ -5,6 +5,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from medstudio.audit.services import audit_log
 from medstudio.backends.selectors import default_backend_name
@@ -64,7 +65,7 @@ def _resolve_endpoint(spec: dict[str, Any]) -> dict[str, Any]:
     name = spec.pop("chat_backend", None) or ""
     if (spec.get("backend") or "").lower() != "openai":
         if name:
-            raise EvalConfigError("a model backend is an OpenAI-compatible endpoint: use backend openai")
+            raise EvalConfigError(gettext("a model backend is an OpenAI-compatible endpoint: use backend openai"))
         return spec
     name = name or ("" if spec.get("base_url") else default_backend_name())
     if not name:
@@ -102,7 +103,7 @@ def _resolve_judge(kind: str, params: dict[str, Any]) -> dict[str, Any]:
 def _check_spec(spec: dict[str, Any]) -> dict[str, Any]:
     backend = (spec.get("backend") or "").lower()
     if backend not in BACKENDS:
-        raise EvalConfigError(f"backend must be one of {', '.join(BACKENDS)}")
+        raise EvalConfigError(gettext("backend must be one of %(items)s") % {"items": ', '.join(BACKENDS)})
     if backend in ("transformers", "vllm") and not spec.get("path"):
         raise EvalConfigError(f"backend {backend} needs a local model path: choose a registered model or give a path", field="path")
     if backend == "openai" and not (spec.get("base_url") and spec.get("model")):
@@ -122,7 +123,7 @@ def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_
     from medstudio.jobs.services import job_create
 
     if kind not in KINDS_FOR:
-        raise EvalConfigError(f"unknown evaluation kind {kind!r}")
+        raise EvalConfigError(gettext("unknown evaluation kind %(kind)s") % {"kind": repr(kind)})
     if dataset.kind not in KINDS_FOR[kind]:
         raise EvalConfigError(f"a {kind} evaluation needs a dataset of kind {' or '.join(sorted(KINDS_FOR[kind]))}, "
                               f"not {dataset.kind}")
@@ -136,10 +137,10 @@ def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_
     merged = {**DEFAULT_PARAMS[kind], **{k: v for k, v in params.items() if v is not None}}
     seeds = merged.get("seeds") or [0]
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-        raise EvalConfigError("seeds must be a list of integers")
+        raise EvalConfigError(gettext("seeds must be a list of integers"))
     for key in ("rouge_threshold", "cosine_threshold"):
         if key in merged and not 0 <= float(merged[key]) <= 1:
-            raise EvalConfigError(f"{key} must lie between 0 and 1")
+            raise EvalConfigError(gettext("%(key)s must lie between 0 and 1") % {"key": key})
     run = EvalRun.objects.create(kind=kind, dataset=dataset, model_name=model_name.strip() or spec.get("path") or spec.get("model", "model"),
                                  model_spec=spec, params=merged, created_by=user, repeat_of=repeat_of,
                                  model_ref=model_ref)
@@ -176,7 +177,7 @@ def eval_run_set_status(*, run: EvalRun, status: str, summary: dict | None = Non
 def memorization_hit_review(*, user, hit: MemorizationHit, status: str) -> MemorizationHit:
     """A curator decides what a memorised record means: exclude it from training, or accept it."""
     if status not in HitStatus.values:
-        raise EvalConfigError(f"unknown status {status!r}")
+        raise EvalConfigError(gettext("unknown status %(status)s") % {"status": repr(status)})
     before = hit.status
     hit.status = status
     hit.reviewed_by = user
@@ -201,9 +202,9 @@ def high_risk_check_start(*, user, store: HighRiskStore, prompt: str, threshold:
     from medstudio.jobs.services import job_create
 
     if not prompt.strip():
-        raise EvalConfigError("the prompt to check is empty")
+        raise EvalConfigError(gettext("the prompt to check is empty"))
     if threshold is not None and not 0 <= threshold <= 1:
-        raise EvalConfigError("the cosine threshold must lie between 0 and 1")
+        raise EvalConfigError(gettext("the cosine threshold must lie between 0 and 1"))
     params = {"store_id": store.pk, "prompt": prompt, "run_id": store.run_id}
     if threshold is not None:
         params["threshold"] = threshold
@@ -237,10 +238,10 @@ def harness_run_start(*, user, tasks: list[str], model_name: str, model_spec: di
 
     tasks = [t for t in dict.fromkeys(tasks or []) if t]
     if not tasks:
-        raise EvalConfigError("pick at least one lm-eval task")
+        raise EvalConfigError(gettext("pick at least one lm-eval task"))
     unknown = [t for t in tasks if t not in harness.CURATED_BY_NAME]
     if unknown:
-        raise EvalConfigError(f"not a curated lm-eval task: {', '.join(unknown)}")
+        raise EvalConfigError(gettext("not a curated lm-eval task: %(items)s") % {"items": ', '.join(unknown)})
     local = {t["name"]: t for t in harness.local_tasks(eval_datasets_dir())}
     missing = [t for t in tasks if not local[t]["available"]]
     if missing:
@@ -284,17 +285,17 @@ def clinician_review_send(*, user, run: EvalRun, n: int = 30, seed: int = 0, ann
     from .models import ClinicianReview
 
     if run.kind != EvalKind.CONSULTATION:
-        raise EvalConfigError("only consultation runs have judge scores to check against clinicians")
+        raise EvalConfigError(gettext("only consultation runs have judge scores to check against clinicians"))
     ids = list(run.items.filter(judge_scores__isnull=False, output__isnull=False).values_list("id", flat=True))
     if not ids:
-        raise EvalConfigError("this run has no judge-scored replies yet")
+        raise EvalConfigError(gettext("this run has no judge-scored replies yet"))
     if not 1 <= int(n) <= 2000:
-        raise EvalConfigError("sample between 1 and 2000 replies")
+        raise EvalConfigError(gettext("sample between 1 and 2000 replies"))
     ids = sorted(random.Random(seed).sample(ids, min(int(n), len(ids))))
     k = run.clinician_reviews.count() + 1
     name = f"Eval #{run.pk} {run.model_name} · clinician check {k}"
     if Dataset.objects.filter(name=name).exists():
-        raise EvalConfigError(f"a dataset named {name!r} already exists")
+        raise EvalConfigError(gettext("a dataset named %(name)s already exists") % {"name": repr(name)})
     dataset = dataset_create(actor=user, name=name, kind=Kind.DIALOGUE,
                              description=f"Judge-scored replies of evaluation run #{run.pk}, for clinician review.",
                              data={"from_eval_run": run.pk})
@@ -306,7 +307,7 @@ def clinician_review_send(*, user, run: EvalRun, n: int = 30, seed: int = 0, ann
         try:
             rows.append(normalize_row(raw, "dialogue"))
         except RowError as exc:
-            raise EvalConfigError(f"reply #{it.pk} cannot be reviewed: {exc}") from None
+            raise EvalConfigError(gettext("reply #%(it_id)s cannot be reviewed: %(exc)s") % {"it_id": it.pk, "exc": exc}) from None
     records_insert(dataset=dataset, rows=rows)
     dataset_refresh_stats(dataset=dataset)
     # A clinician check is a helper dataset, listed under the benchmark the run evaluated.
