@@ -1,13 +1,16 @@
 """Reads of the model-backend registry for forms and pages."""
 from __future__ import annotations
 
+from django.utils.translation import gettext
+
 from .models import ModelBackend
 
 
 def backend_choices(*, blank: str = "") -> list[tuple[str, str]]:
     """(name, label) pairs of the enabled backends for a <select>, the default marked."""
     rows = ModelBackend.objects.filter(enabled=True).order_by("-is_default", "name").values_list("name", "model", "is_default")
-    choices = [(name, f"{name} ({model}){' · default' if default else ''}") for name, model, default in rows]
+    mark = " · " + gettext("default")
+    choices = [(name, f"{name} ({model}){mark if default else ''}") for name, model, default in rows]
     return ([("", blank)] if blank else []) + choices
 
 
@@ -26,6 +29,6 @@ def default_label() -> str:
 
     name = default_backend_name()
     if name:
-        return f"default backend: {name}"
+        return gettext("default backend: %(name)s") % {"name": name}
     url = getattr(settings, "MEDSTUDIO_CHAT_URL", "")
-    return f"MEDSTUDIO_CHAT_URL: {url}" if url else "no default: register a backend or give a URL"
+    return f"MEDSTUDIO_CHAT_URL: {url}" if url else gettext("no default: register a backend or give a URL")
