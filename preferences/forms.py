@@ -10,7 +10,7 @@ from .models import Origin
 
 def backend_field() -> forms.ChoiceField:
     """A registry backend to send this job's chat calls to; choices are filled per form instance."""
-    return backend_choice_field(help_text="A chat server an admin registered (models below run on it; empty = its model).")
+    return backend_choice_field(help_text=_("A chat server an admin registered (models below run on it; empty = its model)."))
 
 
 class BackendChoiceMixin:
@@ -22,7 +22,7 @@ class BackendChoiceMixin:
     def clean(self):
         d = super().clean()
         if d.get("backend") and (d.get("base_url") or "").strip():
-            self.add_error("base_url", "Pick a registered backend or give a base URL, not both.")
+            self.add_error("base_url", _("Pick a registered backend or give a base URL, not both."))
         return d
 
 
@@ -197,7 +197,7 @@ class FracForm(forms.Form):
 
 
 class ReviewForm(forms.Form):
-    n = forms.IntegerField(required=False, min_value=1, help_text="Pairs to sample (empty = all).")
+    n = forms.IntegerField(required=False, min_value=1, help_text=_("Pairs to sample (empty = all)."))
     seed = forms.IntegerField(initial=0)
     origin = forms.ChoiceField(choices=[("", "any origin"), *Origin.choices], required=False)
     annotators_per_item = forms.IntegerField(initial=1, min_value=1, max_value=20)
@@ -205,17 +205,17 @@ class ReviewForm(forms.Form):
 
 
 class DiversifyForm(BackendChoiceMixin, forms.Form):
-    seeds = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), help_text="Seed instructions, one per line.")
-    source = forms.ModelChoiceField(queryset=None, required=False, help_text="SFT dataset that receives the instructions.")
-    output_name = forms.CharField(required=False, max_length=200, help_text="Name of the new dataset.")
+    seeds = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), help_text=_("Seed instructions, one per line."))
+    source = forms.ModelChoiceField(queryset=None, required=False, help_text=_("SFT dataset that receives the instructions."))
+    output_name = forms.CharField(required=False, max_length=200, help_text=_("Name of the new dataset."))
     rounds = forms.IntegerField(initial=10, min_value=1, max_value=1000)
-    m = forms.IntegerField(initial=20, min_value=1, help_text="Keep the oldest m per bank.")
-    n = forms.IntegerField(initial=40, min_value=1, help_text="Keep the newest n per bank.")
-    k = forms.IntegerField(initial=3, min_value=0, help_text="Swap banks every k rounds (0 = never).")
+    m = forms.IntegerField(initial=20, min_value=1, help_text=_("Keep the oldest m per bank."))
+    n = forms.IntegerField(initial=40, min_value=1, help_text=_("Keep the newest n per bank."))
+    k = forms.IntegerField(initial=3, min_value=0, help_text=_("Swap banks every k rounds (0 = never)."))
     seed = forms.IntegerField(initial=0)
     backend = backend_field()
     base_url = EndpointField(required=False)
-    model = forms.CharField(required=False, help_text="Empty = the backend's model, else MEDSTUDIO_CHAT_MODEL.")
+    model = forms.CharField(required=False, help_text=_("Empty = the backend's model, else MEDSTUDIO_CHAT_MODEL."))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -127,5 +127,5 @@ def data_choices(stage: str) -> list:
 
 class ModelRefForm(forms.Form):
     name = forms.CharField(max_length=200)
-    path = forms.CharField(max_length=500, help_text="Local directory with config.json and weights, or a hub id.")
+    path = forms.CharField(max_length=500, help_text=_("Local directory with config.json and weights, or a hub id."))
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))

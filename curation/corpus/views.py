@@ -43,7 +43,7 @@ def corpus_run_retry(request, pk: int):
     except ValueError as exc:
         messages.error(request, str(exc))
         return redirect("curation:corpus_detail", pk=run.corpus_id)
-    messages.info(request, f"Retrying {len(new.job.params['only'])} failed shard(s) (run {new.pk}).")
+    messages.info(request, _("Retrying %(n)s failed shard(s) (run %(run)s).") % {"n": len(new.job.params["only"]), "run": new.pk})
     return redirect("jobs:detail", pk=new.job_id)
 
 

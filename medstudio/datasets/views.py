@@ -48,9 +48,9 @@ def dataset_import(request):
             existing = Dataset.objects.filter(name=form.cleaned_data["dataset"]).first()
             kind = form.cleaned_data["kind"]
             if existing is None and kind == "auto":
-                form.add_error("kind", "A new dataset needs a kind.")
+                form.add_error("kind", _("A new dataset needs a kind."))
             elif existing is not None and kind not in ("auto", existing.kind):
-                form.add_error("kind", f"{existing.name} holds {existing.kind} records.")
+                form.add_error("kind", _("%(name)s holds %(kind)s records.") % {"name": existing.name, "kind": existing.kind})
             else:
                 path = services.upload_store(uploaded_file=upload)
                 job = services.import_start(user=request.user, path=path, fmt=fmt, kind=kind,

@@ -86,11 +86,11 @@ class EvalRunForm(forms.Form):
             self.add_error(None, _("A model backend is an OpenAI-compatible endpoint: choose that backend above."))
         if d.get("chat_backend"):
             if d.get("backend") != "openai":
-                self.add_error("chat_backend", "A model backend is an OpenAI-compatible endpoint: choose that backend above.")
+                self.add_error("chat_backend", _("A model backend is an OpenAI-compatible endpoint: choose that backend above."))
             elif d.get("base_url"):
-                self.add_error("base_url", "Pick a registered backend or give a base URL, not both.")
+                self.add_error("base_url", _("Pick a registered backend or give a base URL, not both."))
         if d.get("judge_backend") and d.get("judge_base_url"):
-            self.add_error("judge_base_url", "Pick a registered judge backend or give a judge URL, not both.")
+            self.add_error("judge_base_url", _("Pick a registered judge backend or give a judge URL, not both."))
         return d
 
     def clean_seeds(self):
@@ -120,7 +120,7 @@ class HitReviewForm(forms.Form):
 
 class RiskCheckForm(forms.Form):
     prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
-    threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text="Cosine threshold (default: the store's).")
+    threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text=_("Cosine threshold (default: the store's)."))
 
 
 class HarnessRunForm(forms.Form):
@@ -131,11 +131,11 @@ class HarnessRunForm(forms.Form):
     backend = forms.ChoiceField(choices=[("transformers", "transformers (local path)"), ("vllm", "vLLM (GPU worker, local path)"),
                                          ("openai", "OpenAI-compatible endpoint")])
     path = forms.CharField(required=False)
-    chat_backend = backend_choice_field(help_text="OpenAI-compatible endpoint registered by an admin.")
+    chat_backend = backend_choice_field(help_text=_("OpenAI-compatible endpoint registered by an admin."))
     base_url = EndpointField(required=False)
-    remote_model = forms.CharField(required=False, label="Endpoint model name")
+    remote_model = forms.CharField(required=False, label=_("Endpoint model name"))
     num_fewshot = forms.IntegerField(required=False, min_value=0, max_value=25, initial=0)
-    limit = forms.IntegerField(required=False, min_value=1, help_text="Only the first N items per task.")
+    limit = forms.IntegerField(required=False, min_value=1, help_text=_("Only the first N items per task."))
 
     def __init__(self, *args, tasks=(), **kwargs):
         super().__init__(*args, **kwargs)
