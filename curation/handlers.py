@@ -184,8 +184,8 @@ def _decontam_corpus(ctx: JobContext, run, records_qs) -> dict:
     """Index every benchmark dataset's items, then scan the run's records in resumable batches."""
     from medstudio.handoffs.models import ScorerRun
     from curation.pipeline.decontam import BenchmarkIndex, DecontamConfig, DecontamScorer
-    from curation.scoring import record_view
-    from medstudio.datasets.models import Dataset, Record
+    from curation.scoring import benchmark_datasets, record_view
+    from medstudio.datasets.models import Record
 
     p = _block_params(run.params)
     unknown = set(p) - set(DecontamConfig.__dataclass_fields__) - {"benchmarks"}
@@ -195,17 +195,9 @@ def _decontam_corpus(ctx: JobContext, run, records_qs) -> dict:
         cfg = DecontamConfig.from_params(p)
     except (TypeError, ValueError) as exc:
         raise JobFailed(f"Bad decontam settings: {exc}") from exc
-    names = p.get("benchmarks") or []
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    if names:
-        benches = list(Dataset.objects.filter(name__in=names))
-        missing = set(names) - {d.name for d in benches}
-        if missing:
-            raise JobFailed(f"No dataset named {', '.join(sorted(missing))}.")
-    else:
-        benches = list(Dataset.objects.filter(is_benchmark=True).exclude(pk=run.dataset_id))
-    benches = [b for b in benches if b.pk != run.dataset_id]
+    benches, missing = benchmark_datasets(p.get("benchmarks"), exclude_pk=run.dataset_id)
+    if missing:
+        raise JobFailed(f"No dataset named {', '.join(sorted(missing))}.")
     if not benches:
         raise JobFailed("No benchmark dataset to check against: flag one as benchmark on its dataset page, "
                         "or pass benchmarks=[names].")

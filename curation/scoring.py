@@ -29,6 +29,20 @@ def record_view(r: Record, kind: str) -> RecordView:
 
 
 @transaction.atomic
+def benchmark_datasets(names, *, exclude_pk: int | None = None) -> tuple[list[Dataset], set[str]]:
+    """The benchmark datasets decontamination checks against: the ones named (a list, or a comma-separated
+    string), else every dataset flagged as a benchmark; never `exclude_pk`. Returns (datasets, unknown names)."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    names = names or []
+    if names:
+        benches = list(Dataset.objects.filter(name__in=names))
+        missing = set(names) - {d.name for d in benches}
+    else:
+        benches, missing = list(Dataset.objects.filter(is_benchmark=True)), set()
+    return [b for b in benches if b.pk != exclude_pk], missing
+
+
 def scorer_run_start(*, user, dataset: Dataset, scorer: str, params: dict | None = None, shards: int = 1,
                      model_ref: str = "", enqueue: bool = True) -> ScorerRun:
     """Create a ScorerRun and its job(s); per-record scorers split the dataset into id-range shards."""

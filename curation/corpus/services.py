@@ -71,18 +71,11 @@ def corpus_register(*, actor, name: str, uri: str, text_field: str = "text", id_
 
 
 def _benchmarks(params: dict) -> list:
-    from medstudio.datasets.models import Dataset
+    from curation.scoring import benchmark_datasets
 
-    names = params.get("benchmarks") or []
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    if names:
-        benches = list(Dataset.objects.filter(name__in=names))
-        missing = set(names) - {d.name for d in benches}
-        if missing:
-            raise ValueError(f"decontam: no dataset named {', '.join(sorted(missing))}")
-    else:
-        benches = list(Dataset.objects.filter(is_benchmark=True))
+    benches, missing = benchmark_datasets(params.get("benchmarks"))
+    if missing:
+        raise ValueError(f"decontam: no dataset named {', '.join(sorted(missing))}")
     if not benches:
         raise ValueError("decontam: no benchmark dataset to check against: flag one as benchmark on its dataset page, "
                          "or pass decontam.benchmarks=[names]")
