@@ -14,6 +14,7 @@ import pytest
 from tests.browser.test_page_width import WIDTHS, _demo
 from tests.fakes.fixtures import tiny_llama_path  # noqa: F401
 from tests.studio.conftest import test_scorers  # noqa: F401
+from tests.browser_login import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -68,11 +69,7 @@ def test_each_role_main_pages_in_chinese_fit_1280(live_server, django_user_model
             context = browser.new_context(locale="zh-CN", viewport={"width": WIDTH, "height": HEIGHT})
             page = context.new_page()
             page.set_default_timeout(15000)
-            page.goto(f"{live_server.url}/accounts/login/")
-            page.fill("#id_username", username)
-            page.fill("#id_password", password)
-            page.click("button[type=submit]")
-            page.wait_for_url(lambda url: "/accounts/login/" not in url)
+            log_in(page, live_server.url, username, password)
             for name, path, msgid in role_pages:
                 with translation.override("zh-hans"):
                     expected = translation.gettext(msgid)

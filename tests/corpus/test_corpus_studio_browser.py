@@ -9,6 +9,7 @@ import pytest
 
 from medstudio.handoffs.models import CorpusSelection
 from tests.corpus.test_corpus_selection_training import _scored_corpus
+from tests.browser_login import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,10 +18,7 @@ def test_curator_sets_corpus_thresholds_and_freezes(live_server, page, tmp_path,
     c, _d, out = _scored_corpus(tmp_path, scorers={"rules": {}, "pii": {}})
     rows = [r for p in sorted(Path(out).glob("*.scores.parquet")) for r in pq.read_table(p).to_pylist()]
     django_user_model.objects.create_user("cur-b", password="pw-cur-b", role="curator")
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "cur-b")
-    page.fill("#id_password", "pw-cur-b")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "cur-b", "pw-cur-b")
 
     page.goto(f"{live_server.url}/curation/corpora/{c.pk}/")
     page.click("#studio-link")

@@ -9,17 +9,14 @@ import pytest
 from medstudio.handoffs.models import Mixture, Selection
 
 from .test_mixture_sources import zh_only  # noqa: F401  (fixture)
+from tests.browser_login import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_mixture_form_with_dataset_sources(live_server, page, zh_only):  # noqa: F811
     qa, gen, rv = zh_only
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "curator1")
-    page.fill("#id_password", "pw-curator")
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+    log_in(page, live_server.url, "curator1", "pw-curator")
 
     page.goto(f"{live_server.url}/studio/mixtures/new/")
     page.fill("input[name=name]", "browser-mix")

@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 
 from training.models import ModelRef, TrainingRun
+from tests.browser_login import log_in
 
 pytestmark = pytest.mark.django_db
 
@@ -58,10 +59,7 @@ def test_error_keeps_typed_values_and_a_non_dpo_post_ignores_dpo_fields(client_f
 def test_browser_stage_switch_swaps_the_fields(live_server, page, django_user_model, make_dataset):
     django_user_model.objects.create_user(username="boss", password="pw-boss-123", role="admin")
     ModelRef.objects.create(name="base-a", path="/models/a")
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "boss")
-    page.fill("#id_password", "pw-boss-123")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "boss", "pw-boss-123")
     page.goto(f"{live_server.url}{reverse('training:run_new')}?stage=cpt-stable")
     page.evaluate("window.marker = 'same page'")
     page.fill("input[name=name]", "typed name")
