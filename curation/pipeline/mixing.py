@@ -147,7 +147,7 @@ def plan_mixture(
     absent = [lang for lang in lang_share if lang not in have]
     if absent and len(absent) == len(lang_share):
         raise MixingError("no source has tokens in any target language (" + ", ".join(repr(x) for x in absent) + ")")
-    if absent and len(absent) < len(lang_share):
+    if absent:
         for lang in absent:
             missing.append({"lang": lang, "share": lang_share[lang], "tokens": round(budget * lang_share[lang])})
         targets = MixTargets(categories=dict(targets.categories),
