@@ -16,4 +16,3 @@ class CurationConfig(AppConfig):
             import_module(f"{self.name}.handlers")
         import_module(f"{self.name}.corpus.handlers")
         import_module(f"{self.name}.corpus.sources")  # the training data source `corpus_selection`
-        import_module(f"{self.name}.scorer_params")  # typed settings of the scorers, for the launch form

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_noop
 
 import curation.scoring  # noqa: F401  (registers the curation.score job handler)
 from curation.scoring import scores_write
+from curation.scorer_params import DECONTAM_PARAMS, MINHASH_PARAMS, PII_PARAMS, RULE_PARAMS
 from medstudio.handoffs.scorers import register_scorer
 from curation.services import duplicate_clusters_write, scorer_run_summary_set
 from medstudio.jobs.context import JobContext, JobFailed
@@ -288,6 +289,7 @@ register_scorer(
                 "reason = first failing rule.",
     params_schema={"min_tokens": 50, "min_tokens_sft": 8, "max_special_char_ratio": 0.3, "max_toxic_hits": 0,
                    "max_pii_hits": 0, "disabled": []},
+    params=RULE_PARAMS,
 )
 register_scorer(
     "pii", _pii_factory, queue="cpu",
@@ -295,6 +297,7 @@ register_scorer(
                 "(Luhn), IPs, personal URLs; value = number of spans.",
     params_schema={"types": ["email", "phone", "cn_id", "bank_card", "ip", "personal_url"], "max_hits": 0,
                    "phone_region": "CN"},
+    params=PII_PARAMS,
 )
 register_scorer(
     "minhash", corpus_handler=_minhash_corpus, queue="cpu",
@@ -302,11 +305,13 @@ register_scorer(
                 "datasets=[...] adds datasets (per dataset, then merged).",
     params_schema={"num_perm": 128, "bands": 32, "threshold": 0.8, "ngram_zh": 5, "ngram_en": 5, "policy": "first",
                    "datasets": [], "per_source": False, "keep_scorer_run": None},
+    params=MINHASH_PARAMS,
 )
 register_scorer(
     "decontam", corpus_handler=_decontam_corpus, queue="cpu", shardable=True,
     description="Flag records sharing a long n-gram (13 words / 20 characters) with an item of a benchmark dataset.",
     params_schema={"benchmarks": [], "ngram_en": 13, "ngram_zh": 20, "min_item_tokens": 8, "max_hits": 0},
+    params=DECONTAM_PARAMS,
 )
 
 

@@ -1,7 +1,7 @@
 """Typed settings of curation's part-1 scorers (rules, pii, minhash, decontam), for the "Run scorer"
 form: each names its default from the plain-Python config of the block (curation/pipeline), so
-the form and the block can never disagree, plus a range the block accepts. Imported by
-CurationConfig.ready beside curation/handlers.py, which registers the scorers themselves.
+the form and the block can never disagree, plus a range the block accepts. curation/handlers.py
+passes them to `register_scorer(params=...)`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from curation.pipeline import pii as pii_mod
 from curation.pipeline.decontam import DecontamConfig
 from curation.pipeline.minhash import KEEP_POLICIES, MinHashConfig
 from curation.pipeline.rules import RuleConfig, RuleFilter
-from medstudio.handoffs.scorers import Param, declare_params
+from medstudio.handoffs.scorers import Param
 
 
 def _default(cfg, name):
@@ -69,8 +69,3 @@ DECONTAM_PARAMS = (
     Param("max_hits", "int", _default(DecontamConfig, "max_hits"), min=0, max=1000, step=1,
           help=_("Records matching more benchmark items are dropped.")),
 )
-
-declare_params("rules", RULE_PARAMS)
-declare_params("pii", PII_PARAMS)
-declare_params("minhash", MINHASH_PARAMS)
-declare_params("decontam", DECONTAM_PARAMS)

@@ -70,18 +70,8 @@ def register_scorer(name: str, factory: Callable[[dict], Any] | None = None, *, 
     return spec
 
 
-_PARAMS: dict[str, tuple[Param, ...]] = {}
-
-
-def declare_params(name: str, params: tuple[Param, ...] | list[Param]) -> None:
-    """Typed settings for a scorer registered elsewhere (order-independent of its registration)."""
-    _PARAMS[name] = tuple(params)
-
-
 def scorer_params(name: str) -> tuple[Param, ...]:
     """The typed settings of scorer `name` (empty when it declares none: the form offers JSON only)."""
-    if name in _PARAMS:
-        return _PARAMS[name]
     spec = _SCORERS.get(name)
     return spec.params if spec else ()
 
