@@ -14,7 +14,7 @@ import pytest
 from tests.browser.test_page_width import WIDTHS, _demo
 from tests.fakes.fixtures import tiny_llama_path  # noqa: F401
 from tests.studio.conftest import test_scorers  # noqa: F401
-from tests.browser_login import log_in
+from tests.browser_steps import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -9,7 +9,7 @@ import pytest
 
 from medstudio.handoffs.models import CorpusSelection
 from tests.corpus.test_corpus_selection_training import _scored_corpus
-from tests.browser_login import log_in
+from tests.browser_steps import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

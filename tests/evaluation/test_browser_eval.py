@@ -2,6 +2,7 @@
 import pytest
 
 from tests.evaluation.test_eval_jobs import _cmmlu, mcq_replier
+from tests.browser_steps import select_and_settle
 from tests.fakes.openai_server import fake_openai_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -18,10 +19,10 @@ def test_admin_runs_mcq_benchmark_and_sees_leaderboard_chart(live_server, page, 
     with fake_openai_server(chat=mcq_replier(rows, lambda i, s: i % 2 == 0)) as url:
         page.goto(f"{live_server.url}/evaluation/")
         page.click("text=New evaluation")
-        page.select_option("#id_kind", "mcq")
+        select_and_settle(page, "#id_kind", "mcq")
         page.select_option("#id_dataset", str(ds.pk))
         page.fill("#id_model_name", "scripted-bot")
-        page.select_option("#id_backend", "openai")
+        select_and_settle(page, "#id_backend", "openai")
         page.fill("#id_base_url", url)
         page.fill("#id_remote_model", "m")
         page.fill("#id_seeds", "0")

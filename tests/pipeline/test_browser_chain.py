@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser_steps import select_and_settle
 from tests.fakes.fixtures import tiny_llama_path  # noqa: F401
 from tests.training.toydata import _rows
 
@@ -214,7 +215,7 @@ def test_admin_clicks_the_chain_through_the_board(live_server, page, django_user
     page.fill("input[name=name]", "exam-pairs")
     page.click("button:has-text('Create')")
     page.wait_for_url(re.compile(r"/preferences/\d+/$"))
-    page.select_option("select[name=builder]", "objective")
+    select_and_settle(page, "select[name=builder]", "objective")
     page.select_option("select[name=dataset]", str(exam_ds.pk))
     page.click("button:has-text('Start builder')")
     page.wait_for_url(re.compile(r"/preferences/runs/\d+/$"))

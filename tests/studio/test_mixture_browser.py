@@ -9,7 +9,7 @@ import pytest
 from medstudio.handoffs.models import Mixture, Selection
 
 from .test_mixture_sources import zh_only  # noqa: F401  (fixture)
-from tests.browser_login import log_in
+from tests.browser_steps import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from training.models import ModelRef, TrainingRun
-from tests.browser_login import log_in
+from tests.browser_steps import log_in
 
 pytestmark = pytest.mark.django_db
 
