@@ -60,7 +60,24 @@ BUILDER_FIELDS = {
 }
 
 
-class BuildForm(BackendChoiceMixin, forms.Form):
+class ModeFieldsMixin:
+    """Splits a form into what its mode select changes and what it does not: the page swaps only the
+    mode's fieldset (hx-select), so a field typed in the common part while the swap is in flight keeps
+    its value."""
+
+    MODE_FIELD = ""
+    COMMON: tuple[str, ...] = ()
+
+    def mode_fields(self):
+        return [self[n] for n in self.fields if n != self.MODE_FIELD and n not in self.COMMON]
+
+    def common_fields(self):
+        return [self[n] for n in self.fields if n in self.COMMON]
+
+
+class BuildForm(ModeFieldsMixin, BackendChoiceMixin, forms.Form):
+    MODE_FIELD, COMMON = "builder", ("seed",)
+
     builder = forms.ChoiceField(label=_("Builder"), choices=Origin.choices)
     dataset = FittingDatasetField(queryset=None, required=False, label=_("Dataset"),
                                   help_text=_("Source records; only datasets this builder reads are listed."))
@@ -151,7 +168,9 @@ class BuildForm(BackendChoiceMixin, forms.Form):
 VOTE_FIELDS = {"reward_models": ("k", "base_model", "epochs"), "judges": ("judges", "backend", "base_url")}
 
 
-class VoteForm(BackendChoiceMixin, forms.Form):
+class VoteForm(ModeFieldsMixin, BackendChoiceMixin, forms.Form):
+    MODE_FIELD, COMMON = "method", ("flip_frac", "drop_frac")
+
     method = forms.ChoiceField(label=_("Voters"),
                                choices=[("reward_models", _("K trained reward models")), ("judges", _("K judges' scores"))])
     k = forms.IntegerField(required=False, min_value=1, max_value=32, label="K", help_text=_("Reward models (empty = setting)."))

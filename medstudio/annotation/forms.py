@@ -100,6 +100,11 @@ class QueueForm(forms.Form):
         for name in {f for fs in METHOD_FIELDS.values() for f in fs} - keep:
             del self.fields[name]
 
+    def method_fields(self):
+        """The chosen method's own fields: the page swaps only these when the method changes."""
+        names = {f for fs in METHOD_FIELDS.values() for f in fs}
+        return [self[n] for n in self.fields if n in names]
+
     def queue_kwargs(self) -> dict:
         d = self.cleaned_data
         from medstudio.handoffs.models import Selection

@@ -80,6 +80,21 @@ class EvalRunForm(forms.Form):
             if name not in keep:
                 del self.fields[name]
 
+    # The page swaps only these groups when the kind or the backend changes (hx-select), so a field
+    # typed in the common group while the swap is in flight keeps its value.
+    def kind_fields(self):
+        names = {"dataset"} | {f for fs in KIND_FIELDS.values() for f in fs}
+        return [self[n] for n in self.fields if n in names]
+
+    def backend_fields(self):
+        names = {f for fs in BACKEND_FIELDS.values() for f in fs}
+        return [self[n] for n in self.fields if n in names]
+
+    def common_fields(self):
+        mode = {"kind", "backend", "dataset"} | {f for fs in KIND_FIELDS.values() for f in fs} | {
+            f for fs in BACKEND_FIELDS.values() for f in fs}
+        return [self[n] for n in self.fields if n not in mode]
+
     def clean(self):
         d = super().clean()
         if self.is_bound and self.data.get("chat_backend") and self.chosen_backend != "openai":
