@@ -11,11 +11,19 @@ foreign key to `Job` registers here, in its app's `ready()`:
                                                "cancelled": "cancelled"},
                            terminal=("succeeded", "failed", "cancelled"))
 
-and the job services (`_claim`, `_finish`, `job_cancel`) call `mirror_job_status(job)` inside the
-same transaction that writes the Job's status: every linked row whose status is not already one of
-its model's terminal words takes the Job's status, mapped to the model's words. A terminal word the
-handler wrote itself (say "paused" for a cancelled preference build, "ready" for a selection) is
-kept. `tests/platform/test_status_source.py` finds every model with a status and a Job link
+and the job services (`_claim`, `_finish`, `job_cancel`, and recovery when it re-queues a lost
+worker's job: `jobs_recover`, `_requeue_after_connection_loss`) call `mirror_job_status(job)` inside
+the same transaction that writes the Job's status: every linked row whose status is not already one
+of its model's terminal words takes the Job's status, mapped to the model's words. A terminal word
+the handler wrote itself (say "paused" for a cancelled preference build, "ready" for a selection) is
+kept.
+
+The live statuses (queued, running) are mirrored too, through `live` ({"queued": word, "running":
+word}; by default the model's own "queued" and "running" when its status choices have them): a row
+showing one of those words follows the Job, so a run whose worker died and whose Job went back to
+the queue shows "queued", not "running" from the dead attempt, and "running" again once a worker
+claims it. A row showing any other word (a handler's own "training", "building", a terminal word)
+is left alone. A model whose status field has no choices names its live words at registration. `tests/platform/test_status_source.py` finds every model with a status and a Job link
 (introspection, so a new model cannot be forgotten) and checks it is registered and never shows
 running or queued for a failed or cancelled job.
 """
@@ -29,7 +37,9 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .models import FINISHED, Job
+from .models import FINISHED, Job, JobStatus
+
+LIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class StatusMirror:
     terminal: frozenset[str]                    # the model's words a finished job never overrides
     status_field: str = "status"
     rows: Callable[[Job], models.QuerySet] | None = field(default=None)  # linked rows (default: job FK)
+    live: dict[str, str] = field(default_factory=dict)  # "queued"/"running" -> the model's word
 
     def linked(self, job: Job) -> models.QuerySet:
         if self.rows is not None:
@@ -55,13 +66,23 @@ _MIRRORS: dict[type[models.Model], StatusMirror] = {}
 
 
 def register_status_mirror(model: type[models.Model], *, words: dict[str, str], terminal: tuple[str, ...] | list[str],
-                           status_field: str = "status", rows: Callable[[Job], models.QuerySet] | None = None) -> None:
+                           status_field: str = "status", rows: Callable[[Job], models.QuerySet] | None = None,
+                           live: dict[str, str] | None = None) -> None:
     """Make `model.<status_field>` follow its Job: see the module docstring. Idempotent."""
     bad = set(words) - {s for s in FINISHED}
     if bad:
-        raise ValueError(f"only finished Job statuses can be mirrored, not {sorted(bad)}")
+        raise ValueError(f"only finished Job statuses can be mirrored in words, not {sorted(bad)}")
+    if live is None:
+        choices = {c[0] for c in (model._meta.get_field(status_field).choices or [])}
+        live = {s: str(s) for s in LIVE if s in choices}
+    bad = set(live) - set(LIVE)
+    if bad:
+        raise ValueError(f"live words are for queued and running only, not {sorted(bad)}")
+    overlap = set(live.values()) & set(terminal)
+    if overlap:
+        raise ValueError(f"a live word cannot be terminal too: {sorted(overlap)}")
     _MIRRORS[model] = StatusMirror(model=model, words=dict(words), terminal=frozenset(terminal),
-                                   status_field=status_field, rows=rows)
+                                   status_field=status_field, rows=rows, live=dict(live))
 
 
 def status_mirrors() -> dict[type[models.Model], StatusMirror]:
@@ -74,6 +95,14 @@ def mirror_job_status(job: Job, status: str | None = None) -> int:
     status = status or job.status
     changed = 0
     for mirror in _MIRRORS.values():
+        if status in LIVE:
+            word = mirror.live.get(status)
+            if word is None:
+                continue
+            # only a row showing a live word follows: a handler's own word ("training", "paused") stays
+            qs = mirror.linked(job).filter(**{f"{mirror.status_field}__in": set(mirror.live.values()) - {word}})
+            changed += qs.update(**{mirror.status_field: word})
+            continue
         word = mirror.words.get(status)
         if word is None:
             continue

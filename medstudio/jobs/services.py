@@ -68,6 +68,7 @@ def _claim(job_id: int) -> Job | None:
         job.heartbeat_at = now
         job.worker = socket.gethostname()
         job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "worker"])
+        mirror_job_status(job)  # a run re-queued by recovery shows "running" again, not "queued"
     if job.attempts > 1:
         JobLog.objects.create(job=job, level="warning",
                               message=f"Resumed (attempt {job.attempts}) from cursor {job.cursor!r}.")
@@ -129,7 +130,9 @@ def _requeue_after_connection_loss(job: Job, exc: BaseException) -> None:
     with transaction.atomic():
         JobLog.objects.create(job=job, level="warning",
                               message=f"Database connection lost ({type(exc).__name__}); job re-queued.")
-        Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)
+        if Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(status=JobStatus.QUEUED):
+            job.status = JobStatus.QUEUED
+            mirror_job_status(job)  # its run shows "queued", not "running" from the attempt that lost it
         _enqueue(job)
 
 
@@ -163,11 +166,17 @@ def jobs_recover() -> list[int]:
     """
     now = timezone.now()
     stale_before = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
-    ids = list(Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before).values_list("pk", flat=True))
-    for job in Job.objects.filter(pk__in=ids):
-        JobLog.objects.create(job=job, level="warning", message="Worker lost; job re-queued.")
-        Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
-        _enqueue(job)
+    stale = Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
+    ids = []
+    for job in list(stale):
+        with transaction.atomic():  # the Job and the run/build rows that show its status change together
+            if not stale.filter(pk=job.pk).update(status=JobStatus.QUEUED):
+                continue  # a worker's heartbeat or finish came in meanwhile
+            job.status = JobStatus.QUEUED
+            mirror_job_status(job)  # its run shows "queued", not "running" from the dead attempt
+            JobLog.objects.create(job=job, level="warning", message="Worker lost; job re-queued.")
+        _enqueue(job)  # after the commit: an eager run must not run inside this transaction
+        ids.append(job.pk)
     resend_before = now - timedelta(seconds=settings.JOB_RESEND_SECONDS)
     waiting = Job.objects.filter(status=JobStatus.QUEUED, cancel_requested=False, created_at__lt=resend_before).exclude(pk__in=ids)
     recently = set(JobLog.objects.filter(job__in=waiting, message=RESENT, at__gte=resend_before).values_list("job_id", flat=True))

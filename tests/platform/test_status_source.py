@@ -178,3 +178,112 @@ def test_a_scorer_run_follows_every_shard_job():
     job_cancel(job=shard, user=None)
     run.refresh_from_db()
     assert run.status == "cancelled"
+
+
+# --------------------------------------------------------------------------- live statuses follow the Job too
+
+
+def _live_models() -> list[type[models.Model]]:
+    return [m for m in job_status_models() if status_mirrors()[m].live]
+
+
+def test_models_a_handler_marks_running_have_live_words():
+    """Every model a handler marks running names its live words (a floor: found by choices or registered)."""
+    names = {m._meta.label for m in _live_models()}
+    assert {"training.TrainingRun", "evaluation.EvalRun", "handoffs.ScorerRun", "preferences.BuildRun",
+            "preferences.VoteRun", "preferences.DiversifyRun", "modelscorers.TrainedModel"} <= names
+
+
+def _stale_running(model, settings):
+    """A running job whose worker stopped heart-beating, and a linked row showing the model's running word."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.JOBS_EAGER = False  # recovery re-queues; no worker here to run it
+    mirror = status_mirrors()[model]
+    job = job_create(kind=PROBE, params={"mode": "ok"}, enqueue=False)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, attempts=1,
+                                         heartbeat_at=timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS + 60))
+    rows = _linked_rows(model, job, mirror.live["running"])
+    return mirror, job, rows
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", _live_models(), ids=lambda m: m._meta.label)
+def test_a_requeued_job_shows_queued_then_running_again(model, settings):
+    from medstudio.jobs.services import _claim, jobs_recover
+
+    mirror, job, rows = _stale_running(model, settings)
+    assert job.pk in jobs_recover()
+    assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
+    for row in rows:
+        row.refresh_from_db()
+        assert getattr(row, mirror.status_field) == mirror.live["queued"], f"{model._meta.label} still shows the dead attempt"
+    assert _claim(job.pk) is not None  # a worker takes it again
+    for row in rows:
+        row.refresh_from_db()
+        assert getattr(row, mirror.status_field) == mirror.live["running"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("model", [m for m in _live_models() if m._meta.label in ("training.TrainingRun", "preferences.BuildRun")],
+                         ids=lambda m: m._meta.label)
+def test_a_job_requeued_after_a_lost_connection_shows_queued(model, settings):
+    from django.db import OperationalError
+
+    from medstudio.jobs.services import _requeue_after_connection_loss
+
+    mirror, job, rows = _stale_running(model, settings)
+    _requeue_after_connection_loss(Job.objects.get(pk=job.pk), OperationalError("server closed the connection"))
+    assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
+    for row in rows:
+        row.refresh_from_db()
+        assert getattr(row, mirror.status_field) == mirror.live["queued"]
+
+
+@pytest.mark.django_db
+def test_recovery_leaves_a_handler_word_alone():
+    """A live mirror touches rows showing a live word only: a selection being built stays "building",
+    a finished build stays done."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from medstudio.handoffs.models import Selection
+    from medstudio.jobs.services import jobs_recover
+    from preferences.models import BuildRun, RunStatus
+
+    job = job_create(kind=PROBE, params={"mode": "ok"}, enqueue=False)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(days=1))
+    sel = build(Selection, job=job)
+    done = build(BuildRun, job=job)
+    BuildRun.objects.filter(pk=done.pk).update(status=RunStatus.DONE)
+    from django.test import override_settings
+
+    with override_settings(JOBS_EAGER=False):
+        assert job.pk in jobs_recover()
+    sel.refresh_from_db()
+    done.refresh_from_db()
+    assert sel.status == Selection.Status.BUILDING and done.status == RunStatus.DONE
+
+
+@pytest.mark.django_db
+def test_a_requeued_shard_leaves_its_scorer_run_running_while_another_shard_runs(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from medstudio.handoffs.models import ScorerRun
+    from medstudio.jobs.services import jobs_recover
+
+    settings.JOBS_EAGER = False
+    run = build(ScorerRun)
+    lost = Job.objects.create(kind="curation.score", params={"run_id": run.pk, "shard": 0}, status=JobStatus.RUNNING,
+                              heartbeat_at=timezone.now() - timedelta(days=1))
+    Job.objects.create(kind="curation.score", params={"run_id": run.pk, "shard": 1}, status=JobStatus.RUNNING,
+                       heartbeat_at=timezone.now())
+    ScorerRun.objects.filter(pk=run.pk).update(job=lost, status="running")
+    assert jobs_recover() == [lost.pk]
+    run.refresh_from_db()
+    assert run.status == "running"
