@@ -21,4 +21,4 @@ class ModelscorersConfig(AppConfig):
         from .models import TrainedModel
 
         register_status_mirror(TrainedModel, words={"failed": "failed", "cancelled": "cancelled"},
-                               terminal=("ready", "failed", "cancelled"))
+                               terminal=("ready", "failed", "cancelled"), live={"queued": "queued", "running": "training"})

@@ -18,18 +18,25 @@ class HandoffsConfig(AppConfig):
         from . import board, lineage, sources  # noqa: F401
         # Scorer runs, selections and mixtures show their Job's status (medstudio/jobs/mirrors.py).
         from medstudio.jobs.mirrors import register_status_mirror
+        from medstudio.jobs.models import Job
 
         from .models import Mixture, ScorerRun, Selection
 
         def scorer_run_rows(job):
             # A run has one job per shard (params.run_id); the FK names the first one only. A shard
             # that fails or is cancelled ends the run; success is decided when every shard is done.
+            # A re-queued shard leaves the run "running" while another of its shards runs.
             if job.kind == "curation.score" and job.params.get("run_id"):
-                return ScorerRun.objects.filter(pk=job.params["run_id"])
+                rows = ScorerRun.objects.filter(pk=job.params["run_id"])
+                if job.status == "queued" and Job.objects.filter(
+                        kind=job.kind, status="running", params__run_id=job.params["run_id"]).exclude(pk=job.pk).exists():
+                    return rows.none()
+                return rows
             return ScorerRun.objects.filter(job_id=job.pk)
 
         register_status_mirror(ScorerRun, words={"failed": "failed", "cancelled": "cancelled"},
-                               terminal=("succeeded", "failed", "cancelled"), rows=scorer_run_rows)
+                               terminal=("succeeded", "failed", "cancelled"), rows=scorer_run_rows,
+                               live={"queued": "queued", "running": "running"})
         register_status_mirror(Selection, words={"failed": Selection.Status.FAILED, "cancelled": Selection.Status.FAILED},
                                terminal=(Selection.Status.READY, Selection.Status.FAILED))
         register_status_mirror(Mixture, words={"failed": "failed", "cancelled": "cancelled"},
