@@ -223,22 +223,79 @@ class ReviewForm(forms.Form):
     include_ties = forms.BooleanField(required=False, initial=True)
 
 
-class DiversifyForm(BackendChoiceMixin, forms.Form):
-    seeds = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), help_text=_("Seed instructions, one per line."))
-    source = forms.ModelChoiceField(queryset=None, required=False, help_text=_("SFT dataset that receives the instructions."))
-    output_name = forms.CharField(required=False, max_length=200, help_text=_("Name of the new dataset."))
-    rounds = forms.IntegerField(initial=10, min_value=1, max_value=1000)
-    m = forms.IntegerField(initial=20, min_value=1, help_text=_("Keep the oldest m per bank."))
-    n = forms.IntegerField(initial=40, min_value=1, help_text=_("Keep the newest n per bank."))
-    k = forms.IntegerField(initial=3, min_value=0, help_text=_("Swap banks every k rounds (0 = never)."))
-    seed = forms.IntegerField(initial=0)
+TARGETS = (("backend", _("a model backend an admin registered")), ("url", _("a server URL")))
+
+
+class DiversifyForm(ModeFieldsMixin, BackendChoiceMixin, forms.Form):
+    """SF-Med instruction diversification. Where the prompts go (a registered backend or a server URL)
+    decides which fields appear; clean() checks before launch that a server and a model will be
+    found and says which field or setting to fill when not."""
+
+    MODE_FIELD = "target"
+    COMMON = ("seeds", "source", "output_name", "rounds", "m", "n", "k", "seed")
+
+    seeds = forms.CharField(label=_("Seed instructions"), widget=forms.Textarea(attrs={"rows": 6}),
+                            help_text=_("Seed instructions, one per line."))
+    target = forms.ChoiceField(label=_("Send the prompts to"), choices=TARGETS, required=False)
     backend = backend_field()
-    base_url = EndpointField(required=False)
-    model = forms.CharField(required=False, help_text=_("Empty = the backend's model, else MEDSTUDIO_CHAT_MODEL."))
+    base_url = EndpointField(required=False, label=_("Base URL"),
+                             help_text=_("OpenAI-compatible server; empty = MEDSTUDIO_CHAT_URL."))
+    model = forms.CharField(required=False, label=_("Model"),
+                            help_text=_("Empty = the backend's model, else MEDSTUDIO_CHAT_MODEL."))
+    source = forms.ModelChoiceField(queryset=None, required=False, label=_("Apply to a dataset"),
+                                    help_text=_("SFT dataset that receives the instructions."))
+    output_name = forms.CharField(required=False, max_length=200, label=_("New dataset name"),
+                                  help_text=_("Name of the new dataset."))
+    rounds = forms.IntegerField(initial=10, min_value=1, max_value=1000, label=_("Rounds"))
+    m = forms.IntegerField(initial=20, min_value=1, label="m", help_text=_("Keep the oldest m per bank."))
+    n = forms.IntegerField(initial=40, min_value=1, label="n", help_text=_("Keep the newest n per bank."))
+    k = forms.IntegerField(initial=3, min_value=0, label="k", help_text=_("Swap banks every k rounds (0 = never)."))
+    seed = forms.IntegerField(initial=0, label=_("Seed"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        from medstudio.backends.selectors import default_backend
         from medstudio.datasets.models import Dataset
 
         self.fields["source"].queryset = Dataset.objects.filter(kind__in=["qa", "dialogue"], helper_role="").order_by("name")
+        self.fields["source"].label_from_instance = lambda d: f"{d.name} ({d.kind}, {d.n_records:,})"
         self._set_backend_choices()
+        src = self.data if self.is_bound else self.initial
+        target = src.get("target") or ""
+        if target not in dict(TARGETS):  # older posts name no target: the fields they fill say which
+            if src.get("backend"):
+                target = "backend"
+            elif src.get("base_url"):
+                target = "url"
+            else:
+                has_backends = len(self.fields["backend"].choices) > 1
+                target = "backend" if has_backends or default_backend() is not None else "url"
+        self.chosen_target = target
+        if not self.is_bound:
+            self.initial["target"] = target
+        del self.fields["base_url" if target == "backend" else "backend"]
+
+    def clean(self):
+        from medstudio.backends.selectors import default_backend
+
+        from . import conf
+
+        d = super().clean()
+        d["target"] = self.chosen_target
+        seeds = {s.strip() for s in (d.get("seeds") or "").splitlines() if s.strip()}
+        if "seeds" in d and len(seeds) < 2:
+            self.add_error("seeds", _("Give at least two distinct seed instructions, one per line."))
+        if self.chosen_target == "backend":
+            if not d.get("backend") and default_backend() is None and "backend" not in self.errors:
+                self.add_error("backend", _("Choose a model backend (an admin registers them under Admin → Backends), "
+                                            "or send the prompts to a server URL instead."))
+        else:
+            if not (d.get("base_url") or "").strip() and not conf.chat_url() and "base_url" not in self.errors:
+                self.add_error("base_url", _("No server to send the prompts to: give its base URL (for example "
+                                             "http://gpu1:8000/v1), or set MEDSTUDIO_CHAT_URL."))
+            if not (d.get("model") or "").strip() and not conf.chat_model():
+                self.add_error("model", _("No model named: type the model the server runs, or set MEDSTUDIO_CHAT_MODEL."))
+        if d.get("source") is not None and not (d.get("output_name") or "").strip():
+            self.add_error("output_name", _("Name the new dataset: it gets the records of %(name)s with their new "
+                                            "system prompts.") % {"name": d["source"].name})
+        return d

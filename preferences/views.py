@@ -248,7 +248,14 @@ def export_download(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
 
 @role_required(Role.CURATOR)
 def diversify(request: HttpRequest) -> HttpResponse:
-    form = DiversifyForm(request.POST or None)
+    """The diversification form (GET with HTMX: the form again for another target, keeping what was
+    typed); a refusal re-renders it with what was typed and the field to change."""
+    if request.method != "POST":
+        form = DiversifyForm(initial={k: v for k, v in request.GET.items()} if request.htmx else None)
+        if request.htmx:
+            return render(request, "preferences/diversify.html#diversify-form", {"form": form})
+    else:
+        form = DiversifyForm(request.POST)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         params = {k: d[k] for k in ("rounds", "m", "n", "k", "seed")}
@@ -258,7 +265,7 @@ def diversify(request: HttpRequest) -> HttpResponse:
                                            output_name=d.get("output_name") or "", params=params)
             return redirect(reverse("preferences:diversify_detail", args=[run.pk]))
         except services.PreferenceError as exc:
-            form.add_error(None, str(exc))
+            form.add_error("seeds" if "seed instruction" in str(exc) else None, str(exc))
     return render(request, "preferences/diversify.html", {"form": form, "runs": selectors.diversify_runs()[:20]})
 
 

@@ -192,9 +192,17 @@ def test_evaluation_page_lists_local_tasks_and_starts_runs(task_dir, client_for,
     admin = client_for("admin")
     assert 'id="harness-form"' in admin.get(reverse("evaluation:home")).content.decode()
     r = admin.post(reverse("evaluation:harness_new"), {"tasks": ["medqa_4options"], "backend": "transformers", "path": "/x"})
-    assert r.status_code == 302 and not EvalRun.objects.exists()  # not available locally: refused with a message
-    r = admin.post(reverse("evaluation:harness_new"), {"tasks": ["cmmlu_anatomy"], "backend": "transformers", "path": ""})
-    assert r.status_code == 302 and not EvalRun.objects.exists()  # no model path
+    assert r.status_code == 400 and not EvalRun.objects.exists()  # not available locally: refused, the form re-rendered
+    r = admin.post(reverse("evaluation:harness_new"), {"tasks": ["cmmlu_anatomy"], "backend": "transformers", "path": "",
+                                                       "model_name": "typed-name", "limit": "3"})
+    html = r.content.decode()
+    assert r.status_code == 400 and not EvalRun.objects.exists()  # no model: said on the path field, with the fix
+    assert "Choose a registered model or give a local model folder" in html
+    assert 'value="typed-name"' in html and 'value="3"' in html  # what was typed is kept
+    r = admin.post(reverse("evaluation:harness_new"), {"tasks": ["cmmlu_anatomy"], "backend": "transformers", "path": "/no/such/model"})
+    assert r.status_code == 400 and "cannot be loaded" in r.content.decode() and not EvalRun.objects.exists()
+    r = admin.post(reverse("evaluation:harness_new"), {"tasks": ["cmmlu_anatomy"], "backend": "openai"})
+    assert r.status_code == 400 and "No endpoint" in r.content.decode() and 'name="path"' not in r.content.decode()
     settings.JOBS_EAGER = False
     r = admin.post(reverse("evaluation:harness_new"), {"tasks": ["cmmlu_anatomy"], "backend": "transformers",
                                                        "path": tiny_llama_path, "model_name": "tiny", "limit": "2"})

@@ -138,27 +138,90 @@ class RiskCheckForm(forms.Form):
     threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text=_("Cosine threshold (default: the store's)."))
 
 
-class HarnessRunForm(forms.Form):
-    """An lm-eval run: curated tasks that have a local copy, and a target (local path or endpoint)."""
+HARNESS_BACKEND_FIELDS = {"transformers": ("model_ref", "path"), "vllm": ("model_ref", "path"),
+                          "openai": ("chat_backend", "base_url", "remote_model")}
 
-    tasks = forms.MultipleChoiceField(choices=(), widget=forms.CheckboxSelectMultiple)
-    model_name = forms.CharField(max_length=200, required=False)
-    backend = forms.ChoiceField(choices=[("transformers", "transformers (local path)"), ("vllm", "vLLM (GPU worker, local path)"),
-                                         ("openai", "OpenAI-compatible endpoint")])
-    path = forms.CharField(required=False)
-    chat_backend = backend_choice_field(help_text=_("OpenAI-compatible endpoint registered by an admin."))
-    base_url = EndpointField(required=False)
+
+class HarnessRunForm(forms.Form):
+    """An lm-eval run: curated tasks that have a local copy, and a target (a registered model, a
+    local path or an endpoint). The backend decides which target fields appear (the page swaps only
+    them); clean() checks before launch that the model loads or the endpoint is named, in plain words
+    with the field or setting to change."""
+
+    tasks = forms.MultipleChoiceField(choices=(), widget=forms.CheckboxSelectMultiple, label=_("Tasks"),
+                                      error_messages={"required": _("Tick at least one task.")})
+    backend = forms.ChoiceField(label=_("Generation backend"),
+                                choices=[("transformers", _("transformers (local path)")), ("vllm", _("vLLM (GPU worker, local path)")),
+                                         ("openai", _("OpenAI-compatible endpoint"))])
+    model_ref = forms.ModelChoiceField(queryset=None, required=False, label=_("Registered model"),
+                                       help_text=_("From the training registry; fills the local path (or give a path below)."))
+    path = forms.CharField(required=False, label=_("Local path"), help_text=_("Local model directory (transformers / vLLM)."))
+    chat_backend = backend_choice_field(label=_("Model backend"), help_text=_("OpenAI-compatible endpoint registered by an admin."))
+    base_url = EndpointField(required=False, label=_("Base URL"),
+                             help_text=_("Endpoint base URL, e.g. http://gpu1:8000/v1 (key: MEDSTUDIO_CHAT_API_KEY)."))
     remote_model = forms.CharField(required=False, label=_("Endpoint model name"))
-    num_fewshot = forms.IntegerField(required=False, min_value=0, max_value=25, initial=0)
-    limit = forms.IntegerField(required=False, min_value=1, help_text=_("Only the first N items per task."))
+    model_name = forms.CharField(max_length=200, required=False, label=_("Leaderboard name"),
+                                 help_text=_("Label on the leaderboard (default: the registered name, path or model)."))
+    num_fewshot = forms.IntegerField(required=False, min_value=0, max_value=25, initial=0, label=_("Few-shot examples"))
+    limit = forms.IntegerField(required=False, min_value=1, label=_("Limit"), help_text=_("Only the first N items per task."))
 
     def __init__(self, *args, tasks=(), **kwargs):
         super().__init__(*args, **kwargs)
+        from training.models import ModelRef
+
         self.fields["tasks"].choices = [(t["name"], t["label"]) for t in tasks if t["available"]]
+        src = self.data if self.is_bound else self.initial
+        backend = src.get("backend") or "transformers"
+        self.chosen_backend = backend if backend in HARNESS_BACKEND_FIELDS else "transformers"
+        self.fields["model_ref"].queryset = ModelRef.objects.order_by("name")
         fill_backend_choices(self, "chat_backend")
+        keep = set(HARNESS_BACKEND_FIELDS[self.chosen_backend])
+        for name in {f for fs in HARNESS_BACKEND_FIELDS.values() for f in fs} - keep:
+            del self.fields[name]
+
+    def backend_fields(self):
+        names = {f for fs in HARNESS_BACKEND_FIELDS.values() for f in fs}
+        return [self[n] for n in self.fields if n in names]
+
+    def common_fields(self):
+        names = {f for fs in HARNESS_BACKEND_FIELDS.values() for f in fs} | {"tasks", "backend"}
+        return [self[n] for n in self.fields if n not in names]
+
+    def clean(self):
+        from medstudio.backends.selectors import default_backend_name
+
+        d = super().clean()
+        if self.chosen_backend in ("transformers", "vllm"):
+            path = (d.get("path") or "").strip() or (d["model_ref"].path if d.get("model_ref") else "")
+            if not path and "path" not in self.errors:
+                self.add_error("path", _("Choose a registered model or give a local model folder (Training → Models "
+                                         "registers one)."))
+            elif path:
+                from training.pipeline.preflight import check_model
+
+                problems = check_model(path)
+                if problems:
+                    self.add_error("path" if d.get("path") else "model_ref",
+                                   _("The model %(path)s cannot be loaded: %(problems)s. Choose another registered model "
+                                     "or fix the path.") % {"path": path, "problems": "; ".join(problems)})
+            d["path"] = path
+        else:
+            named = d.get("chat_backend") or ((d.get("base_url") or "").strip() and (d.get("remote_model") or "").strip())
+            if not named and not default_backend_name() and not self.errors.get("chat_backend"):
+                self.add_error("base_url", _("No endpoint: choose a model backend (an admin registers them under "
+                                             "Admin → Backends), or give both a base URL and the endpoint's model name."))
+            if d.get("chat_backend") and (d.get("base_url") or "").strip():
+                self.add_error("base_url", _("Pick a registered backend or give a base URL, not both."))
+        return d
 
     def spec_and_params(self) -> tuple[dict, dict]:
         d = self.cleaned_data
         spec = {"backend": d["backend"], "path": d.get("path"), "base_url": d.get("base_url"),
                 "model": d.get("remote_model"), "chat_backend": d.get("chat_backend")}
         return spec, {k: d.get(k) for k in ("num_fewshot", "limit") if d.get(k) not in (None, "")}
+
+    def attach_error(self, message: str, field: str | None = None) -> None:
+        """A refusal from the service, on the field it names when that field is shown."""
+        if field == "path" and "path" not in self.fields:
+            field = None
+        self.add_error(field if field in self.fields else None, message)

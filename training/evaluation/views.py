@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django.utils.translation import gettext as _
@@ -20,36 +21,44 @@ from .models import EvalKind, EvalRun, HighRiskStore, HitStatus, MemorizationHit
 
 @role_required(Role.CURATOR)
 def home(request):
+    return render(request, "evaluation/home.html", _home_context(request))
+
+
+def _home_context(request, *, harness_form=None, tasks=None) -> dict:
     kind = request.GET.get("kind") or ""
     run_list = selectors.runs(kind=kind or None)[:200]
     benchmarks = Dataset.objects.filter(eval_runs__kind=EvalKind.MCQ).distinct().order_by("name")
-    tasks = selectors.harness_tasks()
-    return render(request, "evaluation/home.html", {"runs": run_list, "kind": kind, "kinds": EvalKind.choices,
-                                                    "benchmarks": benchmarks,
-                                                    "open_hits": selectors.hits(status=HitStatus.OPEN).count(),
-                                                    "harness_tasks": tasks, "harness_board": selectors.harness_leaderboard(),
-                                                    "harness_form": HarnessRunForm(tasks=tasks),
-                                                    "datasets_dir": services.eval_datasets_dir()})
+    tasks = selectors.harness_tasks() if tasks is None else tasks
+    return {"runs": run_list, "kind": kind, "kinds": EvalKind.choices, "benchmarks": benchmarks,
+            "open_hits": selectors.hits(status=HitStatus.OPEN).count(),
+            "harness_tasks": tasks, "harness_board": selectors.harness_leaderboard(),
+            "harness_form": harness_form or HarnessRunForm(tasks=tasks), "harness_open": harness_form is not None,
+            "datasets_dir": services.eval_datasets_dir()}
 
 
 @role_required(Role.ADMIN)
-@require_POST
 def harness_new(request):
-    """Start an lm-evaluation-harness run on local task copies (the form is on the evaluation page)."""
-    form = HarnessRunForm(request.POST, tasks=selectors.harness_tasks())
+    """Start an lm-evaluation-harness run on local task copies (the form is on the evaluation page).
+    GET with HTMX: the form again for another backend; a refusal re-renders the evaluation page with
+    the form open, what was typed and the field to change."""
+    tasks = selectors.harness_tasks()
+    if request.method != "POST":
+        if not request.htmx:
+            return redirect(reverse("evaluation:home") + "#harness")
+        form = HarnessRunForm(initial={k: v for k, v in request.GET.items()}, tasks=tasks)
+        return render(request, "evaluation/home.html#harness-form", {"harness_form": form, "is_admin": True})
+    form = HarnessRunForm(request.POST, tasks=tasks)
     if form.is_valid():
         spec, params = form.spec_and_params()
         try:
             run = services.harness_run_start(user=request.user, tasks=form.cleaned_data["tasks"],
                                              model_name=form.cleaned_data.get("model_name") or "", model_spec=spec, params=params)
         except services.EvalConfigError as exc:
-            messages.error(request, str(exc))
+            form.attach_error(str(exc), exc.field)
         else:
             messages.info(request, _("lm-eval run #%(id)s started.") % {"id": run.pk})
             return redirect("evaluation:run", pk=run.pk)
-    else:
-        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
-    return redirect("evaluation:home")
+    return render(request, "evaluation/home.html", _home_context(request, harness_form=form, tasks=tasks), status=400)
 
 
 @role_required(Role.ADMIN)
