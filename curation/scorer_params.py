@@ -5,7 +5,7 @@ passes them to `register_scorer(params=...)`.
 """
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from django.utils.translation import gettext_lazy as _
 
@@ -18,6 +18,11 @@ from medstudio.handoffs.scorers import Param
 
 def _default(cfg, name):
     return {f.name: f for f in fields(cfg)}[name].default
+
+
+def _labelled(params: tuple[Param, ...], labels: dict) -> tuple[Param, ...]:
+    """The params with their form labels (lazy translations, so each reader sees their language)."""
+    return tuple(replace(p, label=labels[p.name]) if p.name in labels else p for p in params)
 
 
 RULE_PARAMS = (
@@ -69,3 +74,19 @@ DECONTAM_PARAMS = (
     Param("max_hits", "int", _default(DecontamConfig, "max_hits"), min=0, max=1000, step=1,
           help=_("Records matching more benchmark items are dropped.")),
 )
+
+RULE_PARAMS = _labelled(RULE_PARAMS, {
+    "min_tokens": _("Minimum tokens"), "max_tokens": _("Maximum tokens"),
+    "min_tokens_sft": _("Minimum tokens (SFT records)"), "max_special_char_ratio": _("Largest share of symbols"),
+    "max_dup_line_ratio": _("Largest share of repeated lines"), "max_toxic_hits": _("Block-listed words allowed"),
+    "max_pii_hits": _("Personal-information spans allowed"), "disabled": _("Rules to skip")})
+PII_PARAMS = _labelled(PII_PARAMS, {"types": _("Kinds of personal information"), "max_hits": _("Spans allowed"),
+                                    "phone_region": _("Phone region")})
+MINHASH_PARAMS = _labelled(MINHASH_PARAMS, {
+    "threshold": _("Similarity threshold"), "num_perm": _("Permutations"), "bands": _("Bands"),
+    "ngram_zh": _("Chinese n-gram (characters)"), "ngram_en": _("Other n-gram (words)"), "policy": _("Record to keep"),
+    "keep_scorer_run": _("Scorer run for the score policy"), "datasets": _("Other datasets"),
+    "per_source": _("Deduplicate per source")})
+DECONTAM_PARAMS = _labelled(DECONTAM_PARAMS, {
+    "benchmarks": _("Benchmarks"), "ngram_en": _("English n-gram (words)"), "ngram_zh": _("Chinese n-gram (characters)"),
+    "min_item_tokens": _("Shortest benchmark part (tokens)"), "max_hits": _("Matches allowed")})

@@ -173,19 +173,19 @@ def register_all() -> None:
 
     register_scorer(
         "domain", rater_factory("domain"), queue="cpu", batch_size=512,
-        description="Domain classifier (CareBot 1.1): value = P(target label), keep = predicted label is the target.",
+        description=_l("Domain classifier (CareBot 1.1): value = P(target label), keep = predicted label is the target."),
         params_schema={"model_version": "int or 'latest'", "target_label": "str (default medical)"},
         params=(Param("model_version", "choice", "latest", choices=_versions("domain"), label=_l("Model version")),
                 Param("target_label", "str", "medical", label=_l("Target label"),
                       help=_l("The label that counts as in-domain.")),))
     register_scorer(
         "datarater", rater_factory("datarater"), queue="cpu", batch_size=512,
-        description="DataRater (CareBot 1.3): predicted 0-5 quality.",
+        description=_l("DataRater (CareBot 1.3): predicted 0-5 quality."),
         params_schema={"model_version": "int or 'latest'"},
         params=(Param("model_version", "choice", "latest", choices=_versions("datarater"), label=_l("Model version")),))
     register_scorer(
         "deita", deita_factory, queue="gpu", batch_size=32, kinds=("qa", "dialogue", "mcq"),
-        description="Deita (CareBot 2.1): complexity x quality, expected digit 1-6; dialogues: mean over turns.",
+        description=_l("Deita (CareBot 2.1): complexity x quality, expected digit 1-6; dialogues: mean over turns."),
         params_schema={"mode": "lm | chat", "complexity_model": "path/hub id", "quality_model": "path/hub id",
                        "max_length": "int (2048)", "backend": "auto | transformers | vllm",
                        "chat_backend": "chat mode: a registered model backend", "base_url": "chat mode",
@@ -203,7 +203,7 @@ def register_all() -> None:
                 Param("chat_model", "str", "", modes=("chat",), setting="MEDSTUDIO_CHAT_MODEL", label=_l("Judge model")),))
     register_scorer(
         "confilter", confilter_factory, queue="gpu", batch_size=16, kinds=("dialogue",),
-        description="ConFilter (CareBot 2.2): mean CF = L(turn | history) / L(turn) over turns 2..n.",
+        description=_l("ConFilter (CareBot 2.2): mean CF = L(turn | history) / L(turn) over turns 2..n."),
         params_schema={"model": "path/hub id (MEDSTUDIO_SCORING_LM)", "max_length": "int (4096)",
                        "backend": "auto | transformers | vllm"},
         params=(Param("model", "str", "", setting="MEDSTUDIO_SCORING_LM", label=_l("Scoring model"),
