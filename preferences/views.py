@@ -9,7 +9,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, ngettext
 
 from medstudio.accounts.permissions import Role, role_required
 
@@ -207,7 +207,8 @@ def review(request: HttpRequest, pk: int) -> HttpResponse:
         return _back(pk)
     try:
         r = services.review_send(user=request.user, pref_set=pref_set, **form.cleaned_data)
-        messages.success(request, _("%(n)s pair(s) sent to clinician queue %(queue)s.") % {"n": r.n_pairs, "queue": r.queue.name})
+        messages.success(request, ngettext("%(n)s pair sent to clinician queue %(queue)s.", "%(n)s pairs sent to clinician queue %(queue)s.",
+                                          r.n_pairs) % {"n": r.n_pairs, "queue": r.queue.name})
     except services.PreferenceError as exc:
         messages.error(request, str(exc))
     return _back(pk)

@@ -9,7 +9,7 @@ from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, ngettext
 from django.utils.translation import gettext_noop
 
 from medstudio.accounts.permissions import Role, role_required
@@ -329,7 +329,8 @@ def queue_new(request):
             except ValueError as exc:  # AnnotationError
                 form.attach_error(str(exc))
             else:
-                messages.success(request, _("Queue %(name)s created with %(n)s items.") % {"name": queue.name, "n": queue.n_items})
+                messages.success(request, ngettext("Queue %(name)s created with %(n)s item.", "Queue %(name)s created with %(n)s items.",
+                                                          queue.n_items) % {"name": queue.name, "n": queue.n_items})
                 return redirect("annotation:queue_detail", pk=queue.pk)
     else:
         initial = {k: v for k, v in request.GET.items() if v}
@@ -387,7 +388,7 @@ def judge(request, pk: int):
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, _("Started %(n)s judge pass(es).") % {"n": len(jobs)})
+        messages.success(request, ngettext("Started %(n)s judge pass.", "Started %(n)s judge passes.", len(jobs)) % {"n": len(jobs)})
     return redirect("annotation:queue_detail", pk=pk)
 
 

@@ -103,3 +103,18 @@ def test_job_page_in_chinese(client_for):
     assert 'id="job-status">失败<' in html
     en = client_for("curator").get(f"/jobs/{job.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "The GPU ran out of memory" in en and 'id="job-status">Failed<' in en
+
+
+@pytest.mark.django_db
+def test_counts_are_plural_aware_in_english(client_for, make_dataset):
+    """'1 record' but '2 records' (ngettext / blocktranslate count), not '1 records'."""
+    from django.utils import translation
+
+    one = make_dataset("plural-one", "document", [{"id": "a", "text": "alpha beta"}])
+    two = make_dataset("plural-two", "document", [{"id": "a", "text": "alpha"}, {"id": "b", "text": "beta"}])
+    c = client_for("curator")
+    with translation.override("en"):
+        page_one = c.get(f"/datasets/{one.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        page_two = c.get(f"/datasets/{two.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'id="n-records">1</strong> record,' in page_one
+    assert 'id="n-records">2</strong> records,' in page_two

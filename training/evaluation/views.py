@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, ngettext
 
 from medstudio.accounts.permissions import Role, role_required
 from medstudio.datasets.models import Dataset
@@ -237,5 +237,7 @@ def clinician_review_new(request, pk: int):
     except services.EvalConfigError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, _("%(n)s judged replies sent to clinician queue %(queue)s.") % {"n": review.n_items, "queue": review.queue.name})
+        messages.success(request, ngettext("%(n)s judged reply sent to clinician queue %(queue)s.",
+                                          "%(n)s judged replies sent to clinician queue %(queue)s.", review.n_items)
+                         % {"n": review.n_items, "queue": review.queue.name})
     return redirect("evaluation:run", pk=run.pk)
