@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from typing import Any
 
+from django.db.models.sql import UpdateQuery
+from django.db.models.sql.constants import ROW_COUNT
 from django.utils import timezone
 
 from .models import Job, JobLog
@@ -58,6 +61,29 @@ class JobContext:
 
     def __init__(self, job: Job):
         self.job = job
+        self._side = None  # a second connection for progress, inside `progress_outside_transaction`
+
+    @contextmanager
+    def progress_outside_transaction(self):
+        """For a handler that does all its work in one long transaction (the dataset import):
+        inside this block `progress` writes through a second connection in autocommit, so the
+        heartbeat and the count are seen while the work runs (in the handler's transaction they
+        would stay invisible until it commits, and jobs_recover would take the job for dead) and
+        the job row is not locked for the whole run (a cancel would wait for it). The cancel flag is
+        still read on the handler's connection, which sees a committed cancel at once. PostgreSQL
+        only: SQLite has one writer at a time, so there progress stays on the handler's connection.
+        """
+        from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+        if connection.vendor != "postgresql" or self._side is not None:
+            yield
+            return
+        self._side = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            yield
+        finally:
+            side, self._side = self._side, None
+            side.close()
 
     @property
     def params(self) -> dict[str, Any]:
@@ -86,7 +112,12 @@ class JobContext:
         if result is not None:
             fields["result"] = result
             self.job.result = result
-        Job.objects.filter(pk=self.job.pk).update(**fields)
+        if self._side is None:
+            Job.objects.filter(pk=self.job.pk).update(**fields)
+        else:  # the same UPDATE, compiled for the second connection
+            query = Job.objects.filter(pk=self.job.pk).query.chain(UpdateQuery)
+            query.add_update_values(fields)
+            query.get_compiler(connection=self._side).execute_sql(ROW_COUNT)
         self.check_cancelled()
 
     def check_cancelled(self) -> None:
