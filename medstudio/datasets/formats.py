@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .convert import flat_text
-from .text import content_dumps, content_hash, text_stats
+from .text import content_dumps, text_stats
 
 KINDS = ("document", "qa", "dialogue", "mcq", "pair")
 FORMATS = ("jsonl", "csv", "parquet")
@@ -77,6 +77,26 @@ def iter_rows(path: str | Path, fmt: str, *, max_line_bytes: int = 16 * 1024 * 1
             yield lineno, row
     if not seen:
         raise FileError("The file holds no records.")
+
+
+def count_rows(path: str | Path, fmt: str) -> int:
+    """About how many rows the file holds, cheaply (no parsing): an upper bound for JSONL and CSV
+    (its newlines; CSV counts its header and any quoted newline too), exact for Parquet; 0 when
+    the file cannot be read (the import's own pass says why)."""
+    path = Path(path)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+        n, last = 0, b"\n"
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                n += chunk.count(b"\n")
+                last = chunk[-1:]
+        return n + (last != b"\n")
+    except Exception:  # any unreadable file: the estimate is only used for progress and the index decision
+        return 0
 
 
 def _iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[tuple[int, dict | RowError]]:
@@ -506,8 +526,12 @@ class CheckedRow:
     content: dict[str, Any]
     row: dict  # the cleaned row
     external_id: str
-    content_hash: str  # "" until needed when the row has its own id (normalize_row computes it)
+    content_hash: str  # "" until needed when the row has its own id (record_from_checked computes it)
     n_nul: int  # NUL characters stripped
+    content_json: str = ""  # the canonical JSON content_hash was computed from, when it was
+
+
+_ALWAYS_USED = frozenset(("id", "source", "lang", "meta"))
 
 
 def check_row(row: dict, kind: str) -> CheckedRow:
@@ -515,27 +539,41 @@ def check_row(row: dict, kind: str) -> CheckedRow:
     row, n_nul = clean_row(row)
     if kind == "auto":
         kind = detect_kind(row)
-    if kind not in _NORMALIZERS:
+    normalizer = _NORMALIZERS.get(kind)
+    if normalizer is None:
         raise RowError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     fields = _Fields(row)
-    content = _NORMALIZERS[kind](fields)
-    meta = dict(row["meta"]) if isinstance(row.get("meta"), dict) else {}
-    meta.update({k: v for k, v in row.items() if k not in fields.used})
-    if meta:
-        content["meta"] = meta
+    content = normalizer(fields)
+    used = fields.used
+    raw_meta = row.get("meta")
+    extra = [k for k in row if k not in used]
+    if extra or isinstance(raw_meta, dict) and raw_meta:
+        meta = dict(raw_meta) if isinstance(raw_meta, dict) else {}
+        for k in extra:
+            meta[k] = row[k]
+        if meta:
+            content["meta"] = meta
     for field in ("lang", "source"):
-        if row.get(field) is not None and not isinstance(row[field], str):
-            raise RowError(f"field {field!r} must be text, got {type(row[field]).__name__}")
+        value = row.get(field)
+        if value is not None and not isinstance(value, str):
+            raise RowError(f"field {field!r} must be text, got {type(value).__name__}")
     ext = row.get("id")
-    if ext is not None and not isinstance(ext, (str, int)):
+    if ext is None or ext == "":
+        # Without an id, the content hash is the id, so re-importing the same file stays idempotent.
+        content_json = content_dumps(content)
+        chash = hashlib.sha256(content_json.encode()).hexdigest()
+        return CheckedRow(kind=kind, content=content, row=row, external_id=f"sha256:{chash[:32]}", content_hash=chash,
+                          n_nul=n_nul, content_json=content_json)
+    if type(ext) is str:
+        external_id = ext
+    elif isinstance(ext, (str, int)):
+        external_id = str(ext)
+    else:
         raise RowError(f"field 'id' must be text or a number, got {type(ext).__name__}")
-    if ext is not None and len(str(ext)) > 255:
+    if len(external_id) > 255:
         raise RowError("field 'id' is longer than 255 characters")
-    # Without an id, the content hash is the id, so re-importing the same file stays idempotent.
-    # With one, the hash waits until the record is built (`hashed`): the validation pass skips it.
-    chash = content_hash(content) if ext in (None, "") else ""
-    external_id = str(ext) if ext not in (None, "") else f"sha256:{chash[:32]}"
-    return CheckedRow(kind=kind, content=content, row=row, external_id=external_id, content_hash=chash, n_nul=n_nul)
+    # With an id, the hash waits until the record is built (`record_from_checked`): validation skips it.
+    return CheckedRow(kind=kind, content=content, row=row, external_id=external_id, content_hash="", n_nul=n_nul)
 
 
 def normalize_content(row: dict, kind: str) -> tuple[str, dict]:
@@ -553,14 +591,23 @@ def record_subset(content: dict) -> str:
     return ""
 
 
+def record_from_checked(c: CheckedRow) -> NormalizedRecord:
+    """The stored record of a checked row: canonical JSON, its hash, flat text, token count, language."""
+    content = c.content
+    content_json = c.content_json or content_dumps(content)
+    text_hash = c.content_hash or hashlib.sha256(content_json.encode()).hexdigest()  # == content_hash(content)
+    text = flat_text(c.kind, content)
+    n_tokens, guessed = text_stats(text)
+    row = c.row
+    lang = row.get("lang") or guessed
+    if not (lang.islower() and len(lang) <= 16 and lang.isascii() and lang.isalpha()):
+        lang = lang.strip().lower()[:16]
+    source = row.get("source") or ""
+    return NormalizedRecord(external_id=c.external_id, lang=lang, source=source if len(source) <= 200 else source[:200],
+                            subset=record_subset(content) if "meta" in content else "", content=content, text=text,
+                            n_tokens=n_tokens, text_hash=text_hash, n_nul=c.n_nul, content_json=content_json)
+
+
 def normalize_row(row: dict, kind: str) -> NormalizedRecord:
     """Map one raw row onto the content schema of `kind`; raise RowError with the reason."""
-    c = check_row(row, kind)
-    content_json = content_dumps(c.content)
-    text_hash = c.content_hash or hashlib.sha256(content_json.encode()).hexdigest()  # == content_hash(c.content)
-    text = flatten_text(c.kind, c.content)
-    n_tokens, guessed = text_stats(text)
-    lang = (c.row.get("lang") or guessed).strip().lower()[:16]
-    return NormalizedRecord(external_id=c.external_id, lang=lang, source=(c.row.get("source") or "")[:200],
-                            subset=record_subset(c.content), content=c.content, text=text, n_tokens=n_tokens,
-                            text_hash=text_hash, n_nul=c.n_nul, content_json=content_json)
+    return record_from_checked(check_row(row, kind))

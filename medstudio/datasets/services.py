@@ -6,11 +6,12 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Sum
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
@@ -19,8 +20,8 @@ from medstudio.audit.services import audit_log
 from medstudio.jobs.context import JobContext, JobFailed, connection_lost
 from medstudio.jobs.registry import job_handler, register_job_kind
 
-from .formats import (KINDS, PARQUET_JSON_COLUMNS_KEY, FileError, NormalizedRecord, RowError, check_row, detect_kind, iter_rows,
-                      normalize_row)
+from .formats import (KINDS, PARQUET_JSON_COLUMNS_KEY, FileError, NormalizedRecord, RowError, check_row, count_rows,
+                      detect_kind, iter_rows, record_from_checked)
 from . import search_index
 from .models import Dataset, Export, Record
 
@@ -90,54 +91,86 @@ def _duplicate_reason(external_id: str, row: dict, first_line: int) -> str:
     return f"id {external_id!r} already used on line {first_line}"
 
 
-def import_validate(*, path: str | Path, fmt: str, kind: str) -> ValidationReport:
-    """Read the whole file once (streaming) and report every bad line; writes nothing.
+class _Scan:
+    """One pass over an import file: every bad line reported, the good rows normalised for insert.
 
     A line is bad when it cannot be read or normalised, or when its id was already used by an
-    earlier line of the file (rows without an id: the same content).
+    earlier line of the file (rows without an id: the same content). Once a bad line has decided
+    that nothing is imported (`stop_writing_on_bad`), the rest of the file is only checked (no
+    hashing, text or token counts) so that the report still lists every bad line.
     """
-    report = ValidationReport(kind=kind)
-    guessed: dict[str, int] = {}  # bad lines (read as `kind`) that another kind reads without error
-    if kind != "auto" and kind not in KINDS:
-        report.file_error = f"Unknown kind {kind!r}; expected one of {', '.join(KINDS)} (or auto)."
-        return report
-    seen: dict[str, int] = {}  # external id -> first line
-    max_reported = settings.IMPORT_MAX_REPORTED_ERRORS
-    try:
-        for lineno, row in iter_rows(path, fmt, max_line_bytes=settings.IMPORT_MAX_LINE_BYTES):
-            report.n_rows += 1
-            reason = str(row) if isinstance(row, RowError) else ""
-            if not reason:
+
+    def __init__(self, *, path: str | Path, fmt: str, kind: str, hint_kind: bool, stop_writing_on_bad: bool,
+                 writing: bool = True):
+        self.path, self.fmt, self.kind = path, fmt, kind
+        self.report = ValidationReport(kind=kind)
+        self.hint_kind = hint_kind and kind != "auto"
+        self.stop_writing_on_bad = stop_writing_on_bad
+        self.writing = writing
+        self.last_line = 0
+        self._guessed: dict[str, int] = {}  # bad lines (read as `kind`) that another kind reads without error
+
+    def _bad(self, lineno: int, reason: str) -> None:
+        report = self.report
+        report.n_bad += 1
+        if len(report.errors) < settings.IMPORT_MAX_REPORTED_ERRORS:
+            report.errors.append((lineno, reason))
+        if self.stop_writing_on_bad:
+            self.writing = False
+
+    def records(self):
+        """The good rows as NormalizedRecord (while writing), in file order; fills `report`."""
+        report, kind, bad = self.report, self.kind, self._bad
+        seen: dict[str, int] = {}  # external id -> first line
+        max_reported = settings.IMPORT_MAX_REPORTED_ERRORS
+        try:
+            for lineno, row in iter_rows(self.path, self.fmt, max_line_bytes=settings.IMPORT_MAX_LINE_BYTES):
+                self.last_line = lineno
+                report.n_rows += 1
+                if isinstance(row, RowError):
+                    bad(lineno, str(row))
+                    continue
                 try:
                     checked = check_row(row, kind)
                 except RowError as exc:
-                    reason = str(exc)
-                    if kind != "auto":
+                    if self.hint_kind:
                         other = _other_kind(row, kind)
                         if other:
-                            guessed[other] = guessed.get(other, 0) + 1
-                else:
-                    first = seen.setdefault(checked.external_id, lineno)
-                    if first != lineno:
-                        reason = _duplicate_reason(checked.external_id, checked.row, first)
-                    else:
-                        report.n_ok += 1
-                        if checked.n_nul:
-                            report.n_nul += checked.n_nul
-                            report.n_nul_lines += 1
-                            if len(report.nul_lines) < max_reported:
-                                report.nul_lines.append(lineno)
-                        continue
-            report.n_bad += 1
-            if len(report.errors) < max_reported:
-                report.errors.append((lineno, reason))
-    except FileError as exc:
-        report.file_error = str(exc)
-    if guessed and report.n_bad:
-        best, n = max(guessed.items(), key=lambda kv: kv[1])
-        if n >= 0.9 * report.n_bad and report.n_bad >= 0.5 * report.n_rows:
-            report.kind_hint = best
-    return report
+                            self._guessed[other] = self._guessed.get(other, 0) + 1
+                    bad(lineno, str(exc))
+                    continue
+                first = seen.setdefault(checked.external_id, lineno)
+                if first != lineno:
+                    bad(lineno, _duplicate_reason(checked.external_id, checked.row, first))
+                    continue
+                report.n_ok += 1
+                if checked.n_nul:
+                    report.n_nul += checked.n_nul
+                    report.n_nul_lines += 1
+                    if len(report.nul_lines) < max_reported:
+                        report.nul_lines.append(lineno)
+                if self.writing:
+                    yield lineno, record_from_checked(checked)
+        except FileError as exc:
+            report.file_error = str(exc)
+        if self._guessed and report.n_bad:
+            best, n = max(self._guessed.items(), key=lambda kv: kv[1])
+            if n >= 0.9 * report.n_bad and report.n_bad >= 0.5 * report.n_rows:
+                report.kind_hint = best
+
+
+def import_validate(*, path: str | Path, fmt: str, kind: str) -> ValidationReport:
+    """Read the whole file once (streaming) and report every bad line; writes nothing.
+
+    The import job does the same checks in its own single pass; this is for callers that want the
+    report before queueing an import (the command line's --async).
+    """
+    if kind != "auto" and kind not in KINDS:
+        return ValidationReport(kind=kind, file_error=f"Unknown kind {kind!r}; expected one of {', '.join(KINDS)} (or auto).")
+    scan = _Scan(path=path, fmt=fmt, kind=kind, hint_kind=True, stop_writing_on_bad=False, writing=False)
+    for _ in scan.records():
+        pass
+    return scan.report
 
 
 def _other_kind(row: dict, kind: str) -> str:
@@ -167,18 +200,6 @@ def dataset_create(*, actor, name: str, kind: str, description: str = "", parent
     audit_log(actor=actor, action="datasets.create", target=dataset,
               data={"kind": kind, **({"parent": parent.pk} if parent else {}), **(data or {})})
     return dataset
-
-
-def _dataset_for_import(*, name: str, kind: str, user, description: str = "") -> tuple[Dataset, bool]:
-    """(the dataset to import into, whether this import created it)."""
-    dataset = Dataset.objects.filter(name=name).first()
-    if dataset is None:
-        if kind == "auto":
-            raise JobFailed("A new dataset needs a kind (document, qa, dialogue, mcq or pair), not auto.")
-        return dataset_create(actor=user, name=name, kind=kind, description=description), True
-    if kind not in ("auto", dataset.kind):
-        raise JobFailed(f"Dataset {name!r} holds {dataset.kind} records, not {kind}.")
-    return dataset, False
 
 
 def records_insert(*, dataset: Dataset, rows: list[NormalizedRecord], check_existing: bool = True) -> int:
@@ -231,144 +252,142 @@ def _records_copy(dataset: Dataset, rows) -> None:
                                 r.text_hash, r.n_tokens, now))
 
 
-def dataset_refresh_stats(*, dataset: Dataset) -> Dataset:
+def dataset_refresh_stats(*, dataset: Dataset, request_index: bool = True) -> Dataset:
+    """Refresh the cached counts; ask for the search index unless `request_index=False` (a caller
+    inside a long transaction asks once it has committed)."""
     agg = Record.objects.filter(dataset=dataset).aggregate(n=Count("id"), t=Sum("n_tokens"))
     langs = dict(Record.objects.filter(dataset=dataset).values_list("lang").annotate(c=Count("id")).order_by())
     Dataset.objects.filter(pk=dataset.pk).update(n_records=agg["n"] or 0, n_tokens=agg["t"] or 0, langs=langs)
     dataset.refresh_from_db()
-    search_index.request(dataset)  # PostgreSQL: a large dataset's trigram index, built after the writes commit
+    if request_index:
+        search_index.request(dataset)  # PostgreSQL: a large dataset's trigram index, built after the writes commit
     return dataset
 
 
-def _ids_up_to(*, path: str, fmt: str, kind: str, line: int) -> set[str]:
-    """External ids of the good lines up to `line` (a resumed import: what earlier attempts handled)."""
-    ids: set[str] = set()
-    for lineno, row in iter_rows(path, fmt, max_line_bytes=settings.IMPORT_MAX_LINE_BYTES):
-        if lineno > line:
-            break
-        if not isinstance(row, RowError):
-            try:
-                ids.add(check_row(row, kind).external_id)
-            except RowError:
-                pass
-    return ids
+def _drop_index_for_append(ctx: JobContext, dataset: Dataset, rows, n_upper: int):
+    """A large append to a dataset with a search index: drop the index first (the job rebuilds it
+    after the commit), which is cheaper than updating it row by row. Re-importing the same file
+    (no new rows) keeps it. Returns (rows, whether it was dropped).
+
+    How many rows are new is not known before the one pass, so it is estimated from the first
+    batch (looked up against the dataset, then inserted as usual) times the file's row count.
+    The estimate only decides speed: search gives the same results with or without the index.
+    """
+    if (connection.vendor != "postgresql" or connection.in_atomic_block or n_upper < search_index.min_records()
+            or n_upper < (dataset.n_records or 0) or search_index.index_valid(dataset.pk) is None):
+        return rows, False
+    head = list(islice(rows, settings.IMPORT_BATCH_SIZE))
+    ids = [r.external_id for _, r in head]
+    present = Record.objects.filter(dataset=dataset, external_id__in=ids).count() if ids else 0
+    n_new = round((len(ids) - present) / len(ids) * n_upper) if ids else 0
+    dropped = search_index.drop_for_bulk_load(dataset, n_new)
+    if dropped:
+        ctx.log("Dropped the dataset's search index for this large import; it is rebuilt afterwards.")
+    return chain(head, rows), dropped
 
 
-def _import_rollback(ctx: JobContext, cursor: dict, ids: set[str]) -> str:
-    """Undo what a failing import wrote: the dataset it created, or the records it added."""
-    dataset = Dataset.objects.filter(pk=cursor["dataset_id"]).first()
-    if dataset is None:
-        return ""
-    try:
-        with transaction.atomic():
-            if cursor.get("created"):
-                audit_log(actor=ctx.job.created_by, action="datasets.delete", target=dataset,
-                          data={"reason": "import failed", "job": ctx.job.pk})
-                dataset.delete()
-                message = f"Nothing was imported: the new dataset {dataset.name!r} was removed."
-            elif cursor.get("watermark") is not None:
-                # Only records added since this import started (pk above the watermark) with ids from this file.
-                n = 0
-                batch = sorted(ids)
-                for i in range(0, len(batch), 500):
-                    _, per_model = Record.objects.filter(dataset=dataset, pk__gt=cursor["watermark"],
-                                                         external_id__in=batch[i:i + 500]).delete()
-                    n += per_model.get(Record._meta.label, 0)
-                dataset_refresh_stats(dataset=dataset)
-                message = f"Nothing was imported: the {n} record(s) this import had added to {dataset.name!r} were removed."
-            else:
-                return ""
-    except Exception:  # the original error matters more; say that the cleanup failed too
-        log.exception("job %s: removing a failed import failed", ctx.job.pk)
-        return f"Removing the partly imported records from {dataset.name!r} failed as well; see the server log."
-    if cursor.get("created"):  # the job no longer points at the removed dataset
-        from medstudio.jobs.models import Job
-
-        ctx.job.result = {**(ctx.job.result or {}), "dataset_id": None, "rolled_back": message}
-        Job.objects.filter(pk=ctx.job.pk).update(result=ctx.job.result)
-    ctx.log(message, "warning")
-    return message
+class _Rejected(Exception):
+    """Bad lines (or an unreadable file) found in the import's pass: undo the transaction."""
 
 
 @job_handler("datasets.import", queue="cpu", description="Validate and import a JSONL/CSV/Parquet file.")
 def import_job(ctx: JobContext) -> dict:
-    """Validate the whole file, then insert in batches (each batch commits with the resume cursor).
+    """One pass over the file inside one transaction: each good row is normalised and written
+    (COPY on PostgreSQL, bulk_create on SQLite) in batches, each bad line is reported, and any bad
+    line (unless skip_bad) rolls the whole transaction back once the rest of the file has been
+    checked, so the report lists every bad line and nothing is half-written.
 
-    All or nothing: when an import fails or is cancelled after its first batch, what it wrote is
-    removed again (the dataset it created, or the records it added to an existing one).
+    All or nothing likewise when the database refuses a batch, on a cancel or on any other error:
+    the dataset it created, the records it added and the cached counts are one transaction. A
+    worker lost mid-import leaves nothing committed; the re-queued job starts over.
     """
     p = ctx.params
     path, fmt, kind, skip_bad = p["path"], p["format"], p.get("kind", "auto"), bool(p.get("skip_bad"))
-    cursor = ctx.cursor
-    if cursor is None:
-        ctx.log(f"Validating {p.get('file_name') or display_name(path)} ({fmt}, kind {kind}).")
-        report = import_validate(path=path, fmt=fmt, kind=kind)
-        if report.file_error or (report.n_bad and not skip_bad):
-            exc = JobFailed(("Nothing was imported. " + report.summary()) if not report.file_error else report.file_error)
-            exc.result = {"validation": report.as_dict()}
-            raise exc
-        with transaction.atomic():
-            dataset, created = _dataset_for_import(name=p["dataset"], kind=kind, user=ctx.job.created_by,
-                                                   description=p.get("description", ""))
-            watermark = Record.objects.filter(dataset=dataset).aggregate(m=Max("pk"))["m"] or 0
-            cursor = {"line": 0, "dataset_id": dataset.pk, "inserted": 0, "created": created, "watermark": watermark}
-            ctx.progress(done=0, total=report.n_ok, cursor=cursor,
-                         result={"validation": report.as_dict(), "dataset_id": dataset.pk})
-        if search_index.drop_for_bulk_load(dataset, report.n_ok):
-            ctx.log("Dropped the dataset's search index for this large import; it is rebuilt afterwards.")
-        if report.n_bad:
-            ctx.log(f"Skipping {report.n_bad} bad line(s): " + report.summary(), "warning")
-        if report.n_nul:
-            ctx.log(report.nul_summary(), "warning")
-    dataset = Dataset.objects.get(pk=cursor["dataset_id"])
-    kind = dataset.kind
-    start = dict(cursor)
+    name = p.get("file_name") or display_name(path)
+    if kind != "auto" and kind not in KINDS:
+        raise JobFailed(f"Unknown kind {kind!r}; expected one of {', '.join(KINDS)} (or auto).")
+    dataset = Dataset.objects.filter(name=p["dataset"]).first()
+    if dataset is None and kind == "auto":
+        raise JobFailed("A new dataset needs a kind (document, qa, dialogue, mcq or pair), not auto.")
+    if dataset is not None and kind not in ("auto", dataset.kind):
+        raise JobFailed(f"Dataset {dataset.name!r} holds {dataset.kind} records, not {kind}.")
+    created = dataset is None
+    ctx.log(f"Validating and importing {name} ({fmt}, kind {kind}).")
+    n_upper = count_rows(path, fmt)
+    ctx.progress(done=0, total=n_upper or None, cursor=None)
+    # A kind hint ("this looks like a qa file") only when the kind was chosen, not taken from the dataset.
+    scan = _Scan(path=path, fmt=fmt, kind=dataset.kind if dataset else kind, hint_kind=kind != "auto",
+                 stop_writing_on_bad=not skip_bad)
+    scan.report.kind = kind
+    rows = scan.records()
+    dropped = False
+    if dataset is not None:
+        rows, dropped = _drop_index_for_append(ctx, dataset, rows, n_upper)
+    report = scan.report
+    inserted = done = 0
     batch: list[NormalizedRecord] = []
-    done = ctx.job.done
-    inserted = cursor.get("inserted", 0)
-    last_line = cursor["line"]
-    # External ids met so far: a later line with one of them is a duplicate (a bad line, skipped).
-    seen = _ids_up_to(path=path, fmt=fmt, kind=kind, line=last_line) if last_line else set()
-
-    def flush() -> None:
-        nonlocal batch, done, inserted
-        with transaction.atomic():
-            inserted += records_insert(dataset=dataset, rows=batch, check_existing=not start.get("created"))
-            done += len(batch)
-            ctx.progress(done=done, cursor={**start, "line": last_line, "inserted": inserted})
-        batch = []
-
+    batch_end = 0
     try:
-        for lineno, row in iter_rows(path, fmt, max_line_bytes=settings.IMPORT_MAX_LINE_BYTES, start_line=start["line"]):
-            last_line = lineno
-            if isinstance(row, RowError):
-                continue
-            try:
-                record = normalize_row(row, kind)
-            except RowError:
-                continue  # reported by validation; only reached with skip_bad
-            if record.external_id in seen:
-                continue  # a duplicate id within the file: reported by validation
-            seen.add(record.external_id)
-            batch.append(record)
-            if len(batch) >= settings.IMPORT_BATCH_SIZE:
+        # progress (heartbeat, count) is written where the web and jobs_recover see it meanwhile
+        with ctx.progress_outside_transaction(), transaction.atomic():
+            if created:
+                dataset = dataset_create(actor=ctx.job.created_by, name=p["dataset"], kind=kind,
+                                         description=p.get("description", ""))
+
+            def flush() -> None:
+                nonlocal batch, done, inserted
+                inserted += records_insert(dataset=dataset, rows=batch, check_existing=not created)
+                done += len(batch)
+                batch = []
+                ctx.progress(done=done)
+
+            for lineno, record in rows:
+                batch.append(record)
+                batch_end = lineno
+                if len(batch) >= settings.IMPORT_BATCH_SIZE:
+                    flush()
+            if report.file_error or (report.n_bad and not skip_bad):
+                raise _Rejected()
+            if batch:
                 flush()
-        if batch:
-            flush()
-        dataset_refresh_stats(dataset=dataset)
-        audit_log(actor=ctx.job.created_by, action="datasets.import", target=dataset,
-                  data={"file": p.get("file_name") or display_name(path), "inserted": inserted, "rows": done, "job": ctx.job.pk})
+            dataset_refresh_stats(dataset=dataset, request_index=False)
+            audit_log(actor=ctx.job.created_by, action="datasets.import", target=dataset,
+                      data={"file": name, "inserted": inserted, "rows": done, "job": ctx.job.pk})
     except Exception as exc:
         if connection_lost(exc):
-            raise  # not the data's fault: the job resumes from its cursor (medstudio/jobs/services.py)
-        undone = _import_rollback(ctx, start, seen)
+            raise  # not the data's fault: nothing was committed, and the re-queued job starts over
+        if dropped:
+            search_index.request(Dataset.objects.get(pk=dataset.pk))  # the records stand: so does their index
+        undone = ""
+        if (created and dataset is not None or inserted) and not isinstance(exc, _Rejected):
+            undone = ("Nothing was imported: the transaction was rolled back, so "
+                      + (f"the new dataset {p['dataset']!r} was removed." if created else
+                         f"the {inserted} record(s) this import had added to {dataset.name!r} were removed."))
+            ctx.log(undone, "warning")
+        if isinstance(exc, _Rejected):
+            failed = JobFailed(report.file_error or ("Nothing was imported. " + report.summary()))
+            failed.result = {"validation": report.as_dict()}
+            raise failed from None
         if isinstance(exc, DatabaseError):
             log.exception("job %s: import failed", ctx.job.pk)
-            raise JobFailed(f"The database refused the batch ending at line {last_line} "
-                            f"({type(exc).__name__}: {exc}). {undone}".strip()) from exc
+            failed = JobFailed(f"The database refused the batch ending at line {batch_end} "
+                               f"({type(exc).__name__}: {exc}). {undone}".strip())
+            failed.result = {"validation": report.as_dict(), "dataset_id": None if created else dataset.pk}
+            raise failed from exc
+        if created:
+            from medstudio.jobs.models import Job
+
+            Job.objects.filter(pk=ctx.job.pk).update(result={"dataset_id": None, "rolled_back": undone})
         raise
-    nul = (ctx.job.result or {}).get("validation", {}).get("nul_stripped")
+    search_index.request(dataset)  # PostgreSQL: a large dataset's trigram index, built now that the rows are committed
+    validation = report.as_dict()
+    ctx.progress(done=done, total=done, result={**(ctx.job.result or {}), "validation": validation, "dataset_id": dataset.pk})
+    if report.n_bad:
+        ctx.log(f"Skipped {report.n_bad} bad line(s): " + report.summary(), "warning")
+    nul = validation.get("nul_stripped")
     note = f" Stripped {nul['characters']} NUL character(s) on {nul['n_lines']} line(s)." if nul else ""
+    if nul:
+        ctx.log(report.nul_summary(), "warning")
     ctx.log(f"Imported {inserted} new record(s) ({done - inserted} already present) into {dataset.name}.{note}")
     if p.get("benchmark") and not dataset.is_benchmark:
         dataset_update(actor=ctx.job.created_by, dataset=dataset, is_benchmark=True)

@@ -51,9 +51,13 @@ def guess_lang(text: str) -> str:
     return text_stats(text)[1]
 
 
+# One encoder for every row: json.dumps with non-default options builds a new JSONEncoder per call.
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
 def content_dumps(content: dict) -> str:
     """The canonical JSON of a record's content (what content_hash hashes)."""
-    return json.dumps(content, ensure_ascii=False, sort_keys=True)
+    return _CANONICAL.encode(content)
 
 
 def content_hash(content: dict) -> str:

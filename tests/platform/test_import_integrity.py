@@ -223,3 +223,48 @@ def test_any_other_error_mid_import_rolls_back(tmp_path, settings, monkeypatch):
     job = _run(p, "boom", "document")
     assert job.status == "failed" and "disk on fire" in job.error
     assert not Dataset.objects.filter(name="boom").exists()
+
+
+# ------------------------------------------------------------------ one pass, one transaction
+
+
+def test_one_pass_reports_every_bad_line_after_writing_batches_and_keeps_nothing(tmp_path, settings, monkeypatch):
+    """Bad lines after several written batches: the file is read once, every bad line is listed
+    (duplicates naming both lines), and the batches already written are rolled back."""
+    settings.IMPORT_BATCH_SIZE = 4
+    reads = {"n": 0}
+    real_iter = services.iter_rows
+
+    def counting(*a, **kw):
+        reads["n"] += 1
+        return real_iter(*a, **kw)
+
+    monkeypatch.setattr(services, "iter_rows", counting)
+    calls = {"n": 0}
+    real_insert = services.records_insert
+
+    def insert(**kw):
+        calls["n"] += 1
+        return real_insert(**kw)
+
+    monkeypatch.setattr(services, "records_insert", insert)
+    rows = [{"id": str(i), "text": f"doc {i}"} for i in range(10)]
+    rows += ["{not json", {"id": "3", "text": "again"}] + [{"id": f"x{i}", "text": f"more {i}"} for i in range(6)]
+    rows += [{"id": "late", "text": ""}]
+    job = _run(_write(tmp_path, "late.jsonl", rows), "late", "document")
+    assert job.status == "failed" and job.error.startswith("Nothing was imported. 3 bad line(s) of 19")
+    assert reads["n"] == 1 and calls["n"] == 2  # lines 1-8 were written before line 11 turned out bad
+    errors = {e["line"]: e["reason"] for e in job.result["validation"]["errors"]}
+    assert sorted(errors) == [11, 12, 19]
+    assert "invalid JSON" in errors[11] and errors[12] == "id '3' already used on line 4" and "empty" in errors[19]
+    assert not Dataset.objects.filter(name="late").exists() and not Record.objects.exists()
+
+
+def test_skip_bad_lines_in_one_pass(tmp_path, settings):
+    settings.IMPORT_BATCH_SIZE = 3
+    rows = [{"id": str(i), "text": f"doc {i}"} for i in range(7)] + [{"id": "2", "text": "dup"}, {"id": "z"}]
+    job = _run(_write(tmp_path, "skip.jsonl", rows), "skip", "document", skip_bad=True)
+    assert job.status == "succeeded", job.error
+    assert job.result["inserted"] == 7 and job.result["validation"]["n_bad"] == 2
+    assert Dataset.objects.get(name="skip").n_records == 7
+    assert Record.objects.get(dataset__name="skip", external_id="2").content == {"text": "doc 2"}

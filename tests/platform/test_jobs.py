@@ -78,23 +78,23 @@ def test_orphaned_job_resumes_from_its_cursor(settings):
     assert "Resumed (attempt 2) from cursor {'i': 3}" in " ".join(job.logs.values_list("message", flat=True))
 
 
-def test_import_resumes_after_the_last_committed_batch(tmp_path, settings):
+def test_an_import_whose_worker_died_starts_over(tmp_path, settings):
+    """An import is one transaction: a worker that died mid-import committed nothing, so the
+    re-queued job reads the file from the start and imports every row once."""
     settings.IMPORT_BATCH_SIZE = 10
     path = tmp_path / "d.jsonl"
     path.write_text("".join(json.dumps({"id": str(i), "text": f"t{i}"}) + "\n" for i in range(35)))
     from medstudio.datasets.services import import_start
 
     job = import_start(user=None, path=path, fmt="jsonl", kind="document", dataset="r", enqueue=False)
-    # Pretend a worker validated, created the dataset, stored two batches (lines 1-20) and died.
-    ds = Dataset.objects.create(name="r", kind="document")
-    from medstudio.datasets.formats import normalize_row
-    from medstudio.datasets.services import records_insert
-
-    records_insert(dataset=ds, rows=[normalize_row({"id": str(i), "text": f"t{i}"}, "document") for i in range(20)])
-    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, cursor={"line": 20, "dataset_id": ds.pk, "inserted": 20},
-                                         done=20, total=35, heartbeat_at=timezone.now() - timedelta(days=1))
+    # Pretend a worker claimed it, reported two batches of progress and died (its transaction rolled back).
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, attempts=1, done=20, total=35,
+                                         heartbeat_at=timezone.now() - timedelta(days=1))
+    assert not Dataset.objects.filter(name="r").exists()
     jobs_recover()
     job.refresh_from_db()
     assert job.status == "succeeded", job.error
-    assert job.result["inserted"] == 35 and job.done == 35
-    assert Record.objects.filter(dataset=ds).count() == 35
+    assert job.attempts == 2 and job.result["inserted"] == 35 and job.done == 35
+    ds = Dataset.objects.get(name="r")
+    assert sorted(Record.objects.filter(dataset=ds).values_list("external_id", flat=True), key=int) == [str(i) for i in range(35)]
+    assert ds.n_records == 35

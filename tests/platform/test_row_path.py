@@ -202,3 +202,64 @@ def test_fast_token_counts_equal_the_regex_definition():
     samples += [d["text"] for d in DOCS]
     for s in samples:
         assert text_stats(s) == _reference_stats(s), repr(s)
+
+
+def _index_oid(dataset_id):
+    with connection.cursor() as cur:
+        cur.execute("SELECT oid FROM pg_class WHERE relname = %s", [search_index.index_name(dataset_id)])
+        row = cur.fetchone()
+    return row and row[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # as in a worker: the index could be dropped (CONCURRENTLY)
+def test_reimporting_an_identical_file_keeps_the_index(tmp_path, settings):
+    """0 new rows: the index is neither dropped nor rebuilt; a real large append still drops it."""
+    settings.SEARCH_INDEX_MIN_RECORDS = 5
+    rows = DOCS + [{"id": f"e{i}", "text": f"extra headache {i}"} for i in range(10)]
+    assert _import(tmp_path, "same", rows).status == "succeeded"
+    ds = Dataset.objects.get(name="same")
+    oid = _index_oid(ds.pk)
+    assert oid and search_index.state(ds) == "ready"
+    n_jobs = Job.objects.filter(kind=search_index.JOB_KIND).count()
+    job = _import(tmp_path, "same", rows)
+    assert job.status == "succeeded", job.error
+    assert job.result["inserted"] == 0 and job.result["already_present"] == 20
+    assert "Dropped" not in "\n".join(job.logs.values_list("message", flat=True))
+    assert _index_oid(ds.pk) == oid and Job.objects.filter(kind=search_index.JOB_KIND).count() == n_jobs
+    more = [{"id": f"n{i}", "text": f"new {i}"} for i in range(25)]
+    job = _import(tmp_path, "same", rows + more)  # 25 new of 45 rows: more new rows than the dataset's 20
+    assert "Dropped the dataset's search index" in "\n".join(job.logs.values_list("message", flat=True))
+    ds.refresh_from_db()
+    assert ds.n_records == 45 and search_index.state(ds) == "ready" and _index_oid(ds.pk) != oid
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # as in a worker: what other sessions see while the import runs
+def test_an_import_is_one_transaction_and_its_progress_is_visible_meanwhile(tmp_path, settings, monkeypatch):
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    settings.IMPORT_BATCH_SIZE = 4
+    other = connections.create_connection(DEFAULT_DB_ALIAS)  # another session, like the web process
+    seen = []
+    real = services.records_insert
+
+    def insert(**kw):
+        n = real(**kw)
+        with other.cursor() as cur:
+            cur.execute("SELECT done, heartbeat_at FROM jobs_job WHERE kind = 'datasets.import'")
+            done, beat = cur.fetchone()
+            cur.execute("SELECT count(*) FROM datasets_record")
+            seen.append((done, beat, cur.fetchone()[0]))
+        return n
+
+    monkeypatch.setattr(services, "records_insert", insert)
+    try:
+        job = _import(tmp_path, "visible", DOCS)
+    finally:
+        other.close()
+    assert job.status == "succeeded", job.error
+    # after batch k the other session sees the count of the batch before (written by the heartbeat), no records
+    assert [(d, n) for d, _b, n in seen] == [(0, 0), (4, 0), (8, 0)]
+    assert seen[1][1] > seen[0][1]
+    assert Record.objects.filter(dataset__name="visible").count() == 10 and job.done == 10
