@@ -15,6 +15,14 @@ from medstudio.handoffs.scorers import register_scorer
 from curation.services import duplicate_clusters_write, scorer_run_summary_set
 from medstudio.jobs.context import JobContext, JobFailed
 from medstudio.jobs.registry import job_handler, register_job_kind
+from medstudio.jobs.errors import failure, known_failure
+
+# Failures shown translated on the job page (medstudio/jobs/errors.py reads the params back).
+NO_DATASET = known_failure(gettext_noop("No dataset named %(names)s."))
+NO_BENCHMARK = known_failure(gettext_noop("No benchmark dataset to check against: flag one as benchmark on its dataset page, "
+                                          "or pass benchmarks=[names]."))
+SOURCE_GONE = known_failure(gettext_noop("The source or the target dataset was deleted."))
+
 
 BATCH = 1000
 
@@ -82,7 +90,7 @@ def _minhash_corpus(ctx: JobContext, run, records_qs) -> dict:
     extra = list(Dataset.objects.filter(name__in=names).exclude(pk=run.dataset_id))
     missing = set(names) - {d.name for d in extra} - {run.dataset.name}
     if missing:
-        raise JobFailed(f"No dataset named {', '.join(sorted(missing))}.")
+        raise JobFailed(failure(NO_DATASET, names=", ".join(sorted(missing))))
     datasets = [run.dataset] + extra
     ds_name = {d.pk: d.name for d in datasets}
     per_source = bool(p.get("per_source", False))
@@ -198,10 +206,9 @@ def _decontam_corpus(ctx: JobContext, run, records_qs) -> dict:
         raise JobFailed(f"Bad decontam settings: {exc}") from exc
     benches, missing = benchmark_datasets(p.get("benchmarks"), exclude_pk=run.dataset_id)
     if missing:
-        raise JobFailed(f"No dataset named {', '.join(sorted(missing))}.")
+        raise JobFailed(failure(NO_DATASET, names=", ".join(sorted(missing))))
     if not benches:
-        raise JobFailed("No benchmark dataset to check against: flag one as benchmark on its dataset page, "
-                        "or pass benchmarks=[names].")
+        raise JobFailed(failure(NO_BENCHMARK))
     index = BenchmarkIndex(cfg)
     for b in benches:
         for rid, ext, content in Record.objects.filter(dataset=b).values_list("id", "external_id", "content").iterator(chunk_size=2000):
@@ -250,7 +257,7 @@ def pii_redact_job(ctx: JobContext) -> dict:
     source = Dataset.objects.filter(pk=p["dataset_id"]).first()
     target = Dataset.objects.filter(pk=p["target_id"]).first()
     if source is None or target is None:
-        raise JobFailed("The source or the target dataset was deleted.")
+        raise JobFailed(failure(SOURCE_GONE))
     types = p.get("types") or None
     cursor = ctx.cursor or {"after_id": 0, "counts": {}, "changed": 0}
     after, counts, changed = cursor["after_id"], dict(cursor["counts"]), cursor["changed"]

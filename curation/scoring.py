@@ -20,6 +20,11 @@ from medstudio.handoffs.models import ScorerRun
 from medstudio.handoffs.scorers import get_scorer
 from medstudio.handoffs.services import scores_write
 from medstudio.jobs.registry import job_handler, register_job_kind
+from medstudio.jobs.errors import failure, known_failure
+
+# Failures shown translated on the job page (medstudio/jobs/errors.py reads the params back).
+RUN_DELETED = known_failure(gettext_noop("The scorer run was deleted."))
+
 
 
 def record_view(r: Record, kind: str) -> RecordView:
@@ -113,7 +118,7 @@ def _score_job(ctx: JobContext) -> dict:
     p = ctx.params
     run = ScorerRun.objects.select_related("dataset").filter(pk=p["run_id"]).first()
     if run is None:
-        raise JobFailed("The scorer run was deleted.")
+        raise JobFailed(failure(RUN_DELETED))
     spec = get_scorer(run.scorer)
     handoffs.scorer_run_update(run=run, only_if_status="queued", status="running")
     records = Record.objects.filter(dataset=run.dataset, id__gte=p["id_from"], id__lte=p["id_to"]).order_by("id")

@@ -18,6 +18,11 @@ from django.utils.translation import gettext_noop
 from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
 from medstudio.jobs.errors import plain_cause
 from medstudio.jobs.registry import job_handler, register_job_kind
+from medstudio.jobs.errors import failure, known_failure
+
+# Failures shown translated on the job page (medstudio/jobs/errors.py reads the params back).
+RUN_GONE = known_failure(gettext_noop("The training run no longer exists."))
+
 from medstudio.handoffs import sources as training_data
 from training import services
 from training.models import RunStatus, TrainingRun
@@ -32,7 +37,7 @@ POLL_SECONDS = 1.0
 def training_run_job(ctx: JobContext) -> dict:
     run = TrainingRun.objects.filter(pk=ctx.params.get("run_id")).first()
     if run is None:
-        raise JobFailed("The training run no longer exists.")
+        raise JobFailed(failure(RUN_GONE))
     if run.is_finished:
         return {"run_id": run.pk, "status": run.status}
     cursor = dict(ctx.cursor or {})

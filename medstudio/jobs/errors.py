@@ -4,6 +4,12 @@
 change (a setting, a page); anything else reads as the exception's own message without its type.
 The plain words are catalogue msgids (marked with gettext_noop, which makemessages reads); a page
 passes `translate=gettext` to show them in the reader's language.
+
+A handler's own failure carries a translatable message with params: `failure(MSGID, name=value)`
+(or `raise PlainFailure(MSGID, ...)`) where MSGID was registered at import with
+`known_failure(gettext_noop("... %(name)s ..."))`. The job keeps the English text in Job.error and
+the log (the raw detail); at display time `plain_cause` matches that text against the registered
+msgids, reads the params back and shows the msgid translated with them.
 """
 from __future__ import annotations
 
@@ -17,6 +23,55 @@ def gettext_noop(message: str) -> str:
     """Marks a message for the translation catalogue without importing Django."""
     return message
 
+
+_KNOWN: dict[str, re.Pattern] = {}
+_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+def known_failure(msgid: str) -> str:
+    """Registers a failure message: a catalogue msgid whose %(name)s params are filled at raise time.
+    Returns the msgid (wrap it in gettext_noop so makemessages reads it)."""
+    if msgid not in _KNOWN:
+        parts = _PARAM.split(msgid)  # literal, name, literal, name, ..., literal
+        rx = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts))
+        _KNOWN[msgid] = re.compile(rx, re.S)
+    return msgid
+
+
+def failure(msgid: str, **params) -> str:
+    """The English text of a registered failure with its params (for JobFailed / ValueError)."""
+    known_failure(msgid)
+    return msgid % params
+
+
+class PlainFailure(Exception):
+    """An exception whose message is a registered failure msgid with params."""
+
+    def __init__(self, msgid: str, **params):
+        self.msgid, self.params = known_failure(msgid), params
+        super().__init__(msgid % params)
+
+
+def _known_cause(candidate: str, translate: Callable[[str], str]) -> str:
+    candidate = candidate.strip()
+    for msgid, rx in _KNOWN.items():
+        m = rx.fullmatch(candidate)
+        if m:
+            try:
+                return translate(msgid) % m.groupdict()
+            except (KeyError, ValueError, TypeError):  # a translation whose params do not match: the English
+                return msgid % m.groupdict()
+    return ""
+
+
+# Failures the platform and the inference layer raise (their English text is matched back).
+MODEL_NOT_AVAILABLE = known_failure(gettext_noop(
+    "Model %(model)s is not available (%(detail)s). Set %(setting)s to a local model directory, a hub id already in the "
+    "local Hugging Face cache, or a reachable server (no model is downloaded at run time)."))
+MODEL_NOT_AVAILABLE_SHORT = known_failure(gettext_noop(
+    "Model %(model)s is not available. Set %(setting)s to a local model directory, a hub id already in the "
+    "local Hugging Face cache, or a reachable server (no model is downloaded at run time)."))
+WRONG_KIND = known_failure(gettext_noop("Dataset %(name)s holds %(kind)s records, not %(wanted)s."))
 
 MODEL_HINT = gettext_noop("Register the model with a local folder on Training → Models → Register a model, "
                           "or put it under the folder named by MEDSTUDIO_MODEL_DIR.")
@@ -68,6 +123,11 @@ def plain_cause(*texts: str, first_line: bool = True, translate: Callable[[str],
         if not text or not text.strip():
             continue
         line = exception_line(text)
+        m = _EXC_LINE.match(line) if line else None
+        for candidate in ([(m.group(2) or "") if m else ""] + text.strip().splitlines()[:3]):
+            known = _known_cause(candidate, translate) if candidate else ""
+            if known:
+                return known
         for candidate in ([line] if line else []) + [text]:
             for pattern, words, hint in _RULES:
                 m = pattern.search(candidate)

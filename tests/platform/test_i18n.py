@@ -118,3 +118,25 @@ def test_counts_are_plural_aware_in_english(client_for, make_dataset):
         page_two = c.get(f"/datasets/{two.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert 'id="n-records">1</strong> record,' in page_one
     assert 'id="n-records">2</strong> records,' in page_two
+
+
+@pytest.mark.django_db
+def test_a_handlers_failure_shows_translated_with_its_params(client_for):
+    """A worker's own failure (a registered msgid + params in Job.error) reads in Chinese above the
+    log on the job page; the raw English stays on the page as the detail."""
+    from django.urls import reverse
+
+    import curation.handlers as ch
+    from medstudio.jobs.errors import failure
+    from medstudio.jobs.models import Job, JobStatus
+
+    error = failure(ch.NO_DATASET, names="cmmlu-x, medqa-y")
+    job = Job.objects.create(kind="curation.score", status=JobStatus.FAILED, error=error, params={})
+    c = client_for("curator")
+    zh = c.get(reverse("jobs:detail", args=[job.pk]), HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+    cause = re.search(r'id="job-cause">(.*?)</p>', zh, re.S).group(1)
+    assert "cmmlu-x, medqa-y" in cause and "No dataset named" not in cause
+    assert re.search(r"[\u4e00-\u9fff]", cause)
+    assert "No dataset named cmmlu-x, medqa-y." in zh  # the raw detail is kept
+    en = c.get(reverse("jobs:detail", args=[job.pk]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "No dataset named cmmlu-x, medqa-y." in re.search(r'id="job-cause">(.*?)</p>', en, re.S).group(1)

@@ -18,6 +18,13 @@ from django.utils.translation import gettext_noop
 from medstudio.datasets.models import Record
 from medstudio.jobs.context import JobCancelled, JobContext, JobFailed
 from medstudio.jobs.registry import job_handler, register_job_kind
+from medstudio.jobs.errors import failure, known_failure
+
+# Failures shown translated on the job page (medstudio/jobs/errors.py reads the params back).
+RUN_DELETED = known_failure(gettext_noop("the evaluation run was deleted"))
+STORE_DELETED = known_failure(gettext_noop("the high-risk store was deleted"))
+STORE_FILES_GONE = known_failure(gettext_noop("the store files are gone from %(path)s; run the memorisation audit again"))
+
 from training.pipeline import evaluation as ev
 from training.pipeline import memorization as mem
 from training.pipeline.rouge import rouge_l
@@ -74,7 +81,7 @@ def _records(run: EvalRun):
 def _run_job(ctx: JobContext, body: Callable[[EvalRun, JobContext], dict]) -> dict:
     run = EvalRun.objects.filter(pk=ctx.params["run_id"]).select_related("dataset").first()
     if run is None:
-        raise JobFailed("the evaluation run was deleted")
+        raise JobFailed(failure(RUN_DELETED))
     if run.status == EvalStatus.SUCCEEDED:
         return {"run_id": run.pk, "already": "succeeded"}
     services.eval_run_set_status(run=run, status=EvalStatus.RUNNING)
@@ -307,11 +314,11 @@ def risk_check_job(ctx: JobContext) -> dict:
 
     row = HighRiskStore.objects.select_related("run").filter(pk=ctx.params["store_id"]).first()
     if row is None:
-        raise JobFailed("the high-risk store was deleted")
+        raise JobFailed(failure(STORE_DELETED))
     try:
         store = mem.HighRiskStore.load(row.path, threshold=ctx.params.get("threshold"))
     except FileNotFoundError:
-        raise JobFailed(f"the store files are gone from {row.path}; run the memorisation audit again") from None
+        raise JobFailed(failure(STORE_FILES_GONE, path=row.path)) from None
     p = row.run.params
     try:
         embedder = load_embedder(row.embedding_model, base_url=p.get("embedding_url") or settings.MEDSTUDIO_EMBEDDING_URL or None,
