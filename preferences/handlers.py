@@ -324,6 +324,13 @@ def export_job(ctx: JobContext) -> dict:
     from .pipeline.export import write_exports
 
     pref_set = PreferenceSet.objects.get(pk=ctx.params["set_id"])
+    # An earlier attempt that died after storing its export (the files are written first) did the job:
+    # a second export row for the same job would list the set twice (found by the fault tests).
+    from .models import PreferenceExport
+
+    done = PreferenceExport.objects.filter(job=ctx.job).order_by("id").first()
+    if done is not None:
+        return {"export_id": done.pk, **done.counts}
     directory = conf.work_dir() / "exports" / f"set{pref_set.pk}-job{ctx.job.pk}"
 
     def rows():
