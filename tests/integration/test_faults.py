@@ -51,12 +51,14 @@ def faulty(worker_factory, tmp_path, settings):
     return start
 
 
-def _strike_and_recover(faulty, job_pk: int, stall_at: int, fault: str) -> Job:
+def _strike_and_recover(faulty, job_pk: int, stall_at: int, fault: str, **env) -> Job:
+    """`env` goes to both workers (the struck one and the one started after a SIGKILL): say
+    MEDSTUDIO_FAULT_STALL_IN=... for a kind that stalls in a function (faultinject/sitecustomize.py)."""
     from django.conf import settings
 
     if fault == "redis_restart" and not settings.CELERY_BROKER_URL.startswith("redis"):
         pytest.skip("the Redis restart needs the Redis broker (CI's PostgreSQL + Redis pass)")
-    worker = faulty(stall_at)
+    worker = faulty(stall_at, **env)
     stalled = faulty.dir / f"stalled-{job_pk}"
     wait_for(stalled.exists, timeout=120)
     job = _job(job_pk)
@@ -81,7 +83,7 @@ def _strike_and_recover(faulty, job_pk: int, stall_at: int, fault: str) -> Job:
     # the beat of the live worker does it every 30 s, called here directly (connection loss)
     wait_for(lambda: (timezone.now() - _job(job_pk).heartbeat_at).total_seconds() > STALE + 0.2, timeout=30)
     if fault == "sigkill":
-        faulty(stall_at)
+        faulty(stall_at, **env)
     else:
         from medstudio.jobs.services import jobs_recover
 
@@ -95,6 +97,15 @@ def _strike_and_recover(faulty, job_pk: int, stall_at: int, fault: str) -> Job:
 
 FAULT_KINDS = ["sigkill", pytest.param("pg_terminate", marks=pytest.mark.postgres),
                pytest.param("redis_restart", marks=pytest.mark.postgres)]
+# The kinds added last run without the Redis restart: under it the worker and its database
+# connection live on and the job finishes on its first attempt, so the handler runs exactly as with
+# no fault at all; what a lost broker does to the worker and to a running and a waiting job is the
+# same code for every kind (medstudio.jobs, Celery's reconnect), covered by the kinds above and
+# test_redis_restart_mid_job. It would add a shared-Redis restart and ~15 s per kind to CI.
+KILL_AND_CUT = ["sigkill", pytest.param("pg_terminate", marks=pytest.mark.postgres)]
+# Stall when every write of the handler is committed but the Job is not marked finished yet: the
+# next attempt runs the whole handler again over its own results (see faultinject/sitecustomize.py).
+AT_FINISH = {"MEDSTUDIO_FAULT_STALL_IN": "medstudio.jobs.services:_finish", "MEDSTUDIO_FAULT_STALL_WHEN": "before"}
 
 
 def _dataset(tmp_path, name: str, n: int, kind: str = "document", zh: bool = True, pad: int = 0):
@@ -606,3 +617,275 @@ def test_model_scorer(faulty, tmp_path, settings, tiny_llama_path, scorer, fault
     _scored_once(run, n)
     # no record failed on the model either (ConFilter leaves turns past max_length unscored, not failed)
     assert not Score.objects.filter(run=run, reason__startswith="error").exists()
+
+
+# --------------------------------------------------------------------------- the other job kinds (issue 14)
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_pii_redaction(faulty, tmp_path, fault):
+    from curation.services import pii_redaction_start
+    from medstudio.datasets.models import Dataset, Record
+
+    n = 2300  # batches of 1000: call 1 commits the first batch, 2 is inside the second one's transaction
+    rows = [{"id": f"r{i}", "text": f"Patient {i} wrote from p{i}@example.com about a headache."} for i in range(n)]
+    source = _import_rows(tmp_path, "faulty-redact", "document", rows)
+    with transaction.atomic():
+        job = pii_redaction_start(user=None, dataset=source, types=["email"])
+    job = _strike_and_recover(faulty, job.pk, 2, fault)
+    target = Dataset.objects.get(pk=job.result["target_id"])
+    texts = dict(Record.objects.filter(dataset=target).values_list("external_id", "text"))
+    assert len(texts) == n == target.n_records == Record.objects.filter(dataset=target).count()
+    assert not any("@example.com" in t for t in texts.values())
+    # the counts travel in the cursor: the re-done batch is not counted twice
+    assert job.result["counts"] == {"email": n} and job.result["records_changed"] == n
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_scorer_model_training(faulty, tmp_path, settings, fault):
+    from curation.modelscorers import services as modelscorers
+    from curation.modelscorers.models import TrainedModel
+
+    settings.MEDSTUDIO_MODEL_DIR = tmp_path / "models"
+    labelled = _import_rows(tmp_path, "train-labelled", "document", _labelled_documents(40))
+    with transaction.atomic():
+        model = modelscorers.trained_model_create(user=None, kind="domain", encoder="hashed",
+                                                  source={"dataset_id": labelled.pk, "fields": ["domain"]})
+    # calls: 1 start, 2 labels read (struck here, before the fit), 3 fitted, 4 saved
+    job = _strike_and_recover(faulty, model.job_id, 2, fault, MEDSTUDIO_MODEL_DIR=settings.MEDSTUDIO_MODEL_DIR)
+    model.refresh_from_db()
+    assert model.status == "ready", model.error
+    assert TrainedModel.objects.filter(kind="domain").count() == 1  # the version is not reserved twice
+    assert Path(model.path).exists() and job.result["model"] == model.ref
+    assert model.n_agreed == 80 and set(model.classes) == {"medical", "general"}
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_matrix_sync(faulty, tmp_path, settings, fault):
+    """No progress call: the job stalls inside matrix_sync's transaction, after the rebuild."""
+    from curation.scoring import scorer_run_start
+    from curation.studio.models import MatrixSlot, ScoreMatrix
+
+    n = 300
+    ds = _dataset(tmp_path, "faulty-matrix", n)
+    with transaction.atomic():
+        run = scorer_run_start(user=None, dataset=ds, scorer="rules", enqueue=False)
+    job_execute(job_id=run.job_id)  # in-process; its end queues the matrix sync for the worker
+    [sync] = Job.objects.filter(kind="studio.matrix_sync", params__dataset_id=ds.pk)
+    assert sync.status == "queued" and not ScoreMatrix.objects.filter(dataset=ds).exists()
+    job = _strike_and_recover(faulty, sync.pk, 0, fault, MEDSTUDIO_FAULT_STALL_IN="curation.studio.services:matrix_sync",
+                              MEDSTUDIO_FAULT_KIND="studio.matrix_sync")
+    assert job.result["rebuilt"] is True  # the second attempt found the first one's rebuild rolled back
+    from curation.studio.services import _wanted_slots
+
+    slots = list(MatrixSlot.objects.filter(dataset=ds).values_list("run_id", "kind", "slot"))
+    assert {r for r, _, _ in slots} == {run.pk}
+    assert len(slots) == len({(k, i) for _, k, i in slots}) == len(_wanted_slots(ds))  # each slot once
+    assert ScoreMatrix.objects.filter(dataset=ds).count() == n
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_selection_export(faulty, tmp_path, fault):
+    from curation.studio import services as studio
+    from curation.studio.models import SelectionExport
+
+    n = 5300  # progress every 5000 records: call 2 is mid-file
+    ds = _dataset(tmp_path, "faulty-sel-export", n, zh=False)
+    _, sel = _ready_selection(ds, "faulty-sel-export")
+    export = studio.selection_export_start(user=None, selection=sel, fmt="jsonl")
+    job = _strike_and_recover(faulty, export.job_id, 2, fault)
+    export = SelectionExport.objects.get(pk=export.pk)
+    assert export.status == "succeeded" and SelectionExport.objects.filter(selection=sel).count() == 1
+    data = Path(export.path) / export.files[0]
+    ids = [json.loads(line)["record_id"] for line in data.read_text(encoding="utf-8").splitlines()]
+    assert len(ids) == len(set(ids)) == n == export.n_written == job.result["n_written"]
+    assert not list(Path(export.path).glob("*.part"))
+    assert json.loads((Path(export.path) / "provenance.json").read_text())["n_written"] == n
+
+
+def _pairs(name: str, n: int):
+    from preferences import services as prefs
+    from preferences.models import PreferencePair
+
+    pref_set = prefs.preference_set_create(user=None, name=name)
+    PreferencePair.objects.bulk_create([
+        PreferencePair(pref_set=pref_set, origin="sampled", item_key=i, chosen=f"good answer {i}", rejected=f"bad answer {i}",
+                       prompt_turns=[{"role": "user", "content": f"question {i}"}]) for i in range(n)])
+    return pref_set
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_preference_export(faulty, tmp_path, fault):
+    """No progress call: struck when the files and the export row are committed, before the Job is
+    finished; the next attempt must not add a second export of the same job."""
+    from preferences import services as prefs
+    from preferences.models import PreferenceExport
+
+    n = 30
+    pref_set = _pairs("faulty-pref-export", n)
+    job = prefs.export_start(user=None, pref_set=pref_set)
+    job = _strike_and_recover(faulty, job.pk, 0, fault, MEDSTUDIO_FAULT_KIND="preferences.export", **AT_FINISH)
+    [export] = PreferenceExport.objects.filter(pref_set=pref_set)
+    assert export.job_id == job.pk and job.result["export_id"] == export.pk
+    prompts = [json.loads(line)["prompt"][0]["content"] for line in open(export.files["trl"], encoding="utf-8")]
+    assert len(prompts) == len(set(prompts)) == n == export.counts["n_pairs"]
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_preference_diversify(faulty, tmp_path, fault):
+    from medstudio.datasets.models import Record
+    from preferences import services as prefs
+    from preferences.models import DiversifyRun, RunStatus
+    from tests.fakes.openai_server import fake_openai_server
+
+    src = _import_rows(tmp_path, "faulty-div-src", "qa",
+                       [{"id": f"s{i}", "question": f"问题{i}", "answer": f"回答{i}"} for i in range(6)])
+    seeds = [f"请像一名医生一样回答患者的问题，第{i}条。" for i in range(8)]
+    calls = []
+
+    def gen(req):
+        calls.append(1)
+        return f"1. 请作为临床医生，耐心解释患者症状的原因（{len(calls)}）。\n2. 写一首诗。"
+
+    rounds = 4
+    with fake_openai_server(chat=gen) as url:
+        run = prefs.diversify_start(user=None, seeds=seeds, source=src, output_name="faulty-div-out",
+                                    params={"rounds": rounds, "base_url": url, "m": 4, "n": 4, "k": 2})
+        _strike_and_recover(faulty, run.job_id, 2, fault)  # one progress call per round: inside round 2's store
+    run = DiversifyRun.objects.get(pk=run.pk)
+    assert run.status == RunStatus.DONE and run.state["round"] == rounds
+    assert len(run.state["accepted"]) == len(set(run.state["accepted"])) == rounds  # round 2 kept once
+    assert run.usage["calls"] == rounds  # the rolled-back round's call is not billed twice
+    ids = list(Record.objects.filter(dataset=run.output).values_list("external_id", flat=True))
+    assert len(ids) == len(set(ids)) == 6
+
+
+def _eval_items(run) -> list[tuple]:
+    from training.evaluation.models import EvalItem
+
+    return list(EvalItem.objects.filter(run=run).values_list("record_id", "seed", "turn"))
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_evaluation_consultation(faulty, tmp_path, fault):
+    from training.evaluation import services as evaluation
+    from training.evaluation.models import EvalRun
+    from tests.fakes.openai_server import fake_openai_server
+
+    rows = [{"id": f"c{i}", "question": f"头痛{i}天怎么办？", "answer": f"休息并多喝水，第{i}条建议。"} for i in range(12)]
+    ds = _import_rows(tmp_path, "faulty-consult", "qa", rows)
+
+    def server(req):
+        if req["model"] == "judge":
+            return json.dumps({"fluency": 4, "relevance": 4, "completeness": 4, "proficiency": 4})
+        return "休息并多喝水。"
+
+    with fake_openai_server(chat=server) as url:
+        with transaction.atomic():
+            run = evaluation.eval_run_start(user=None, kind="consultation", dataset=ds, model_name="m",
+                                            model_spec={"backend": "openai", "base_url": url, "model": "m"},
+                                            params={"judge": {"base_url": url, "model": "judge"}, "batch_size": 4})
+        _strike_and_recover(faulty, run.job_id, 3, fault)  # call 1 sets the total, 2.. one per batch
+    run = EvalRun.objects.get(pk=run.pk)
+    assert run.status == "succeeded", run.error
+    items = _eval_items(run)
+    assert len(items) == len(set(items)) == 12 == run.summary["judged"]
+
+
+def _memorization_run(tmp_path, name: str, url: str, n: int = 8, enqueue: bool = True):
+    from training.evaluation import services as evaluation
+
+    rows = [{"id": f"m{i}", "text": f"第{i}号病人主诉头痛三天，伴有恶心呕吐，既往体健，否认高血压病史，建议完善头颅CT检查。"}
+            for i in range(n)]
+    ds = _import_rows(tmp_path, name, "document", rows)
+    with transaction.atomic():
+        run = evaluation.eval_run_start(user=None, kind="memorization", dataset=ds, model_name="m", enqueue=enqueue,
+                                        model_spec={"backend": "openai", "base_url": url, "model": "m", "max_retries": 0},
+                                        params={"embedding_model": "fake-embed", "embedding_url": url, "batch_size": 2})
+    return run
+
+
+def _memorising_server():
+    """Continues every record's prefix with its true suffix: every probe is memorised."""
+    from training.pipeline.memorization import split_prefix_suffix
+
+    def chat(req):
+        prompt = req["messages"][-1]["content"]
+        i = prompt.split("号")[0].lstrip("第")
+        text = f"第{i}号病人主诉头痛三天，伴有恶心呕吐，既往体健，否认高血压病史，建议完善头颅CT检查。"
+        return split_prefix_suffix(text, prefix_ratio=0.5, max_prefix_units=256, max_suffix_units=96)[1]
+
+    return chat
+
+
+def _embed(texts):
+    return [[1.0, float(len(t) % 5), 2.0, float(sum(map(ord, t)) % 7)] for t in texts]
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_evaluation_memorization(faulty, tmp_path, fault):
+    from training.evaluation.models import EvalRun, HighRiskStore, MemorizationHit
+    from tests.fakes.openai_server import fake_openai_server
+
+    with fake_openai_server(chat=_memorising_server(), embeddings=_embed) as url:
+        run = _memorization_run(tmp_path, "faulty-memo", url)
+        _strike_and_recover(faulty, run.job_id, 3, fault)  # batches of 2: call 3 is inside the second batch
+    run = EvalRun.objects.get(pk=run.pk)
+    assert run.status == "succeeded", run.error
+    items = _eval_items(run)
+    assert len(items) == len(set(items)) == 8
+    hits = list(MemorizationHit.objects.filter(run=run).values_list("record_id", flat=True))
+    assert len(hits) == len(set(hits)) == run.summary["flagged"] == 8
+    assert HighRiskStore.objects.get(run=run).n_entries == 8
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_evaluation_risk_check(faulty, tmp_path, fault):
+    """Its one progress call is its last step: struck there, before the Job is finished."""
+    from training.evaluation import services as evaluation
+    from training.evaluation.models import HighRiskStore
+    from tests.fakes.openai_server import fake_openai_server
+
+    with fake_openai_server(chat=_memorising_server(), embeddings=_embed) as url:
+        run = _memorization_run(tmp_path, "faulty-risk", url, n=4, enqueue=False)
+        job_execute(job_id=run.job_id)
+        store = HighRiskStore.objects.get(run=run)
+        prompt = run.items.order_by("id").first().prompt
+        with transaction.atomic():
+            job = evaluation.high_risk_check_start(user=None, store=store, prompt=prompt)
+        job = _strike_and_recover(faulty, job.pk, 1, fault)
+    assert job.result["high_risk"] is True and job.result["store_id"] == store.pk
+    assert job.result["max_cosine"] == pytest.approx(1.0)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_search_index(faulty, tmp_path, settings, fault):
+    """PostgreSQL only. Struck before the build, with the index left as a killed CREATE INDEX
+    CONCURRENTLY leaves it (there, but invalid): the next attempt drops it and builds it."""
+    from medstudio.datasets import search_index
+    from medstudio.jobs.services import job_create
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the trigram search index is PostgreSQL's")
+    settings.SEARCH_INDEX_MIN_RECORDS = 10**9  # the import below asks for no index itself
+    ds = _dataset(tmp_path, "faulty-search", 400)
+    with transaction.atomic():
+        job = job_create(kind=search_index.JOB_KIND, params={"dataset_id": ds.pk})
+    name = search_index.index_name(ds.pk)
+
+    # what a CREATE INDEX CONCURRENTLY killed with its worker leaves: the index, marked invalid
+    from medstudio.datasets.models import Record
+
+    with connection.cursor() as cur:
+        cur.execute(f"CREATE INDEX {name} ON {connection.ops.quote_name(Record._meta.db_table)} (id) "
+                    f"WHERE dataset_id = {int(ds.pk)}")
+        cur.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", [name])
+    assert search_index.index_valid(ds.pk) is False
+    job = _strike_and_recover(faulty, job.pk, 0, fault, MEDSTUDIO_FAULT_STALL_IN="medstudio.datasets.search_index:build",
+                              MEDSTUDIO_FAULT_STALL_WHEN="before", MEDSTUDIO_FAULT_KIND=search_index.JOB_KIND)
+    assert job.result["search_index"] == f"built {name}"
+    assert search_index.index_valid(ds.pk) is True
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_get_indexdef(%s::regclass)", [name])
+        assert "gin_trgm_ops" in cur.fetchone()[0]  # the real index, not the dead attempt's leftover
