@@ -93,6 +93,17 @@ def _compare_choices(run: TrainingRun):
             .exclude(pk=run.pk).order_by("-pk")[:30])
 
 
+def _run_cause(run) -> str:
+    """A failed run's cause in one plain line in the reader's language, worked out again at display
+    time from the log tail (the stored error is the worker's English words)."""
+    from medstudio.jobs.errors import plain_cause
+
+    if run.status != "failed":
+        return ""
+    return (plain_cause(launcher.clean_console(run.log_tail or ""), first_line=False, translate=_)
+            or plain_cause(run.error or "", translate=_))
+
+
 @role_required(Role.CLINICIAN)
 def run_detail(request, pk: int):
     run = get_object_or_404(selectors.runs_list(), pk=pk)
@@ -115,6 +126,7 @@ def run_detail(request, pk: int):
         "latest": {n: pts[-1][1] for n, pts in series.items() if pts},
         "next_stage": NEXT_STAGE.get(run.stage), "final": final,
         "log_tail": launcher.clean_console(run.log_tail),  # stored before control codes were stripped
+        "cause": _run_cause(run),
         "logs": run.job.logs.order_by("-at", "-id")[:30] if run.job else [],
         # The training process's own output (read from the run directory when this host can see it).
         "train_log": launcher.log_tail(Path(run.run_dir) / "train.log", 25) if run.run_dir else "",

@@ -50,6 +50,14 @@ def test_curves_compare_and_clean_log(client, django_user_model, make_dataset, t
     assert 'data-chart-kind="curves"' in html and f'<option value="{second.pk}">' in html
     log = html.split('id="log-tail">')[1].split("</pre>")[0]
     assert "\x1b" not in log and "\r" not in log and "50%" not in log and "100%|##########| 10/10" in log
+    # No exception in the log: the cause is the worker's own words, shown once, above the log tail.
+    assert html.index('id="run-cause"') < html.index('id="log-tail"') and "exited with code 1" in html
+    services.training_run_finish(run=TrainingRun.objects.get(pk=second.pk), status="failed", error="exited with code 1",
+                                 log_tail="Traceback (most recent call last):\ntorch.OutOfMemoryError: CUDA out of memory.\n")
+    zh = client.get(reverse("training:run_detail", args=[second.pk]), HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+    cause = zh.split('id="run-cause">')[1].split("</p>")[0]
+    assert "CUDA" not in cause and "GPU" in cause  # the known failure, in Chinese, from the log tail
+    assert "exited with code 1" in zh  # the worker's own words stay on the page
     # Overlay: the other run's loss, dashed, named after it.
     charts = chart_options(client.get(url, {"compare": second.pk}).content.decode())
     names = [s["name"] for s in charts["Loss"]["series"]]
