@@ -6,7 +6,7 @@ curation/pipeline/ (plain Python); here we only load rows, call it and store the
 from __future__ import annotations
 
 from django.db import transaction
-from django.utils.translation import gettext_lazy as _lazy, gettext_noop
+from django.utils.translation import gettext_lazy, gettext_noop
 
 import curation.scoring  # noqa: F401  (registers the curation.score job handler)
 from curation.scoring import scores_write
@@ -292,7 +292,7 @@ def pii_redact_job(ctx: JobContext) -> dict:
 
 register_scorer(
     "rules", _rules_factory, queue="cpu",
-    description=_lazy("Gopher/C4/FineWeb-style rule filters (length, symbols, repetition, non-text, toxic words, PII); "
+    description=gettext_lazy("Gopher/C4/FineWeb-style rule filters (length, symbols, repetition, non-text, toxic words, PII); "
                 "reason = first failing rule."),
     params_schema={"min_tokens": 50, "min_tokens_sft": 8, "max_special_char_ratio": 0.3, "max_toxic_hits": 0,
                    "max_pii_hits": 0, "disabled": []},
@@ -300,7 +300,7 @@ register_scorer(
 )
 register_scorer(
     "pii", _pii_factory, queue="cpu",
-    description=_lazy("Personal information: e-mail, phones (CN + international), resident IDs (mod 11-2), bank cards "
+    description=gettext_lazy("Personal information: e-mail, phones (CN + international), resident IDs (mod 11-2), bank cards "
                 "(Luhn), IPs, personal URLs; value = number of spans."),
     params_schema={"types": ["email", "phone", "cn_id", "bank_card", "ip", "personal_url"], "max_hits": 0,
                    "phone_region": "CN"},
@@ -308,7 +308,7 @@ register_scorer(
 )
 register_scorer(
     "minhash", corpus_handler=_minhash_corpus, queue="cpu",
-    description=_lazy("MinHash-LSH near-duplicates (rensa); clusters stored; keep first|longest|score. "
+    description=gettext_lazy("MinHash-LSH near-duplicates (rensa); clusters stored; keep first|longest|score. "
                 "datasets=[...] adds datasets (per dataset, then merged)."),
     params_schema={"num_perm": 128, "bands": 32, "threshold": 0.8, "ngram_zh": 5, "ngram_en": 5, "policy": "first",
                    "datasets": [], "per_source": False, "keep_scorer_run": None},
@@ -316,7 +316,7 @@ register_scorer(
 )
 register_scorer(
     "decontam", corpus_handler=_decontam_corpus, queue="cpu", shardable=True,
-    description=_lazy("Flag records sharing a long n-gram (13 words / 20 characters) with an item of a benchmark dataset."),
+    description=gettext_lazy("Flag records sharing a long n-gram (13 words / 20 characters) with an item of a benchmark dataset."),
     params_schema={"benchmarks": [], "ngram_en": 13, "ngram_zh": 20, "min_item_tokens": 8, "max_hits": 0},
     params=DECONTAM_PARAMS,
 )

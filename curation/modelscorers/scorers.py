@@ -162,52 +162,52 @@ def _versions(kind: str):
 
 
 def register_all() -> None:
-    from django.utils.translation import gettext_lazy as _l
+    from django.utils.translation import gettext_lazy
 
     from curation.pipeline import confilter
 
     from medstudio.handoffs.scorers import Param, register_scorer
 
-    lm_backend = Param("backend", "choice", "auto", choices=("auto", "transformers", "vllm"), label=_l("Inference backend"),
-                       help=_l("auto: vLLM on a GPU worker when installed, else transformers."))
+    lm_backend = Param("backend", "choice", "auto", choices=("auto", "transformers", "vllm"), label=gettext_lazy("Inference backend"),
+                       help=gettext_lazy("auto: vLLM on a GPU worker when installed, else transformers."))
 
     register_scorer(
         "domain", rater_factory("domain"), queue="cpu", batch_size=512,
-        description=_l("Domain classifier (CareBot 1.1): value = P(target label), keep = predicted label is the target."),
+        description=gettext_lazy("Domain classifier (CareBot 1.1): value = P(target label), keep = predicted label is the target."),
         params_schema={"model_version": "int or 'latest'", "target_label": "str (default medical)"},
-        params=(Param("model_version", "choice", "latest", choices=_versions("domain"), label=_l("Model version")),
-                Param("target_label", "str", "medical", label=_l("Target label"),
-                      help=_l("The label that counts as in-domain.")),))
+        params=(Param("model_version", "choice", "latest", choices=_versions("domain"), label=gettext_lazy("Model version")),
+                Param("target_label", "str", "medical", label=gettext_lazy("Target label"),
+                      help=gettext_lazy("The label that counts as in-domain.")),))
     register_scorer(
         "datarater", rater_factory("datarater"), queue="cpu", batch_size=512,
-        description=_l("DataRater (CareBot 1.3): predicted 0-5 quality."),
+        description=gettext_lazy("DataRater (CareBot 1.3): predicted 0-5 quality."),
         params_schema={"model_version": "int or 'latest'"},
-        params=(Param("model_version", "choice", "latest", choices=_versions("datarater"), label=_l("Model version")),))
+        params=(Param("model_version", "choice", "latest", choices=_versions("datarater"), label=gettext_lazy("Model version")),))
     register_scorer(
         "deita", deita_factory, queue="gpu", batch_size=32, kinds=("qa", "dialogue", "mcq"),
-        description=_l("Deita (CareBot 2.1): complexity x quality, expected digit 1-6; dialogues: mean over turns."),
+        description=gettext_lazy("Deita (CareBot 2.1): complexity x quality, expected digit 1-6; dialogues: mean over turns."),
         params_schema={"mode": "lm | chat", "complexity_model": "path/hub id", "quality_model": "path/hub id",
                        "max_length": "int (2048)", "backend": "auto | transformers | vllm",
                        "chat_backend": "chat mode: a registered model backend", "base_url": "chat mode",
                        "chat_model": "chat mode"},
-        params=(Param("mode", "choice", "lm", choices=(("lm", _l("Deita scorer models")), ("chat", _l("a chat judge"))),
-                      label=_l("Mode")),
+        params=(Param("mode", "choice", "lm", choices=(("lm", gettext_lazy("Deita scorer models")), ("chat", gettext_lazy("a chat judge"))),
+                      label=gettext_lazy("Mode")),
                 Param("complexity_model", "str", "", modes=("lm",), setting="MEDSTUDIO_DEITA_COMPLEXITY_MODEL",
-                      label=_l("Complexity model"), help=_l("A local directory or a cached hub id.")),
+                      label=gettext_lazy("Complexity model"), help=gettext_lazy("A local directory or a cached hub id.")),
                 Param("quality_model", "str", "", modes=("lm",), setting="MEDSTUDIO_DEITA_QUALITY_MODEL",
-                      label=_l("Quality model"), help=_l("A local directory or a cached hub id.")),
-                Param("max_length", "int", 2048, min=16, max=32768, step=1, modes=("lm",), label=_l("Max length")),
+                      label=gettext_lazy("Quality model"), help=gettext_lazy("A local directory or a cached hub id.")),
+                Param("max_length", "int", 2048, min=16, max=32768, step=1, modes=("lm",), label=gettext_lazy("Max length")),
                 dataclasses.replace(lm_backend, modes=("lm",)),
-                Param("chat_backend", "backend", "", modes=("chat",), label=_l("Model backend")),
-                Param("base_url", "str", "", modes=("chat",), setting="MEDSTUDIO_CHAT_URL", label=_l("Base URL")),
-                Param("chat_model", "str", "", modes=("chat",), setting="MEDSTUDIO_CHAT_MODEL", label=_l("Judge model")),))
+                Param("chat_backend", "backend", "", modes=("chat",), label=gettext_lazy("Model backend")),
+                Param("base_url", "str", "", modes=("chat",), setting="MEDSTUDIO_CHAT_URL", label=gettext_lazy("Base URL")),
+                Param("chat_model", "str", "", modes=("chat",), setting="MEDSTUDIO_CHAT_MODEL", label=gettext_lazy("Judge model")),))
     register_scorer(
         "confilter", confilter_factory, queue="gpu", batch_size=16, kinds=("dialogue",),
-        description=_l("ConFilter (CareBot 2.2): mean CF = L(turn | history) / L(turn) over turns 2..n."),
+        description=gettext_lazy("ConFilter (CareBot 2.2): mean CF = L(turn | history) / L(turn) over turns 2..n."),
         params_schema={"model": "path/hub id (MEDSTUDIO_SCORING_LM)", "max_length": "int (4096)",
                        "backend": "auto | transformers | vllm"},
-        params=(Param("model", "str", "", setting="MEDSTUDIO_SCORING_LM", label=_l("Scoring model"),
-                      help=_l("A local directory or a cached hub id.")),
-                Param("max_length", "int", confilter.DEFAULT_MAX_LENGTH, min=16, max=131072, step=1, label=_l("Max length"),
-                      help=_l("Tokens per turn with its history (capped by the model's context).")),
+        params=(Param("model", "str", "", setting="MEDSTUDIO_SCORING_LM", label=gettext_lazy("Scoring model"),
+                      help=gettext_lazy("A local directory or a cached hub id.")),
+                Param("max_length", "int", confilter.DEFAULT_MAX_LENGTH, min=16, max=131072, step=1, label=gettext_lazy("Max length"),
+                      help=gettext_lazy("Tokens per turn with its history (capped by the model's context).")),
                 lm_backend))

@@ -114,6 +114,10 @@ def _demo(django_user_model, make_dataset, tmp_path, settings, tiny_llama_path):
         "agreement": f"/annotate/queues/{queue.pk}/agreement/?run={compare.pk}", "consensus": f"/annotate/queues/{queue.pk}/consensus/",
         "preferences": "/preferences/", "preference-set": f"/preferences/{pset.pk}/", "pairs": f"/preferences/{pset.pk}/pairs/",
         "evaluation": "/evaluation/",
+        # the launch forms (each swaps only its mode's fields)
+        "evaluation-new": "/evaluation/new/", "scorer-new": f"/curation/datasets/{docs.pk}/run/",
+        "queue-new": "/annotate/queues/new/", "diversify": "/preferences/diversify/",
+        "build": f"/preferences/{pset.pk}/build/", "vote": f"/preferences/{pset.pk}/vote/",
     }
 
 

@@ -37,12 +37,17 @@ def _role_pages(pages: dict, queue_pk: int) -> dict:
             ("jobs", pages["jobs"], "any status"),
             ("job", pages["job"], "Status:"),
             ("queue", pages["queue"], "Consensus threshold"),
+            ("scorer-new", pages["scorer-new"], "Minimum tokens"),  # a scorer setting's label
+            ("queue-new", pages["queue-new"], "New labelling queue"),
+            ("diversify", pages["diversify"], "Send the prompts to"),
         ]),
         "admin": ("boss", "pw-boss-123", [
             ("training-runs", pages["training-runs"], "Model registry"),
             ("training-run", pages["training-run"], "Checkpoints"),
             ("model", pages["model"], "Lineage"),
             ("evaluation", pages["evaluation"], "New evaluation"),
+            ("evaluation-new", pages["evaluation-new"], "Generation backend"),
+            ("training-new", pages["training-new"], "Hyper-parameters"),
             ("people", pages["users"], "People and roles"),
         ]),
     }

@@ -140,3 +140,19 @@ def test_a_handlers_failure_shows_translated_with_its_params(client_for):
     assert "No dataset named cmmlu-x, medqa-y." in zh  # the raw detail is kept
     en = c.get(reverse("jobs:detail", args=[job.pk]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "No dataset named cmmlu-x, medqa-y." in re.search(r'id="job-cause">(.*?)</p>', en, re.S).group(1)
+
+
+def test_translation_markers_are_names_makemessages_reads():
+    """xgettext only reads gettext, gettext_lazy, gettext_noop, ngettext... and `_`: a string marked
+    with another alias (`gettext_lazy as _l`) never reaches the catalogue and shows in English."""
+    root = Path(settings.BASE_DIR)
+    alias = re.compile(r"from django\.utils\.translation import ([^\n]+)")
+    bad = []
+    for app in ("medstudio", "curation", "preferences", "training"):
+        for path in (root / app).rglob("*.py"):
+            for names in alias.findall(path.read_text(encoding="utf-8")):
+                for part in names.strip("()").split(","):
+                    m = re.fullmatch(r"\s*(\w+)\s+as\s+(\w+)\s*", part)
+                    if m and m.group(2) != "_":
+                        bad.append(f"{path.relative_to(root)}: {part.strip()}")
+    assert not bad, bad
