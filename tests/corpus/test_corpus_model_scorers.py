@@ -173,3 +173,32 @@ def test_confilter_and_deita_on_a_dialogue_corpus_on_ray(tmp_path, on_ray, setti
         assert (v is None) == (res.value is None) and (v is None or abs(v - res.value) < 1e-3)
     assert all(r["deita_value"] is not None and r["deita_value"] > 0 for r in got.values())
     assert sum(run.aggregates["scorers"]["deita"]["histogram"]["counts"]) == 6
+
+
+def test_each_ray_worker_loads_the_models_once(tmp_path, ray_address):
+    """The run's actors build the scorers (and load the DataRater) at their first shard and reuse
+    them for the next ones: 6 shards on 2 workers come from at most 2 processes, each built once."""
+    import ray
+
+    from curation.pipeline.corpus.ray_job import run
+
+    models = _models(tmp_path)
+    d = tmp_path / "corpus"
+    d.mkdir()
+    med, gen = _med(24), _gen(24)
+    for i in range(6):
+        write_parquet(d / f"p{i}.parquet", med[i * 4:(i + 1) * 4] + gen[i * 4:(i + 1) * 4])
+    spec = {"uri": str(d), "out_dir": str(tmp_path / "out"), "mapping": {}, "workers": 2,
+            "scorers": {"datarater": {"model_path": models["datarater"].path}, "rules": {}}}
+    ray.init(address="auto", log_to_driver=False)
+    try:
+        out = run(spec)
+    finally:
+        ray.shutdown()
+    res = out["results"]
+    assert [r["status"] for r in res] == ["done"] * 6 and sum(r["docs"] for r in res) == 48
+    assert 1 <= len({r["worker"] for r in res}) <= 2
+    assert all(r["blocks_built"] == 1 for r in res)
+    local = RaterModel.load(models["datarater"].path).predict([x["text"] for x in med[:4] + gen[:4]])
+    got = pq.read_table(tmp_path / "out" / "p0.parquet.scores.parquet").to_pydict()["datarater_value"]
+    assert [round(v, 6) for v in got] == [round(v, 6) for v in local]
