@@ -3,17 +3,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
 
 import pytest
 
 from tests.conftest import SHARED_DATA
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -33,13 +26,11 @@ def ray_address():
     # Ray >= 2.5x turns token auth on by itself once ~/.ray/auth_token exists (a `ray.init()` writes
     # it); this test cluster listens on 127.0.0.1 only and its clients are this process.
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    dash, gcs = _free_port(), _free_port()
-    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--num-cpus=2", f"--port={gcs}",
-           "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats",
-           # the agent's HTTP port defaults to 52365 for every cluster: another session's Ray on this
-           # machine would hold it, and job submission would answer "No available agent"
-           f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-           f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
+    from curation.corpus.ray_cluster import free_port, head_command
+
+    dash, gcs = free_port(), free_port()
+    # every other port free too (the agent's defaults to 52365 for every cluster: see head_command)
+    cmd = head_command(num_cpus=2, gcs_port=gcs, dashboard_port=dash, block=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
     address = f"http://127.0.0.1:{dash}"
