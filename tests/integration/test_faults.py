@@ -20,6 +20,7 @@ from django.utils import timezone
 from medstudio.jobs.models import Job
 from medstudio.jobs.services import job_execute
 
+from tests.corpus.conftest import ray_address  # noqa: F401  (one local Ray for the session)
 from tests.fakes.fixtures import tiny_llama_path  # noqa: F401
 
 from .conftest import wait_for
@@ -889,3 +890,146 @@ def test_search_index(faulty, tmp_path, settings, fault):
     with connection.cursor() as cur:
         cur.execute("SELECT pg_get_indexdef(%s::regclass)", [name])
         assert "gin_trgm_ops" in cur.fetchone()[0]  # the real index, not the dead attempt's leftover
+
+
+# --------------------------------------------------------------------------- corpus jobs on a real local Ray
+
+
+def _ray_shard_events(ray_address: str, job_pk: int) -> list[str]:
+    """Every shard a Ray job of this MedStudio job scored, one entry per score file it committed."""
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(ray_address)
+    keys = []
+    for info in client.list_jobs():
+        if (info.metadata or {}).get("medstudio_job") != str(job_pk):
+            continue
+        for line in client.get_job_logs(info.submission_id).splitlines():
+            if line.startswith("MEDSTUDIO-EVENT "):
+                ev = json.loads(line.split(" ", 1)[1])
+                if ev.get("event") == "shard" and ev.get("status") == "done":
+                    keys.append(ev["key"])
+    return keys
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_corpus_run_on_ray(faulty, tmp_path, settings, fault, ray_address):
+    """The Ray job lives on when the MedStudio worker is killed (or loses its database); the next
+    attempt follows it or submits again, and a shard already scored is skipped, never scored twice."""
+    import pyarrow.parquet as pq
+
+    from curation.corpus.services import corpus_register, corpus_run_start
+    from tests.corpus.conftest import docs, write_parquet
+
+    settings.RAY_ADDRESS = ray_address
+    settings.CORPUS_OUTPUT = str(tmp_path / "scores")
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    n_shards = 6
+    for i in range(n_shards):
+        write_parquet(folder / f"part-{i}.parquet", docs(20, 20 * i))
+    corpus = corpus_register(actor=None, name="faulty-corpus", uri=str(folder))
+    run = corpus_run_start(actor=None, corpus=corpus, scorers={"rules": {}}, workers=1)
+    # a progress call per poll of the Ray job (every second): call 2 is while it runs
+    job = _strike_and_recover(faulty, run.job_id, 2, fault, RAY_ADDRESS=ray_address, RAY_AUTH_MODE="disabled",
+                              MEDSTUDIO_CORPUS_OUTPUT=settings.CORPUS_OUTPUT)
+    assert job.result["shards_done"] == n_shards and job.result["shards_failed"] == 0
+    files = sorted(Path(run.out_dir).rglob("*.scores.parquet"))
+    assert len(files) == n_shards and not list(Path(run.out_dir).rglob("*.tmp-*"))
+    assert sum(pq.read_metadata(f).num_rows for f in files) == job.result["documents"] == 20 * n_shards
+    scored = _ray_shard_events(ray_address, job.pk)
+    assert sorted(scored) == sorted(f"part-{i}.parquet" for i in range(n_shards))  # each shard scored once
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_evaluation_harness(faulty, tmp_path, settings, fault, tiny_llama_path):
+    """lm-evaluation-harness, offline, on the tiny model and a 4-question local cmmlu_anatomy copy:
+    struck after its samples file is written (its last progress call), before the Job is finished."""
+    pytest.importorskip("lm_eval")
+    import datasets
+
+    from training.evaluation import services as evaluation
+    from training.evaluation.models import EvalRun
+
+    rows = [r for r in _shared_rows("cmmlu_med.jsonl", 400) if r["subject"] == "anatomy"]
+
+    def columns(part):
+        return {"Question": [r["question"] for r in part], **{k: [r["options"][k] for r in part] for k in "ABCD"},
+                "Answer": [r["answer"] for r in part]}
+
+    dev, test = [r for r in rows if r["split"] == "dev"], [r for r in rows if r["split"] == "test"][:4]
+    assert dev and len(test) == 4
+    tasks = tmp_path / "eval_datasets"
+    datasets.DatasetDict({"dev": datasets.Dataset.from_dict(columns(dev)),
+                          "test": datasets.Dataset.from_dict(columns(test))}).save_to_disk(tasks / "cmmlu_anatomy")
+    settings.MEDSTUDIO_EVAL_DATASETS_DIR = str(tasks)
+    with transaction.atomic():
+        run = evaluation.harness_run_start(user=None, tasks=["cmmlu_anatomy"], model_name="tiny",
+                                           model_spec={"backend": "transformers", "path": tiny_llama_path})
+    _strike_and_recover(faulty, run.job_id, 2, fault, MEDSTUDIO_EVAL_DATASETS_DIR=tasks, HF_HUB_OFFLINE=1,
+                        HF_DATASETS_OFFLINE=1)
+    run = EvalRun.objects.get(pk=run.pk)
+    assert run.status == "succeeded", run.error
+    samples = Path(run.summary["samples_path"])
+    assert len(samples.read_text(encoding="utf-8").splitlines()) == 4 == run.summary["per_subject"]["cmmlu_anatomy"]["n"]
+    assert not list(samples.parent.glob("*.tmp"))
+
+
+def _corpus(tmp_path, name: str, n_shards: int, duplicate_first: bool = False):
+    """A corpus of parquet shards of 20 real documents each; with duplicate_first, shard 1 repeats
+    shard 0's texts under other ids (20 exact duplicates)."""
+    from curation.corpus.services import corpus_register
+    from tests.corpus.conftest import docs, write_parquet
+
+    folder = tmp_path / name
+    folder.mkdir()
+    for i in range(n_shards):
+        rows = docs(20, 20 * i)
+        if duplicate_first and i == 1:
+            rows = [dict(r, id=f"dup-{r['id']}") for r in docs(20, 0)]
+        write_parquet(folder / f"part-{i}.parquet", rows)
+    return corpus_register(actor=None, name=name, uri=str(folder))
+
+
+def _on_ray(settings, tmp_path, ray_address) -> dict:
+    settings.RAY_ADDRESS = ray_address
+    settings.CORPUS_OUTPUT = str(tmp_path / "scores")
+    return {"RAY_ADDRESS": ray_address, "RAY_AUTH_MODE": "disabled", "MEDSTUDIO_CORPUS_OUTPUT": settings.CORPUS_OUTPUT}
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_corpus_dedup_on_ray(faulty, tmp_path, settings, fault, ray_address):
+    """The same Ray follow-or-resubmit path as the corpus run; the decisions are written once per shard."""
+    import pyarrow.parquet as pq
+
+    from curation.corpus.services import corpus_dedup_start
+
+    env = _on_ray(settings, tmp_path, ray_address)
+    corpus = _corpus(tmp_path, "faulty-dedup", 3, duplicate_first=True)
+    job = corpus_dedup_start(actor=None, corpus=corpus, partitions=2)
+    job = _strike_and_recover(faulty, job.pk, 2, fault, **env)  # call 2: the second poll of the Ray job
+    assert job.result["documents"] == 60 and job.result["dropped"] == 20
+    out = Path(job.params["out_dir"])
+    decisions = [f for f in out.rglob("*.parquet") if "sig" not in f.name]
+    kept = sum(pq.read_table(f, columns=["keep"]).column("keep").to_pylist().count(True) for f in decisions)
+    assert kept == 40 and not list(out.rglob("*.tmp-*"))
+
+
+@pytest.mark.parametrize("fault", KILL_AND_CUT)
+def test_corpus_freeze(faulty, tmp_path, settings, fault, ray_address):
+    """Its one progress call is its last step: struck there, the selection registered; the next
+    attempt freezes again into the same files and the same one selection."""
+    from curation.corpus.services import corpus_freeze_start, corpus_run_start
+    from medstudio.handoffs.models import CorpusSelection
+
+    env = _on_ray(settings, tmp_path, ray_address)
+    corpus = _corpus(tmp_path, "faulty-freeze", 2)
+    run = corpus_run_start(actor=None, corpus=corpus, scorers={"rules": {}}, enqueue=False)
+    job_execute(job_id=run.job_id)  # scored in-process, on the same Ray
+    assert _job(run.job_id).status == "succeeded", _job(run.job_id).error
+    job = corpus_freeze_start(actor=None, corpus=corpus, conditions=[["rules_keep", "==", True]], name="faulty-frozen")
+    job = _strike_and_recover(faulty, job.pk, 1, fault, **env)
+    [sel] = CorpusSelection.objects.filter(name="faulty-frozen")
+    assert sel.job_id == job.pk and sel.n_docs == 40 and sel.n_records == job.result["kept"]
+    manifest = json.loads((Path(job.result["dest"]) / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["kept"] == sel.n_records and not list(Path(job.result["dest"]).rglob("*.tmp"))
