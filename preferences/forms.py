@@ -1,11 +1,25 @@
 from __future__ import annotations
 
 from django import forms
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_lazy as _, gettext_noop
 
 from medstudio.backends.forms import EndpointField, backend_choice_field, fill_backend_choices
 
 from .models import Origin
+
+
+# The model choice labels of preferences/models.py (kept plain there: no migration) as catalogue msgids:
+# forms translate them with _(), templates with the choice_word filter.
+CHOICE_WORDS = (
+    gettext_noop("Subjective (LLM answer vs existing, judged)"), gettext_noop("Objective (MCQ truth vs wrong option)"),
+    gettext_noop("Sampled (N answers, K judges vote)"), gettext_noop("From existing scores"),
+    gettext_noop("Ordered"), gettext_noop("Tie (kept apart)"),
+    gettext_noop("Not voted"), gettext_noop("Kept"), gettext_noop("Flipped (lowest strength)"),
+    gettext_noop("Dropped (highest strength)"), gettext_noop("No vote"),
+    gettext_noop("Not reviewed"), gettext_noop("Clinician agrees"), gettext_noop("Clinician prefers the rejected answer"),
+    gettext_noop("Clinician: tie"),
+    gettext_noop("K trained reward models"), gettext_noop("K judges' scores"),
+)
 
 
 def backend_field() -> forms.ChoiceField:
@@ -78,7 +92,7 @@ class ModeFieldsMixin:
 class BuildForm(ModeFieldsMixin, BackendChoiceMixin, forms.Form):
     MODE_FIELD, COMMON = "builder", ("seed",)
 
-    builder = forms.ChoiceField(label=_("Builder"), choices=Origin.choices)
+    builder = forms.ChoiceField(label=_("Builder"), choices=[(v, _(label)) for v, label in Origin.choices])
     dataset = FittingDatasetField(queryset=None, required=False, label=_("Dataset"),
                                   help_text=_("Source records; only datasets this builder reads are listed."))
     selection_id = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label=_("Or a selection"),

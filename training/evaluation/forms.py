@@ -17,8 +17,14 @@ BACKEND_FIELDS = {"transformers": ("model_ref", "path"), "vllm": ("model_ref", "
                   "openai": ("chat_backend", "base_url", "remote_model")}
 
 
+# The kinds in the reader's language (the model's own labels stay English: no migration); templates
+# show a run's kind with {% translate run.get_kind_display %}, which these msgids also cover.
+KIND_LABELS = {EvalKind.MCQ: _("MCQ benchmark"), EvalKind.CONSULTATION: _("Consultation (judged)"),
+               EvalKind.MEMORIZATION: _("Memorisation audit"), EvalKind.HARNESS: _("lm-evaluation-harness tasks")}
+
+
 class EvalRunForm(forms.Form):
-    kind = forms.ChoiceField(label=_("Evaluation"), choices=[c for c in EvalKind.choices if c[0] in KIND_FIELDS])
+    kind = forms.ChoiceField(label=_("Evaluation"), choices=[(k, KIND_LABELS[k]) for k in KIND_FIELDS])
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.filter(helper_role="").order_by("name"), label=_("Dataset"),
                                      help_text=_("Only datasets that fit the evaluation are listed."))
     backend = forms.ChoiceField(label=_("Generation backend"),

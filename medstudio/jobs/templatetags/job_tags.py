@@ -24,3 +24,11 @@ STATUS_WORDS = {gettext_noop("queued"), gettext_noop("running"), gettext_noop("s
 def status_word(code: str) -> str:
     """`{{ run.status|status_word }}`: a known status code translated, anything else unchanged."""
     return gettext(code) if code in STATUS_WORDS else code
+
+
+@register.filter(name="choice_word")
+def choice_word(label) -> str:
+    """`{{ pair.get_verdict_display|choice_word }}`: a model choice label (kept plain in models.py, so
+    no migration) in the reader's language; the app that owns the model marks its labels with
+    gettext_noop so they are in the catalogue. A label without a translation shows as it is."""
+    return gettext(str(label)) if label else ""
