@@ -156,3 +156,21 @@ def test_translation_markers_are_names_makemessages_reads():
                     if m and m.group(2) != "_":
                         bad.append(f"{path.relative_to(root)}: {part.strip()}")
     assert not bad, bad
+
+
+@pytest.mark.django_db
+def test_scorer_settings_and_description_in_chinese(client_for, make_dataset):
+    """The Run-scorer form's param labels, help and the scorer's description come from the catalogue."""
+    from django.utils import translation
+
+    from curation.scorer_params import RULE_PARAMS
+    from medstudio.handoffs.scorers import scorers
+
+    ds = make_dataset("zh-scorer", "document", [{"id": "a", "text": "alpha beta"}])
+    html = client_for("curator").get(f"/curation/datasets/{ds.pk}/run/", {"scorer": "rules"},
+                                     HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+    with translation.override("zh-hans"):
+        label, desc = str(RULE_PARAMS[0].label), str(scorers()["rules"].description)
+    assert label != "Minimum tokens" and label in html
+    assert desc != "Gopher/C4/FineWeb-style rule filters (length, symbols, repetition, non-text, toxic words, PII); " \
+                   "reason = first failing rule." and desc in html
