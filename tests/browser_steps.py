@@ -11,8 +11,10 @@ def log_in(page, base_url: str, username: str, password: str) -> None:
 
 
 def select_and_settle(page, selector: str, value: str) -> None:
-    """Choose a mode and wait until its HTMX swap of the form has settled: a field filled while the
-    swap is in flight would be replaced by the value the request carried."""
+    """Choose a mode and wait until its HTMX swap has settled. Only the mode's own fieldset is swapped
+    (a common field typed meanwhile keeps its value, tests/browser/test_mode_swap_keeps_typed.py),
+    but a field of the mode itself (its dataset list, its settings) arrives with the swap: wait before
+    filling one of those."""
     page.evaluate("window.__settled = false; document.body.addEventListener('htmx:afterSettle', "
                   "() => { window.__settled = true; }, {once: true})")
     page.select_option(selector, value)
