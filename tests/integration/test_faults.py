@@ -1010,7 +1010,8 @@ def test_corpus_dedup_on_ray(faulty, tmp_path, settings, fault, ray_address):
     job = _strike_and_recover(faulty, job.pk, 2, fault, **env)  # call 2: the second poll of the Ray job
     assert job.result["documents"] == 60 and job.result["dropped"] == 20
     out = Path(job.params["out_dir"])
-    decisions = [f for f in out.rglob("*.parquet") if "sig" not in f.name]
+    decisions = sorted(out.rglob("*.dedup.parquet"))
+    assert len(decisions) == 3  # one decision file per shard
     kept = sum(pq.read_table(f, columns=["keep"]).column("keep").to_pylist().count(True) for f in decisions)
     assert kept == 40 and not list(out.rglob("*.tmp-*"))
 
