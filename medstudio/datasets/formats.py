@@ -596,7 +596,11 @@ def record_from_checked(c: CheckedRow) -> NormalizedRecord:
     content = c.content
     content_json = c.content_json or content_dumps(content)
     text_hash = c.content_hash or hashlib.sha256(content_json.encode()).hexdigest()  # == content_hash(content)
-    text = flat_text(c.kind, content)
+    if c.kind == "document":  # the most common kind, inline: what flat_text gives ("title\ntext", no empty parts)
+        title = content.get("title")
+        text = f"{title}\n{content['text']}" if title else content["text"]
+    else:
+        text = flat_text(c.kind, content)
     n_tokens, guessed = text_stats(text)
     row = c.row
     lang = row.get("lang") or guessed

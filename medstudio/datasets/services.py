@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
+from typing import Iterable
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -202,15 +203,27 @@ def dataset_create(*, actor, name: str, kind: str, description: str = "", parent
     return dataset
 
 
-def records_insert(*, dataset: Dataset, rows: list[NormalizedRecord], check_existing: bool = True) -> int:
+def records_insert(*, dataset: Dataset, rows: Iterable[NormalizedRecord], check_existing: bool = True) -> int:
     """Insert normalised records, ignoring ones already present (same dataset + external id).
 
     check_existing=False skips the look-up of ids already there (an import into the dataset it
-    created: its rows are new by construction); a conflict is still caught on PostgreSQL.
+    created: its rows are new by construction); a conflict is still caught on PostgreSQL. There
+    `rows` may be a lazy iterator: each row is produced while the COPY is open, so PostgreSQL
+    stores rows while Python prepares the next ones, instead of the two taking turns.
 
     On PostgreSQL the rows go in with one COPY (no per-row SQL, no ORM objects); if a concurrent
     writer added one of the ids in between, that batch falls back to INSERT ... ON CONFLICT DO NOTHING.
     """
+    if connection.vendor == "postgresql" and not check_existing:
+        sent: list[NormalizedRecord] = []
+        it = iter(rows)
+        try:
+            with transaction.atomic():  # a savepoint: a unique violation undoes only this attempt
+                _records_copy(dataset, _kept(it, sent))
+            return len(sent)
+        except IntegrityError:
+            rows = sent + list(it)  # someone else inserted one of these ids meanwhile: the ORM path ignores those
+    rows = rows if isinstance(rows, list) else list(rows)
     existing: set[str] = set()
     if check_existing or connection.vendor != "postgresql":
         ids = [r.external_id for r in rows]
@@ -222,18 +235,24 @@ def records_insert(*, dataset: Dataset, rows: list[NormalizedRecord], check_exis
         fresh[r.external_id] = r
     if not fresh:
         return 0
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and check_existing:
         try:
-            with transaction.atomic():  # a savepoint: a unique violation undoes only this attempt
+            with transaction.atomic():
                 _records_copy(dataset, fresh.values())
             return len(fresh)
         except IntegrityError:
-            pass  # someone else inserted one of these ids meanwhile: the ORM path ignores those
+            pass
     Record.objects.bulk_create(
         [Record(dataset=dataset, external_id=r.external_id, lang=r.lang, source=r.source, subset=r.subset,
                 content=r.content, text=r.text, text_hash=r.text_hash, n_tokens=r.n_tokens) for r in fresh.values()],
         ignore_conflicts=True)
     return len(fresh)
+
+
+def _kept(rows, sent: list):
+    for r in rows:
+        sent.append(r)
+        yield r
 
 
 _COPY_COLUMNS = ("dataset_id", "external_id", "lang", "source", "subset", "content", "text", "text_hash", "n_tokens",
@@ -242,14 +261,21 @@ _COPY_COLUMNS = ("dataset_id", "external_id", "lang", "source", "subset", "conte
 
 def _records_copy(dataset: Dataset, rows) -> None:
     """COPY the rows into datasets_record (PostgreSQL, psycopg 3); content is sent as JSON text."""
+    from psycopg.copy import QueuedLibpqWriter
+
     now = timezone.now()
     dumps = json.dumps
+    pk = dataset.pk
     table = connection.ops.quote_name(Record._meta.db_table)
     with connection.cursor() as cur, connection.wrap_database_errors:  # psycopg's errors as Django's
-        with cur.cursor.copy(f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
+        # A queued writer: a psycopg thread sends while this one formats (and normalises, when
+        # `rows` is lazy) the next rows, instead of waiting for the socket.
+        with cur.cursor.copy(f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN",
+                             writer=QueuedLibpqWriter(cur.cursor)) as copy:
+            write = copy.write_row
             for r in rows:
-                copy.write_row((dataset.pk, r.external_id, r.lang, r.source, r.subset, r.content_json or dumps(r.content), r.text,
-                                r.text_hash, r.n_tokens, now))
+                write((pk, r.external_id, r.lang, r.source, r.subset, r.content_json or dumps(r.content), r.text,
+                       r.text_hash, r.n_tokens, now))
 
 
 def dataset_refresh_stats(*, dataset: Dataset, request_index: bool = True) -> Dataset:
@@ -284,6 +310,31 @@ def _drop_index_for_append(ctx: JobContext, dataset: Dataset, rows, n_upper: int
     if dropped:
         ctx.log("Dropped the dataset's search index for this large import; it is rebuilt afterwards.")
     return chain(head, rows), dropped
+
+
+class _Batch:
+    """The next batch of an import, drawn lazily from the pass's (line, record) pairs: `next()`
+    says whether there is one; iterating it yields its records (at most `size`), counting them."""
+
+    def __init__(self, rows, size: int):
+        self._rows, self._size = rows, size
+        self._first = None
+        self.n = 0
+        self.last_line = 0
+
+    def next(self) -> bool:
+        self._first = next(self._rows, None)  # the rest of the file is checked here once nothing is written
+        self.n = 0
+        return self._first is not None
+
+    def __iter__(self):
+        first, self._first = self._first, None
+        if first is None:
+            return
+        for lineno, record in chain((first,), islice(self._rows, self._size - 1)):
+            self.n += 1
+            self.last_line = lineno
+            yield record
 
 
 class _Rejected(Exception):
@@ -325,31 +376,23 @@ def import_job(ctx: JobContext) -> dict:
         rows, dropped = _drop_index_for_append(ctx, dataset, rows, n_upper)
     report = scan.report
     inserted = done = 0
-    batch: list[NormalizedRecord] = []
-    batch_end = 0
+    batch = _Batch(rows, settings.IMPORT_BATCH_SIZE)
+    # A new dataset's rows are new by construction (no other session sees the dataset before the
+    # commit), so on PostgreSQL each batch streams into its COPY as it is normalised.
+    stream = created and connection.vendor == "postgresql"
     try:
         # progress (heartbeat, count) is written where the web and jobs_recover see it meanwhile
         with ctx.progress_outside_transaction(), transaction.atomic():
             if created:
                 dataset = dataset_create(actor=ctx.job.created_by, name=p["dataset"], kind=kind,
                                          description=p.get("description", ""))
-
-            def flush() -> None:
-                nonlocal batch, done, inserted
-                inserted += records_insert(dataset=dataset, rows=batch, check_existing=not created)
-                done += len(batch)
-                batch = []
+            while batch.next():
+                inserted += records_insert(dataset=dataset, rows=batch if stream else list(batch),
+                                           check_existing=not created)
+                done += batch.n
                 ctx.progress(done=done)
-
-            for lineno, record in rows:
-                batch.append(record)
-                batch_end = lineno
-                if len(batch) >= settings.IMPORT_BATCH_SIZE:
-                    flush()
             if report.file_error or (report.n_bad and not skip_bad):
                 raise _Rejected()
-            if batch:
-                flush()
             dataset_refresh_stats(dataset=dataset, request_index=False)
             audit_log(actor=ctx.job.created_by, action="datasets.import", target=dataset,
                       data={"file": name, "inserted": inserted, "rows": done, "job": ctx.job.pk})
@@ -370,7 +413,7 @@ def import_job(ctx: JobContext) -> dict:
             raise failed from None
         if isinstance(exc, DatabaseError):
             log.exception("job %s: import failed", ctx.job.pk)
-            failed = JobFailed(f"The database refused the batch ending at line {batch_end} "
+            failed = JobFailed(f"The database refused the batch ending at line {batch.last_line} "
                                f"({type(exc).__name__}: {exc}). {undone}".strip())
             failed.result = {"validation": report.as_dict(), "dataset_id": None if created else dataset.pk}
             raise failed from exc
@@ -474,7 +517,7 @@ def _parquet_values(kind: str, ext: str, source: str, lang: str, content: dict |
         out.append(json.dumps(v, ensure_ascii=False) if f in _PARQUET_JSON and v is not None else (
             v if v is None or isinstance(v, str) else str(v)))
     meta = content.get("meta") or {}
-    if content.keys() - _PARQUET_KNOWN[kind]:  # a content field this layout has no column for stays in meta
+    if not content.keys() <= _PARQUET_KNOWN[kind]:  # a content field this layout has no column for stays in meta
         meta = dict(meta)
         for k in content:
             if k not in _PARQUET_KNOWN[kind]:
@@ -573,11 +616,13 @@ def _export_write(ctx: JobContext, qs, dataset: Dataset, fmt: str, tmp: Path):
     columns = _parquet_columns(kind)
     json_columns = ",".join(c for c in columns if c in _PARQUET_JSON)
     schema = pa.schema([(c, pa.string()) for c in columns], metadata={PARQUET_JSON_COLUMNS_KEY: json_columns})
+    string = pa.string()
 
     def batch(block: list[list]) -> pa.RecordBatch:
-        return pa.RecordBatch.from_arrays([pa.array(col, type=pa.string()) for col in zip(*block)], schema=schema)
+        return pa.RecordBatch.from_arrays([pa.array(col, type=string) for col in zip(*block)], schema=schema)
 
-    with pq.ParquetWriter(tmp, schema) as writer:
+    # The file is hashed as pyarrow writes it (no second read of the file for its sha256).
+    with tmp.open("wb") as raw, pq.ParquetWriter(_HashingWriter(raw, digest), schema) as writer:
         block: list[list] = []
         for ext, source, lang, content in rows:
             block.append(_parquet_values(kind, ext, source, lang, content))
@@ -589,10 +634,36 @@ def _export_write(ctx: JobContext, qs, dataset: Dataset, fmt: str, tmp: Path):
         if block:
             writer.write_batch(batch(block))
             n += len(block)
-    with tmp.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
     return n, digest
+
+
+class _HashingWriter:
+    """A write-only file for pyarrow's ParquetWriter that feeds every byte to a hash on its way to
+    the real file (pyarrow writes Parquet sequentially: no seeks, the footer last)."""
+
+    def __init__(self, fh, digest):
+        self._fh, self._digest, self._pos = fh, digest, 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        self._pos += len(memoryview(data).cast("B"))
+        return self._fh.write(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
 
 
 def export_start(*, user, dataset: Dataset, fmt: str, filters: dict | None = None, enqueue: bool = True):

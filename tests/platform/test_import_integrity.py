@@ -253,7 +253,7 @@ def test_one_pass_reports_every_bad_line_after_writing_batches_and_keeps_nothing
     rows += [{"id": "late", "text": ""}]
     job = _run(_write(tmp_path, "late.jsonl", rows), "late", "document")
     assert job.status == "failed" and job.error.startswith("Nothing was imported. 3 bad line(s) of 19")
-    assert reads["n"] == 1 and calls["n"] == 2  # lines 1-8 were written before line 11 turned out bad
+    assert reads["n"] == 1 and calls["n"] == 3  # lines 1-10 were written (3 batches) before line 11 turned out bad
     errors = {e["line"]: e["reason"] for e in job.result["validation"]["errors"]}
     assert sorted(errors) == [11, 12, 19]
     assert "invalid JSON" in errors[11] and errors[12] == "id '3' already used on line 4" and "empty" in errors[19]

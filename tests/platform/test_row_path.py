@@ -263,3 +263,15 @@ def test_an_import_is_one_transaction_and_its_progress_is_visible_meanwhile(tmp_
     assert [(d, n) for d, _b, n in seen] == [(0, 0), (4, 0), (8, 0)]
     assert seen[1][1] > seen[0][1]
     assert Record.objects.filter(dataset__name="visible").count() == 10 and job.done == 10
+
+
+def test_a_documents_stored_text_is_flat_text():
+    """The import builds a document's Record.text inline; it is what convert.flat_text gives."""
+    from medstudio.datasets.convert import flat_text
+    from medstudio.datasets.formats import normalize_row
+
+    rows = [{"text": "a"}, {"text": "body", "title": "Title"}, {"text": "x", "title": ""}, {"text": "x", "title": 7},
+            {"content": "y", "system": "be brief", "meta": {"department": "neuro"}}, {"document": "头痛", "title": "  "}]
+    for row in rows:
+        rec = normalize_row(row, "document")
+        assert rec.text == flat_text("document", rec.content), row
