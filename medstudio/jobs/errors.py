@@ -33,7 +33,14 @@ def known_failure(msgid: str) -> str:
     Returns the msgid (wrap it in gettext_noop so makemessages reads it)."""
     if msgid not in _KNOWN:
         parts = _PARAM.split(msgid)  # literal, name, literal, name, ..., literal
-        rx = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts))
+        seen: set[str] = set()
+        rx = ""
+        for i, p in enumerate(parts):
+            if i % 2 == 0:
+                rx += re.escape(p)
+            else:  # a name used twice must read the same both times
+                rx += f"(?P={p})" if p in seen else f"(?P<{p}>.+?)"
+                seen.add(p)
         _KNOWN[msgid] = re.compile(rx, re.S)
     return msgid
 
@@ -72,6 +79,12 @@ MODEL_NOT_AVAILABLE_SHORT = known_failure(gettext_noop(
     "Model %(model)s is not available. Set %(setting)s to a local model directory, a hub id already in the "
     "local Hugging Face cache, or a reachable server (no model is downloaded at run time)."))
 WRONG_KIND = known_failure(gettext_noop("Dataset %(name)s holds %(kind)s records, not %(wanted)s."))
+# medstudio/datasets/services.py: an import that fits another kind, has bad lines or names no kind.
+IMPORT_OTHER_KIND = known_failure(gettext_noop(
+    "Nothing was imported. This looks like kind=%(hint)s, not kind=%(kind)s: %(n_bad)s of %(n_rows)s lines do not fit "
+    "%(kind)s but fit %(hint)s. Import it as %(hint)s (into a %(hint)s dataset), or choose kind auto."))
+IMPORT_BAD_LINES = known_failure(gettext_noop("Nothing was imported. %(n_bad)s bad line(s) of %(n_rows)s: %(lines)s"))
+IMPORT_NEEDS_KIND = known_failure(gettext_noop("A new dataset needs a kind (document, qa, dialogue, mcq or pair), not auto."))
 
 MODEL_HINT = gettext_noop("Register the model with a local folder on Training → Models → Register a model, "
                           "or put it under the folder named by MEDSTUDIO_MODEL_DIR.")

@@ -174,3 +174,20 @@ def test_scorer_settings_and_description_in_chinese(client_for, make_dataset):
     assert label != "Minimum tokens" and label in html
     assert desc != "Gopher/C4/FineWeb-style rule filters (length, symbols, repetition, non-text, toxic words, PII); " \
                    "reason = first failing rule." and desc in html
+
+
+@pytest.mark.django_db
+def test_wrong_kind_import_failure_reads_in_chinese_with_its_numbers(client_for):
+    """The importer's English refusal (medstudio/datasets/services.py) is matched back on the job page:
+    the cause is in Chinese with the kinds and counts of this file, the English stays as the detail."""
+    from django.urls import reverse
+
+    from medstudio.jobs.models import Job, JobStatus
+
+    error = ("Nothing was imported. This looks like kind=document, not kind=qa: 2924 of 2924 lines do not fit qa but "
+             "fit document. Import it as document (into a document dataset), or choose kind auto.")
+    job = Job.objects.create(kind="datasets.import", status=JobStatus.FAILED, error=error, params={})
+    zh = client_for("curator").get(reverse("jobs:detail", args=[job.pk]), HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+    cause = re.search(r'id="job-cause">(.*?)</p>', zh, re.S).group(1)
+    assert "kind=document" in cause and "2924" in cause and "Nothing was imported" not in cause
+    assert "数据集导入" in zh and error in zh  # the kind label in Chinese; the raw English kept
