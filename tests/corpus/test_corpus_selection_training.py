@@ -108,3 +108,25 @@ def test_cpt_trains_on_a_frozen_corpus_selection(tmp_path, settings, admin_user,
     g = graph(f"run:{run.pk}")
     node = next(n for n in g["nodes"] if n["id"] == f"corpus_selection:{run.data_ref['id']}")
     assert node["name"] == "med-cpt (med)" and not node.get("missing") and "/studio/" in node["url"]
+
+
+def test_cpt_reads_its_data_file_into_an_on_disk_dataset(tmp_path):
+    """CPT's examples are written to Arrow files under the run directory as the data file is read
+    (memory-mapped by the trainer, not a list in memory), in file order; documents, not SFT rows."""
+    from training.pipeline.specs import TrainingSpec
+    from training.pipeline.train import build_examples, read_records, train_dataset
+
+    rows = [{"kind": "document", "content": {"text": d["text"]}} for d in docs(40)]
+    rows.insert(5, {"kind": "qa", "content": {"question": "What lowers blood pressure?", "answer": "Less salt."}})
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    spec = TrainingSpec(stage="cpt-stable", base_model="-", data_path=str(data))
+    ds = train_dataset(spec, tmp_path / "run")
+    assert ds["text"] == [e["text"] for e in build_examples(spec, read_records(str(data)))]
+    assert len(ds) == 41 and ds.cache_files
+    assert all(Path(f["filename"]).is_relative_to(tmp_path / "run") for f in ds.cache_files)
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="no usable cpt-stable examples"):
+        train_dataset(TrainingSpec(stage="cpt-stable", base_model="-", data_path=str(empty)), tmp_path / "run2")

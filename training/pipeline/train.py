@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from medstudio.datasets.convert import Unconvertible, to_messages, to_preference, to_text
 from training.pipeline.callbacks import SPEC_FILENAME, append_jsonl, make_callback
@@ -28,8 +28,8 @@ from training.pipeline.specs import TrainingSpec
 
 # --- records -> training examples (pure; the conversions are medstudio.datasets.convert) ---------
 
-def read_records(path: str) -> list[dict[str, Any]]:
-    rows = []
+def iter_records(path: str) -> Iterator[dict[str, Any]]:
+    """The data file's records one at a time, in file order."""
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             line = line.strip()
@@ -41,12 +41,14 @@ def read_records(path: str) -> list[dict[str, Any]]:
                 raise SystemExit(f"data file {path} line {n}: not JSON ({exc})")
             if "content" not in row:  # accept raw {"text": ...} lines too
                 row = {"kind": "document", "content": row}
-            rows.append(row)
-    return rows
+            yield row
 
 
-def build_examples(spec: TrainingSpec, rows: list[dict[str, Any]], render=None) -> list[dict[str, Any]]:
-    out = []
+def read_records(path: str) -> list[dict[str, Any]]:
+    return list(iter_records(path))
+
+
+def iter_examples(spec: TrainingSpec, rows: Iterable[dict[str, Any]], render=None) -> Iterator[dict[str, Any]]:
     for row in rows:
         kind, content = row.get("kind", "document"), row.get("content") or {}
         try:
@@ -58,8 +60,54 @@ def build_examples(spec: TrainingSpec, rows: list[dict[str, Any]], render=None) 
                 ex = to_preference(kind, content)
         except Unconvertible:  # no usable example for this stage (e.g. a document in SFT): skipped
             continue
-        out.append(ex)
-    return out
+        yield ex
+
+
+def build_examples(spec: TrainingSpec, rows: Iterable[dict[str, Any]], render=None) -> list[dict[str, Any]]:
+    return list(iter_examples(spec, rows, render))
+
+
+def train_dataset(spec: TrainingSpec, run_dir: Path, render=None):
+    """The examples as a datasets.Dataset.
+
+    CPT reads the data file (a whole frozen corpus selection, say) line by line into an on-disk
+    Arrow dataset under run_dir, which the trainer memory-maps: the corpus is never a Python list in
+    memory. A map-style Dataset rather than a streaming IterableDataset, so that epochs, the held-out
+    split and the example count work as for any other run. SFT and DPO sets are small and mixed in
+    shape (messages, preference triples): Dataset.from_list infers their schema over all rows.
+    A resumed run (same file, same stage) reuses the Arrow files.
+    """
+    from datasets import Dataset, Features, Value
+
+    if spec.stage not in ("cpt-stable", "cpt-boost"):
+        examples = build_examples(spec, iter_records(spec.data_path), render)
+        if not examples:
+            raise SystemExit(f"no usable {spec.stage} examples in {spec.data_path}")
+        return Dataset.from_list(examples)
+    import hashlib
+
+    from datasets.exceptions import DatasetGenerationError
+
+    st = os.stat(spec.data_path)
+    fingerprint = hashlib.sha256(json.dumps([os.path.abspath(spec.data_path), st.st_size, st.st_mtime_ns, spec.stage,
+                                             render is not None]).encode()).hexdigest()[:32]
+    seen = [0]
+
+    def gen():
+        for ex in iter_examples(spec, iter_records(spec.data_path), render):
+            seen[0] += 1
+            yield ex
+
+    try:
+        ds = Dataset.from_generator(gen, features=Features({"text": Value("string")}), fingerprint=fingerprint,
+                                    cache_dir=str(run_dir / "hf-datasets"))
+    except (DatasetGenerationError, ValueError):
+        if seen[0] == 0:  # datasets refuses an empty generator ("corresponds to no data")
+            raise SystemExit(f"no usable {spec.stage} examples in {spec.data_path}") from None
+        raise
+    if len(ds) == 0:
+        raise SystemExit(f"no usable {spec.stage} examples in {spec.data_path}")
+    return ds
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -167,7 +215,6 @@ def last_checkpoint(output_dir: str) -> str | None:
 
 
 def run(spec: TrainingSpec, run_dir: Path) -> dict[str, Any]:
-    from datasets import Dataset
     from transformers import AutoTokenizer
 
     spec.validate()
@@ -178,10 +225,7 @@ def run(spec: TrainingSpec, run_dir: Path) -> dict[str, Any]:
     render = None
     if spec.stage == "cpt-boost" and tok.chat_template:
         render = lambda msgs: tok.apply_chat_template(msgs, tokenize=False)  # noqa: E731
-    examples = build_examples(spec, read_records(spec.data_path), render)
-    if not examples:
-        raise SystemExit(f"no usable {spec.stage} examples in {spec.data_path}")
-    ds = Dataset.from_list(examples)
+    ds = train_dataset(spec, run_dir, render)
     eval_ds = None
     if spec.val_fraction > 0 and len(ds) >= 4:
         split = ds.train_test_split(test_size=spec.val_fraction, seed=spec.seed)
