@@ -86,6 +86,7 @@ def _demo(django_user_model, make_dataset, tmp_path, settings, tiny_llama_path):
             i += 1
 
     compare = scorer_run_start(user=admin, dataset=queue.dataset, scorer="t_rater")  # a scorer beside the clinicians
+    open_queue = rating_queue(make_dataset, admin, n_docs=2, per_item=1, name="open")  # an item still to label
 
     mcq = make_dataset("cmmlu", "mcq", shared_rows("cmmlu_med.jsonl", 40), user=admin)
     pset = prefs.preference_set_create(user=admin, name="exam-pairs")
@@ -110,7 +111,7 @@ def _demo(django_user_model, make_dataset, tmp_path, settings, tiny_llama_path):
         "modelscorers": "/modelscorers/",
         "training-runs": "/training/", "training-run": f"/training/runs/{run_ids[0]}/?compare={run_ids[1]}",
         "training-new": "/training/new/", "models": "/training/models/", "model": f"/training/models/{base.pk}/",
-        "annotate": "/annotate/", "queue": f"/annotate/queues/{queue.pk}/",
+        "annotate": "/annotate/", "queue": f"/annotate/queues/{queue.pk}/", "label": f"/annotate/q/{open_queue.pk}/",
         "agreement": f"/annotate/queues/{queue.pk}/agreement/?run={compare.pk}", "consensus": f"/annotate/queues/{queue.pk}/consensus/",
         "preferences": "/preferences/", "preference-set": f"/preferences/{pset.pk}/", "pairs": f"/preferences/{pset.pk}/pairs/",
         "evaluation": "/evaluation/",
