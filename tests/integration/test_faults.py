@@ -895,14 +895,14 @@ def test_search_index(faulty, tmp_path, settings, fault):
 # --------------------------------------------------------------------------- corpus jobs on a real local Ray
 
 
-def _ray_shard_events(ray_address: str, job_pk: int) -> list[str]:
+def _ray_shard_events(ray_address: str, job_pk: int, corpus: str) -> list[str]:
     """Every shard a Ray job of this MedStudio job scored, one entry per score file it committed."""
     from ray.job_submission import JobSubmissionClient
 
     client = JobSubmissionClient(ray_address)
     keys = []
-    for info in client.list_jobs():
-        if (info.metadata or {}).get("medstudio_job") != str(job_pk):
+    for info in client.list_jobs():  # the session's Ray: other tests' jobs too
+        if (info.metadata or {}).get("medstudio_job") != str(job_pk) or (info.metadata or {}).get("corpus") != corpus:
             continue
         for line in client.get_job_logs(info.submission_id).splitlines():
             if line.startswith("MEDSTUDIO-EVENT "):
@@ -937,7 +937,7 @@ def test_corpus_run_on_ray(faulty, tmp_path, settings, fault, ray_address):
     files = sorted(Path(run.out_dir).rglob("*.scores.parquet"))
     assert len(files) == n_shards and not list(Path(run.out_dir).rglob("*.tmp-*"))
     assert sum(pq.read_metadata(f).num_rows for f in files) == job.result["documents"] == 20 * n_shards
-    scored = _ray_shard_events(ray_address, job.pk)
+    scored = _ray_shard_events(ray_address, job.pk, corpus.name)
     assert sorted(scored) == sorted(f"part-{i}.parquet" for i in range(n_shards))  # each shard scored once
 
 
