@@ -191,3 +191,16 @@ def test_wrong_kind_import_failure_reads_in_chinese_with_its_numbers(client_for)
     cause = re.search(r'id="job-cause">(.*?)</p>', zh, re.S).group(1)
     assert "kind=document" in cause and "2924" in cause and "Nothing was imported" not in cause
     assert "数据集导入" in zh and error in zh  # the kind label in Chinese; the raw English kept
+
+
+def test_no_template_comment_spans_lines():
+    """Django's {# #} comment is one line only: spread over two it is printed on the page."""
+    root = Path(settings.BASE_DIR)
+    bad = []
+    for path in root.glob("**/templates/**/*.html"):
+        if ".venv" in path.parts or "node_modules" in path.parts:
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if "{#" in line and "#}" not in line.split("{#", 1)[1]:
+                bad.append(f"{path.relative_to(root)}:{n}")
+    assert not bad, bad
