@@ -73,3 +73,24 @@ def test_queue_name_typed_during_dataset_swap_is_kept(live_server, page, django_
     assert page.input_value("#id_dataset") == str(other.pk)
     assert page.locator("#id_seed").count() == 1  # the random method's own field came in
     page.screenshot(path="/tmp/shots/queue_new_swap.png", full_page=True)
+
+
+def test_training_name_typed_during_stage_swap_is_kept(live_server, page, django_user_model, make_dataset):
+    from tests.annotation.helpers import shared_rows
+
+    django_user_model.objects.create_user(username="boss", password="pw-boss-123", role="admin")
+    make_dataset("docs-cpt", "document", [{"id": "a1", "text": "alpha"}])
+    make_dataset("pairs-dpo", "pair", shared_rows("hh_rlhf_harmless_pairs.jsonl", 2))
+    log_in(page, live_server.url, "boss", "pw-boss-123")
+    page.goto(f"{live_server.url}/training/new/")
+    assert page.locator("#dpo-fields").count() == 0
+    held = _hold_swaps(page, "**/training/new/?*")
+    page.select_option("#id_stage", "dpo")
+    page.wait_for_function("document.querySelectorAll('.htmx-request').length > 0")
+    page.fill("#id_name", "dpo-typed")
+    page.fill("#id_hosts", "gpu1,gpu2")
+    _release(page, held)
+    assert page.input_value("#id_name") == "dpo-typed" and page.input_value("#id_hosts") == "gpu1,gpu2"
+    assert page.locator("#dpo-fields").count() == 1 and page.locator("#id_beta").count() == 1  # the stage's own fields
+    options = " ".join(page.locator("#id_data option").all_inner_texts())
+    assert "pairs-dpo" in options and "docs-cpt" not in options  # the data list follows the stage (hx-select-oob)
