@@ -577,6 +577,9 @@ def _export_rows(qs, chunk_size: int = 5000):
                 yield ext, source, lang, (content if isinstance(content, dict) else loads(content))
 
 
+_JSONL_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def _export_write(ctx: JobContext, qs, dataset: Dataset, fmt: str, tmp: Path):
     """Write the records to `tmp`; return (count, sha256 of the file).
 
@@ -592,11 +595,11 @@ def _export_write(ctx: JobContext, qs, dataset: Dataset, fmt: str, tmp: Path):
     digest = hashlib.sha256()
     # An export is cheap to redo, so a resumed export starts over; the file appears only when complete.
     if fmt == "jsonl":
-        dumps = json.dumps
+        dumps = _JSONL_ENCODER.encode  # json.dumps(..., ensure_ascii=False) without a new encoder per row
         with tmp.open("wb") as fh:
             lines: list[str] = []
             for ext, source, lang, content in rows:
-                lines.append(dumps(to_flat_row(kind, content, id=ext, source=source, lang=lang), ensure_ascii=False))
+                lines.append(dumps(to_flat_row(kind, content, id=ext, source=source, lang=lang)))
                 if len(lines) >= 5000:
                     data = ("\n".join(lines) + "\n").encode()
                     digest.update(data)
