@@ -17,17 +17,15 @@ def ray_address():
     import os
     import signal
     import subprocess
-    import sys
     import time
-    from pathlib import Path
 
     from ray.job_submission import JobSubmissionClient
+
+    from curation.corpus.ray_cluster import free_port, head_command
 
     # Ray >= 2.5x turns token auth on by itself once ~/.ray/auth_token exists (a `ray.init()` writes
     # it); this test cluster listens on 127.0.0.1 only and its clients are this process.
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    from curation.corpus.ray_cluster import free_port, head_command
-
     dash, gcs = free_port(), free_port()
     # every other port free too (the agent's defaults to 52365 for every cluster: see head_command)
     cmd = head_command(num_cpus=2, gcs_port=gcs, dashboard_port=dash, block=True)
