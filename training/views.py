@@ -93,6 +93,13 @@ def _compare_choices(run: TrainingRun):
             .exclude(pk=run.pk).order_by("-pk")[:30])
 
 
+def _data_type_word(kind: str) -> str:
+    """A training data source type in the reader's language (the stored type stays a code)."""
+    words = {"dataset": _("dataset"), "selection": _("selection"), "mixture": _("mixture"),
+             "corpus_selection": _("corpus selection"), "preference_set": _("preference set")}
+    return words.get(kind, kind.replace("_", " "))
+
+
 def _run_cause(run) -> str:
     """A failed run's cause in one plain line in the reader's language, worked out again at display
     time from the log tail (the stored error is the worker's English words)."""
@@ -121,7 +128,7 @@ def run_detail(request, pk: int):
     final = run.checkpoints.filter(is_final=True).select_related("model_ref").first()
     context = {
         "data_node": _data_node(run), "shares": _shares(run.data_ref or {}),
-        "data_type": str((run.data_ref or {}).get("type", "")).replace("_", " "),
+        "data_type": _data_type_word(str((run.data_ref or {}).get("type", ""))),
         "run": run, "charts": charts, "compare_choices": choices, "compared": {r.pk for r in compared}, "checkpoints": selectors.run_checkpoints(run),
         "latest": {n: pts[-1][1] for n, pts in series.items() if pts},
         "next_stage": NEXT_STAGE.get(run.stage), "final": final,
