@@ -1,10 +1,11 @@
-"""Writes for datasets and records: import (validate, then stream in batches), export, flags."""
+"""Writes for datasets and records: import (one pass; one transaction on PostgreSQL, undoable batches on SQLite), export, flags."""
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
@@ -16,6 +17,7 @@ from django.db.models import Count, Sum
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from medstudio.audit.services import audit_log
 from medstudio.jobs.context import JobContext, JobFailed, connection_lost
@@ -337,23 +339,53 @@ class _Batch:
             yield record
 
 
+def _create(ctx: JobContext, p: dict, kind: str, undo: dict | None) -> Dataset:
+    dataset = dataset_create(actor=ctx.job.created_by, name=p["dataset"], kind=kind, description=p.get("description", ""))
+    if undo is not None:
+        undo["dataset"] = dataset.pk
+    return dataset
+
+
+def _import_undo(undo: dict) -> None:
+    """SQLite: remove what an import committed batch by batch (the dataset it created, or the
+    records it added to an existing one, which all have higher ids than any record before it)."""
+    if undo.get("dataset") is None:
+        return
+    with transaction.atomic():
+        if undo.get("created"):
+            Record.objects.filter(dataset_id=undo["dataset"]).delete()
+            Dataset.objects.filter(pk=undo["dataset"]).delete()
+        else:
+            Record.objects.filter(dataset_id=undo["dataset"], pk__gt=undo["after_pk"]).delete()
+            ds = Dataset.objects.filter(pk=undo["dataset"]).first()
+            if ds is not None:
+                dataset_refresh_stats(dataset=ds, request_index=False)
+
+
 class _Rejected(Exception):
     """Bad lines (or an unreadable file) found in the import's pass: undo the transaction."""
 
 
 @job_handler("datasets.import", queue="cpu", description="Validate and import a JSONL/CSV/Parquet file.")
 def import_job(ctx: JobContext) -> dict:
-    """One pass over the file inside one transaction: each good row is normalised and written
-    (COPY on PostgreSQL, bulk_create on SQLite) in batches, each bad line is reported, and any bad
-    line (unless skip_bad) rolls the whole transaction back once the rest of the file has been
-    checked, so the report lists every bad line and nothing is half-written.
+    """One pass over the file: each good row is normalised and written (COPY on PostgreSQL,
+    bulk_create on SQLite) in batches, each bad line is reported, and any bad line (unless
+    skip_bad) undoes the import once the rest of the file has been checked, so the report lists
+    every bad line and nothing is half-written.
 
-    All or nothing likewise when the database refuses a batch, on a cancel or on any other error:
-    the dataset it created, the records it added and the cached counts are one transaction. A
-    worker lost mid-import leaves nothing committed; the re-queued job starts over.
+    All or nothing likewise when the database refuses a batch, on a cancel or on any other error.
+    On PostgreSQL the dataset it created, the records it added and the cached counts are one
+    transaction, and a worker lost mid-import leaves nothing committed. On SQLite each batch
+    commits (see `per_batch` below) and the undo removes them; the re-queued attempt of a lost
+    worker removes its predecessor's batches first. Either way the re-queued job starts over.
     """
     p = ctx.params
     path, fmt, kind, skip_bad = p["path"], p["format"], p.get("kind", "auto"), bool(p.get("skip_bad"))
+    stale = ctx.cursor.get("undo") if isinstance(ctx.cursor, dict) else None
+    if stale:  # SQLite: an earlier attempt of this job died after committing some batches
+        _import_undo(stale)
+        ctx.log("Removed the records an earlier attempt of this import had committed; starting over.", "warning")
+        ctx.progress(cursor=None)
     name = p.get("file_name") or display_name(path)
     if kind != "auto" and kind not in KINDS:
         raise JobFailed(f"Unknown kind {kind!r}; expected one of {', '.join(KINDS)} (or auto).")
@@ -363,6 +395,18 @@ def import_job(ctx: JobContext) -> dict:
     if dataset is not None and kind not in ("auto", dataset.kind):
         raise JobFailed(f"Dataset {dataset.name!r} holds {dataset.kind} records, not {kind}.")
     created = dataset is None
+    # SQLite (the embedded default) has one writer at a time: a transaction as long as the import
+    # would hold the write lock for its whole run, so labels and other jobs would wait on it and
+    # fail with "database is locked" after the busy timeout. There each batch commits on its own
+    # and the job's cursor carries what to undo; a failure removes what this import added, and the
+    # re-queued attempt of a worker that died removes the dead attempt's batches before starting
+    # over. PostgreSQL keeps the one transaction (its writers do not block each other).
+    per_batch = connection.vendor != "postgresql"
+    undo = None
+    if created and per_batch:
+        undo = {"dataset": None, "created": True}
+    elif per_batch:
+        undo = {"dataset": dataset.pk, "after_pk": Record.objects.order_by("-pk").values_list("pk", flat=True).first() or 0}
     ctx.log(f"Validating and importing {name} ({fmt}, kind {kind}).")
     n_upper = count_rows(path, fmt)
     ctx.progress(done=0, total=n_upper or None, cursor=None)
@@ -382,23 +426,33 @@ def import_job(ctx: JobContext) -> dict:
     stream = created and connection.vendor == "postgresql"
     try:
         # progress (heartbeat, count) is written where the web and jobs_recover see it meanwhile
-        with ctx.progress_outside_transaction(), transaction.atomic():
-            if created:
-                dataset = dataset_create(actor=ctx.job.created_by, name=p["dataset"], kind=kind,
-                                         description=p.get("description", ""))
+        with ctx.progress_outside_transaction(), (nullcontext() if per_batch else transaction.atomic()):
             while batch.next():
-                inserted += records_insert(dataset=dataset, rows=batch if stream else list(batch),
-                                           check_existing=not created)
-                done += batch.n
-                ctx.progress(done=done)
+                with (transaction.atomic() if per_batch else nullcontext()):
+                    if created and dataset is None:
+                        dataset = _create(ctx, p, kind, undo)
+                    inserted += records_insert(dataset=dataset, rows=batch if stream else list(batch),
+                                               check_existing=not created)
+                    done += batch.n
+                    ctx.progress(done=done, cursor={"undo": undo} if per_batch else ...)
             if report.file_error or (report.n_bad and not skip_bad):
                 raise _Rejected()
-            dataset_refresh_stats(dataset=dataset, request_index=False)
-            audit_log(actor=ctx.job.created_by, action="datasets.import", target=dataset,
-                      data={"file": name, "inserted": inserted, "rows": done, "job": ctx.job.pk})
+            with (transaction.atomic() if per_batch else nullcontext()):
+                if created and dataset is None:
+                    dataset = _create(ctx, p, kind, undo)
+                dataset_refresh_stats(dataset=dataset, request_index=False)
+                audit_log(actor=ctx.job.created_by, action="datasets.import", target=dataset,
+                          data={"file": name, "inserted": inserted, "rows": done, "job": ctx.job.pk})
+                if per_batch:
+                    ctx.progress(cursor=None)
     except Exception as exc:
         if connection_lost(exc):
             raise  # not the data's fault: nothing was committed, and the re-queued job starts over
+        if undo and (undo.get("dataset") is not None):
+            from medstudio.jobs.models import Job
+
+            _import_undo(undo)  # SQLite: the batches this import committed
+            Job.objects.filter(pk=ctx.job.pk).update(cursor=None)  # not progress(): a cancel would raise again
         if dropped:
             search_index.request(Dataset.objects.get(pk=dataset.pk))  # the records stand: so does their index
         undone = ""
@@ -699,21 +753,21 @@ def dataset_delete(*, actor, dataset: Dataset) -> None:
 def _import_links(job):
     from django.urls import reverse
     ds = (job.result or {}).get("dataset_id")
-    return [("Open the dataset", reverse("datasets:detail", args=[ds]))] if ds else []
+    return [(gettext_noop("Open the dataset"), reverse("datasets:detail", args=[ds]))] if ds else []
 
 
 def _export_links(job):
     from django.urls import reverse
     ex = (job.result or {}).get("export_id")
-    return [("Download the export", reverse("datasets:export_download", args=[ex]))] if ex else []
+    return [(gettext_noop("Download the export"), reverse("datasets:export_download", args=[ex]))] if ex else []
 
 
-register_job_kind("datasets.import", label="Dataset import", result_links=_import_links)
+register_job_kind("datasets.import", label=gettext_noop("Dataset import"), result_links=_import_links)
 def _search_index_links(job):
     from django.urls import reverse
     ds = (job.params or {}).get("dataset_id")
-    return [("Open the dataset", reverse("datasets:detail", args=[ds]))] if ds and Dataset.objects.filter(pk=ds).exists() else []
+    return [(gettext_noop("Open the dataset"), reverse("datasets:detail", args=[ds]))] if ds and Dataset.objects.filter(pk=ds).exists() else []
 
 
-register_job_kind(search_index.JOB_KIND, label="Dataset search index", result_links=_search_index_links)
-register_job_kind("datasets.export", label="Dataset export", result_links=_export_links)
+register_job_kind(search_index.JOB_KIND, label=gettext_noop("Dataset search index"), result_links=_search_index_links)
+register_job_kind("datasets.export", label=gettext_noop("Dataset export"), result_links=_export_links)

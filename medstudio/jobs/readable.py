@@ -23,12 +23,6 @@ NAMES = {"n_records": gettext_noop("Records"), "n_tokens": gettext_noop("Tokens"
          "shards": gettext_noop("Shards"), "run": gettext_noop("Run"), "model": gettext_noop("Model")}
 
 
-# Job-kind labels and result-link texts that medstudio/datasets/services.py registers as plain strings
-# (the job page passes them through gettext): marked here so makemessages puts them in the catalogue.
-DATASET_JOB_WORDS = (gettext_noop("Dataset import"), gettext_noop("Dataset search index"), gettext_noop("Dataset export"),
-                     gettext_noop("Open the dataset"), gettext_noop("Download the export"))
-
-
 def _label(key: str) -> str:
     if key in NAMES:
         return NAMES[key]
