@@ -17,7 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Callable
+
+
+def gettext_noop(message: str) -> str:
+    """Marks a message for the translation catalogue without importing Django."""
+    return message
+
 
 STAGES = ("cpt-stable", "cpt-boost", "sft", "dpo")
 # The chain the papers run; "next stage" buttons follow it.
@@ -144,77 +150,84 @@ class TrainingSpec:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
     # -- validation ----------------------------------------------------------------------------
-    def errors(self) -> dict[str, str]:
+    def errors(self, translate: Callable[[str], str] = str) -> dict[str, str]:
+        """{field: what is wrong}, in English; translate (gettext, from the Django layer) gives the
+        reader's language: each message is a catalogue msgid (gettext_noop) with %(name)s params."""
         e: dict[str, str] = {}
+
+        def t(msgid: str, **params) -> str:
+            try:
+                return translate(msgid) % params
+            except (KeyError, ValueError, TypeError):  # a translation whose params do not match: the English
+                return msgid % params
+
         if self.stage not in STAGES:
-            e["stage"] = f"must be one of {', '.join(STAGES)}"
+            e["stage"] = t(gettext_noop("must be one of %(items)s"), items=", ".join(STAGES))
         if not self.base_model:
-            e["base_model"] = "a base model is required"
+            e["base_model"] = t(gettext_noop("a base model is required"))
         if not (0 < self.learning_rate < 1):
-            e["learning_rate"] = "must be in (0, 1)"
+            e["learning_rate"] = t(gettext_noop("must be in (0, 1)"))
         if self.lr_scheduler_type not in ("cosine", "linear", "constant", "constant_with_warmup"):
-            e["lr_scheduler_type"] = "must be cosine, linear, constant or constant_with_warmup"
+            e["lr_scheduler_type"] = t(gettext_noop("must be cosine, linear, constant or constant_with_warmup"))
         if not (0 <= self.warmup_ratio < 1):
-            e["warmup_ratio"] = "must be in [0, 1)"
+            e["warmup_ratio"] = t(gettext_noop("must be in [0, 1)"))
         if not (8 <= self.max_length <= 131072):
-            e["max_length"] = "must be between 8 and 131072"
+            e["max_length"] = t(gettext_noop("must be between 8 and 131072"))
         if self.per_device_batch_size < 1:
-            e["per_device_batch_size"] = "must be >= 1"
+            e["per_device_batch_size"] = t(gettext_noop("must be >= 1"))
         per_step = self.per_device_batch_size * self.resources.world_size
         if self.global_batch_size < 1:
-            e["global_batch_size"] = "must be >= 1"
+            e["global_batch_size"] = t(gettext_noop("must be >= 1"))
         elif self.global_batch_size % per_step:
-            e["global_batch_size"] = (
-                f"must be a multiple of per-device batch x devices = {per_step}"
-            )
+            e["global_batch_size"] = t(gettext_noop("must be a multiple of per-device batch x devices = %(n)s"), n=per_step)
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
-            e["num_train_epochs"] = "must be > 0 (or set max_steps)"
+            e["num_train_epochs"] = t(gettext_noop("must be > 0 (or set max_steps)"))
         if not (0 <= self.weight_decay < 1):
-            e["weight_decay"] = "must be in [0, 1)"
+            e["weight_decay"] = t(gettext_noop("must be in [0, 1)"))
         if not (0 <= self.dropout < 1):
-            e["dropout"] = "must be in [0, 1)"
+            e["dropout"] = t(gettext_noop("must be in [0, 1)"))
         if not (0 <= self.val_fraction < 0.5):
-            e["val_fraction"] = "must be in [0, 0.5)"
+            e["val_fraction"] = t(gettext_noop("must be in [0, 0.5)"))
         if self.stage == "dpo" and not (0 < self.beta <= 10):
-            e["beta"] = "must be in (0, 10]"
+            e["beta"] = t(gettext_noop("must be in (0, 10]"))
         if self.logging_steps < 1:
-            e["logging_steps"] = "must be >= 1"
+            e["logging_steps"] = t(gettext_noop("must be >= 1"))
         if self.save_steps < 0:
-            e["save_steps"] = "must be >= 0"
+            e["save_steps"] = t(gettext_noop("must be >= 0"))
         r = self.resources
         if r.nodes < 1:
-            e["resources.nodes"] = "must be >= 1"
+            e["resources.nodes"] = t(gettext_noop("must be >= 1"))
         if r.gpus_per_node < 0:
-            e["resources.gpus_per_node"] = "must be >= 0"
+            e["resources.gpus_per_node"] = t(gettext_noop("must be >= 0"))
         if r.launcher not in LAUNCHERS:
-            e["resources.launcher"] = f"must be one of {', '.join(LAUNCHERS)}"
+            e["resources.launcher"] = t(gettext_noop("must be one of %(items)s"), items=", ".join(LAUNCHERS))
         if r.distributed not in DISTRIBUTED:
-            e["resources.distributed"] = f"must be one of {', '.join(DISTRIBUTED)}"
+            e["resources.distributed"] = t(gettext_noop("must be one of %(items)s"), items=", ".join(DISTRIBUTED))
         if r.nodes > 1 and len(r.hosts) != r.nodes:
-            e["resources.hosts"] = f"{r.nodes} nodes need {r.nodes} host names"
+            e["resources.hosts"] = t(gettext_noop("%(n)s nodes need %(n)s host names"), n=r.nodes)
         if r.on_cpu and (r.nodes > 1 or r.distributed != "none"):
-            e["resources.distributed"] = "CPU runs are single-node without ZeRO/FSDP"
+            e["resources.distributed"] = t(gettext_noop("CPU runs are single-node without ZeRO/FSDP"))
         if r.on_cpu and self.bf16:
-            e["bf16"] = "bf16 needs a GPU; turn it off for CPU runs"
+            e["bf16"] = t(gettext_noop("bf16 needs a GPU; turn it off for CPU runs"))
         if r.launcher == "deepspeed" and r.distributed != "zero3":
-            e["resources.launcher"] = "the DeepSpeed launcher is used with ZeRO-3"
+            e["resources.launcher"] = t(gettext_noop("the DeepSpeed launcher is used with ZeRO-3"))
         m = self.merging
         if m.enabled:
             if self.stage != "dpo":
-                e["merging.enabled"] = "online merging applies to DPO runs"
+                e["merging.enabled"] = t(gettext_noop("online merging applies to DPO runs"))
             if m.method not in MERGE_METHODS:
-                e["merging.method"] = f"must be one of {', '.join(MERGE_METHODS)}"
+                e["merging.method"] = t(gettext_noop("must be one of %(items)s"), items=", ".join(MERGE_METHODS))
             if not (0 < m.p <= 1):
-                e["merging.p"] = "keep probability must be in (0, 1]"
+                e["merging.p"] = t(gettext_noop("keep probability must be in (0, 1]"))
             if not (0 <= m.alpha <= 1):
-                e["merging.alpha"] = "must be in [0, 1]"
+                e["merging.alpha"] = t(gettext_noop("must be in [0, 1]"))
             if m.clip <= 0:
-                e["merging.clip"] = "must be > 0"
+                e["merging.clip"] = t(gettext_noop("must be > 0"))
             if not m.base_model:
-                e["merging.base_model"] = "the task vector needs theta_base (the model before SFT)"
+                e["merging.base_model"] = t(gettext_noop("the task vector needs theta_base (the model before SFT)"))
             # ZeRO partitions parameters and hides their names; the merge needs them (docs/METHODS.md 4).
             if r.distributed == "zero3":
-                e["resources.distributed"] = "online merging needs parameter names: use fsdp (or none), not zero3"
+                e["resources.distributed"] = t(gettext_noop("online merging needs parameter names: use fsdp (or none), not zero3"))
         return e
 
     def validate(self) -> "TrainingSpec":
