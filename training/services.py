@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from medstudio.audit.services import audit_log
 from medstudio.handoffs import sources as training_data
@@ -27,7 +28,7 @@ def model_ref_create(*, actor, name: str, path: str, description: str = "", pare
     if not name or not path:
         raise SpecError({"name" if not name else "path": "required"})
     if ModelRef.objects.filter(name=name).exists():
-        raise SpecError({"name": f"a model named {name!r} already exists"})
+        raise SpecError({"name": gettext("a model named %(name)s already exists") % {"name": repr(name)}})
     ref = ModelRef.objects.create(name=name, path=path, description=description, parent=parent,
                                   created_by=actor if getattr(actor, "is_authenticated", False) else None)
     audit_log(actor=actor, action="training.model_register", target=ref, data={"path": path})
@@ -51,9 +52,9 @@ def preflight(*, spec: TrainingSpec, base_model: ModelRef | None, data_ref: dict
     """
     errors: dict = {}
     if base_model is None:
-        errors["base_model"] = "choose the model this run starts from (register one on the Models page first)"
+        errors["base_model"] = gettext("choose the model this run starts from (register one on the Models page first)")
     else:
-        problems = check_model(base_model.path, chat=spec.stage in CHAT_STAGES)
+        problems = check_model(base_model.path, chat=spec.stage in CHAT_STAGES, translate=gettext)
         if problems:
             errors["base_model"] = f"{base_model.name}: " + "; ".join(problems)
     kinds = STAGE_DATA_KINDS.get(spec.stage, ())
@@ -63,15 +64,18 @@ def preflight(*, spec: TrainingSpec, base_model: ModelRef | None, data_ref: dict
         errors["data"] = str(exc)
         info = {}
     if info and info.get("kind") not in kinds:
-        errors["data"] = (f"{spec.stage} trains on {' or '.join(kinds)} records, and {info.get('name')!r} holds "
-                          f"{info.get('kind')} records: choose data that fits the stage")
+        errors["data"] = gettext("%(stage)s trains on %(kinds)s records, and %(name)s holds %(kind)s records: "
+                                 "choose data that fits the stage") % {
+            "stage": spec.stage, "kinds": gettext(" or ").join(kinds), "name": repr(info.get("name")),
+            "kind": info.get("kind")}
     elif info and not info.get("n_records"):
-        errors["data"] = f"{info.get('name')!r} is empty: there is nothing to train on"
+        errors["data"] = gettext("%(name)s is empty: there is nothing to train on") % {"name": repr(info.get("name"))}
     if spec.merging.enabled:
         if merge_base is None:
-            errors["merging.base_model"] = "online merging needs theta_base (the model before SFT) for its task vector; choose it or turn merging off"
+            errors["merging.base_model"] = gettext("online merging needs theta_base (the model before SFT) for its task "
+                                                   "vector; choose it or turn merging off")
         else:
-            problems = check_model(merge_base.path)
+            problems = check_model(merge_base.path, translate=gettext)
             if problems:
                 errors["merging.base_model"] = f"{merge_base.name}: " + "; ".join(problems)
     errors["_info"] = info
@@ -89,7 +93,7 @@ def training_run_start(*, actor, spec: TrainingSpec, base_model: ModelRef, data_
     spec = replace(spec, base_model=base_model.path, data_path="", output_dir="")
     if spec.merging.enabled and merge_base is not None:
         spec = replace(spec, merging=replace(spec.merging, base_model=merge_base.path))
-    errors = {**spec.errors(), **errors}  # the pre-flight wording says what to change; it wins on the same field
+    errors = {**spec.errors(translate=gettext), **errors}  # the pre-flight wording says what to change; it wins on the same field
     if errors:
         raise SpecError(errors)
     run = TrainingRun.objects.create(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext
 
 from curation.pipeline.corpus.score import SCORERS, make_scorer, shard_key
 from curation.pipeline.corpus.shards import ShardError, filesystem, list_shards, count_docs
@@ -28,7 +29,7 @@ def corpus_register(*, actor, name: str, uri: str, text_field: str = "text", id_
                     turns_field: str = "") -> Corpus:
     """Register (or re-scan) a corpus: list its shards and count each one from its metadata."""
     if not name or not uri:
-        raise ValueError("a corpus needs a name and a URI")
+        raise ValueError(gettext("a corpus needs a name and a URI"))
     try:
         fs, found = list_shards(uri)
     except ShardError as exc:
@@ -36,7 +37,7 @@ def corpus_register(*, actor, name: str, uri: str, text_field: str = "text", id_
     except Exception as exc:
         raise ValueError(f"{uri}: {type(exc).__name__}: {exc}") from exc
     if not found:
-        raise ValueError(f"{uri}: no Parquet or JSONL (.jsonl, .jsonl.gz, .jsonl.zst) shard found")
+        raise ValueError(gettext("%(uri)s: no Parquet or JSONL (.jsonl, .jsonl.gz, .jsonl.zst) shard found") % {"uri": uri})
     _, root = filesystem(uri)
     corpus, _ = Corpus.objects.update_or_create(
         name=name, defaults=dict(uri=uri, text_field=text_field, id_field=id_field, lang_field=lang_field,
@@ -75,10 +76,10 @@ def _benchmarks(params: dict) -> list:
 
     benches, missing = benchmark_datasets(params.get("benchmarks"))
     if missing:
-        raise ValueError(f"decontam: no dataset named {', '.join(sorted(missing))}")
+        raise ValueError(gettext("decontam: no dataset named %(names)s") % {"names": ", ".join(sorted(missing))})
     if not benches:
-        raise ValueError("decontam: no benchmark dataset to check against: flag one as benchmark on its dataset page, "
-                         "or pass decontam.benchmarks=[names]")
+        raise ValueError(gettext("decontam: no benchmark dataset to check against: flag one as benchmark on its "
+                                 "dataset page, or pass decontam.benchmarks=[names]"))
     return sorted(benches, key=lambda d: d.name)
 
 
@@ -91,15 +92,16 @@ def check_scorers(scorers: dict[str, dict]) -> dict[str, dict]:
     for name, params in scorers.items():
         params = dict(params or {})
         if name not in SCORERS:
-            raise ValueError(f"unknown corpus scorer {name!r}; known: {', '.join(SCORERS)}")
+            raise ValueError(gettext("unknown corpus scorer %(name)s; known: %(known)s")
+                             % {"name": repr(name), "known": ", ".join(SCORERS)})
         if name == "decontam":
             unknown = set(params) - set(DecontamConfig.__dataclass_fields__) - {"benchmarks"}
             if unknown:
-                raise ValueError(f"decontam: unknown settings {sorted(unknown)}")
+                raise ValueError(gettext("decontam: unknown settings %(keys)s") % {"keys": sorted(unknown)})
             try:
                 DecontamConfig.from_params(params)
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"decontam: bad settings: {exc}") from exc
+                raise ValueError(gettext("decontam: bad settings: %(exc)s") % {"exc": exc}) from exc
             params["benchmarks"] = [d.name for d in _benchmarks(params)]
         elif name in ("domain", "datarater"):
             from curation.modelscorers.scorers import rater_factory
@@ -110,7 +112,7 @@ def check_scorers(scorers: dict[str, dict]) -> dict[str, dict]:
             from medstudio.inference.resolve import resolve_local_model
 
             if name == "deita" and params.get("mode", "lm") != "lm":
-                raise ValueError("deita on a corpus runs its scorer models (mode lm), not a chat judge")
+                raise ValueError(gettext("deita on a corpus runs its scorer models (mode lm), not a chat judge"))
             keys = ({"model": "MEDSTUDIO_SCORING_LM"} if name == "confilter" else
                     {"complexity_model": "MEDSTUDIO_DEITA_COMPLEXITY_MODEL", "quality_model": "MEDSTUDIO_DEITA_QUALITY_MODEL"})
             for key, setting in keys.items():
@@ -138,8 +140,9 @@ def runtime_scorers(run: CorpusRun) -> dict[str, dict]:
         if name in ("domain", "datarater"):
             model = ready_model(name, params.get("model_version"))
             if model is None or not model.path:
-                raise ValueError(f"{name} model version {params.get('model_version')} is no longer ready: "
-                                 "train one on the Model scorers page (/modelscorers/)")
+                raise ValueError(gettext("%(name)s model version %(version)s is no longer ready: train one on the "
+                                         "Model scorers page (/modelscorers/)")
+                                 % {"name": name, "version": params.get("model_version")})
             params["model_path"] = model.path
         elif name == "decontam":
             index = BenchmarkIndex(DecontamConfig.from_params(params))
@@ -165,7 +168,7 @@ def corpus_run_start(*, actor, corpus: Corpus, scorers: dict[str, dict], workers
     from medstudio.jobs.services import job_create
 
     if not scorers:
-        raise ValueError(f"name at least one scorer ({', '.join(SCORERS)})")
+        raise ValueError(gettext("name at least one scorer (%(known)s)") % {"known": ", ".join(SCORERS)})
     scorers = check_scorers(scorers)  # unknown scorer, bad params, missing model: refused before anything runs
     out_dir = f"{(corpus.output_uri or output_root() + '/' + corpus.name).rstrip('/')}/{run_key(scorers)}"
     with transaction.atomic():
@@ -185,7 +188,7 @@ def corpus_run_retry_failed(*, actor, run: CorpusRun, enqueue: bool = True) -> C
     """A new run on the failed shards only (the same output folder: the done ones are untouched)."""
     failed = [f["shard"] for f in (run.aggregates or {}).get("failed", [])]
     if not failed:
-        raise ValueError("this run has no failed shard")
+        raise ValueError(gettext("this run has no failed shard"))
     return corpus_run_start(actor=actor, corpus=run.corpus, scorers=run.scorers, workers=run.workers,
                             only=failed, enqueue=enqueue)
 
@@ -292,7 +295,7 @@ def corpus_sample_to_dataset(*, actor, corpus: Corpus, n: int, dataset: str, see
             break
     picks = stratified_pick(_strata_rows(corpus, run, kept_only), n, seed)
     if not picks:
-        raise ValueError(f"corpus {corpus.name} has no document to sample")
+        raise ValueError(gettext("corpus %(name)s has no document to sample") % {"name": corpus.name})
     want: dict[str, set] = {}
     for _src, _lang, sh, d in picks:
         want.setdefault(sh, set()).add(d)
@@ -326,9 +329,9 @@ def corpus_dedup_start(*, actor, corpus: Corpus, partitions: int = 8, threshold:
     from medstudio.jobs.services import job_create
 
     if not 0 < threshold <= 1:
-        raise ValueError("threshold must be in (0, 1]")
+        raise ValueError(gettext("threshold must be in (0, 1]"))
     if partitions < 1:
-        raise ValueError("partitions must be at least 1")
+        raise ValueError(gettext("partitions must be at least 1"))
     out_dir = f"{(corpus.output_uri or output_root() + '/' + corpus.name).rstrip('/')}/dedup-t{threshold:g}"
     with transaction.atomic():
         job = job_create(kind="curation.corpus_dedup", user=actor, total=4, enqueue=enqueue,
@@ -343,7 +346,8 @@ def corpus_score_dir(corpus: Corpus) -> str:
     """The newest run's score-file folder (what the corpus studio counts over)."""
     run = corpus.runs.first()
     if run is None:
-        raise ValueError(f"corpus {corpus.name} has no scoring run yet: `corpus run {corpus.name} --scorer rules`")
+        raise ValueError(gettext("corpus %(name)s has no scoring run yet: `corpus run %(name)s --scorer rules`")
+                         % {"name": corpus.name})
     return run.out_dir
 
 
@@ -368,7 +372,7 @@ def corpus_freeze_start(*, actor, corpus: Corpus, conditions: list, name: str, e
 
     name = (name or "").strip()
     if not SELECTION_NAME.match(name):
-        raise ValueError("name the selection with letters, digits, '.', '_' or '-' (at most 100, no spaces)")
+        raise ValueError(gettext("name the selection with letters, digits, '.', '_' or '-' (at most 100, no spaces)"))
     score_dir = corpus_score_dir(corpus)
     conds = corpus_conditions(conditions)
     _where(conds, _schema(_connect(), score_files(score_dir)))  # unknown column/operator: refused now (StudioError)

@@ -45,12 +45,13 @@ def _preflight(spec: dict[str, Any], dataset: Dataset | None) -> None:
     from training.pipeline.preflight import check_model
 
     if dataset is not None and not dataset.n_records:
-        raise EvalConfigError(f"dataset {dataset.name!r} has no records: import some or choose another", field="dataset")
+        raise EvalConfigError(gettext("dataset %(name)s has no records: import some or choose another")
+                              % {"name": repr(dataset.name)}, field="dataset")
     if (spec.get("backend") or "").lower() in ("transformers", "vllm") and spec.get("path"):
-        problems = check_model(str(spec["path"]))
+        problems = check_model(str(spec["path"]), translate=gettext)
         if problems:
-            raise EvalConfigError(f"model path {spec['path']!r}: {'; '.join(problems)}; choose a registered model or "
-                                  "fix the path", field="path")
+            raise EvalConfigError(gettext("model path %(path)s: %(problems)s; choose a registered model or fix the path")
+                                  % {"path": repr(spec["path"]), "problems": "; ".join(problems)}, field="path")
 
 
 def _resolve_endpoint(spec: dict[str, Any]) -> dict[str, Any]:
@@ -105,12 +106,14 @@ def _check_spec(spec: dict[str, Any]) -> dict[str, Any]:
     if backend not in BACKENDS:
         raise EvalConfigError(gettext("backend must be one of %(items)s") % {"items": ', '.join(BACKENDS)})
     if backend in ("transformers", "vllm") and not spec.get("path"):
-        raise EvalConfigError(f"backend {backend} needs a local model path: choose a registered model or give a path", field="path")
+        raise EvalConfigError(gettext("backend %(backend)s needs a local model path: choose a registered model or give "
+                                      "a path") % {"backend": backend}, field="path")
     if backend == "openai" and not (spec.get("base_url") and spec.get("model")):
-        raise EvalConfigError("backend openai needs a base URL and a model name: pick a model backend (an admin registers them under Backends) or give both", field="base_url")
+        raise EvalConfigError(gettext("backend openai needs a base URL and a model name: pick a model backend (an admin "
+                                      "registers them under Backends) or give both"), field="base_url")
     if "api_key" in spec:
-        raise EvalConfigError("API keys are not stored with runs; set MEDSTUDIO_CHAT_API_KEY on the workers "
-                              "(or the variable a model backend names)")
+        raise EvalConfigError(gettext("API keys are not stored with runs; set MEDSTUDIO_CHAT_API_KEY on the workers "
+                                      "(or the variable a model backend names)"))
     return {k: v for k, v in spec.items() if v not in (None, "")}
 
 
@@ -125,8 +128,8 @@ def eval_run_start(*, user, kind: str, dataset: Dataset, model_name: str, model_
     if kind not in KINDS_FOR:
         raise EvalConfigError(gettext("unknown evaluation kind %(kind)s") % {"kind": repr(kind)})
     if dataset.kind not in KINDS_FOR[kind]:
-        raise EvalConfigError(f"a {kind} evaluation needs a dataset of kind {' or '.join(sorted(KINDS_FOR[kind]))}, "
-                              f"not {dataset.kind}")
+        raise EvalConfigError(gettext("a %(kind)s evaluation needs a dataset of kind %(kinds)s, not %(actual)s") % {
+            "kind": kind, "kinds": gettext(" or ").join(sorted(KINDS_FOR[kind])), "actual": dataset.kind})
     if model_ref is not None:
         model_spec = {"backend": "transformers", **{k: v for k, v in model_spec.items() if v}}
         model_spec.setdefault("path", model_ref.path)
@@ -245,8 +248,9 @@ def harness_run_start(*, user, tasks: list[str], model_name: str, model_spec: di
     local = {t["name"]: t for t in harness.local_tasks(eval_datasets_dir())}
     missing = [t for t in tasks if not local[t]["available"]]
     if missing:
-        raise EvalConfigError(f"no local copy of {', '.join(missing)} under {eval_datasets_dir()} "
-                              "(workers read tasks offline; save them there with save_to_disk)")
+        raise EvalConfigError(gettext("no local copy of %(tasks)s under %(folder)s (workers read tasks offline; save "
+                                      "them there with save_to_disk)") % {"tasks": ", ".join(missing),
+                                                                          "folder": eval_datasets_dir()})
     spec = _check_spec(_resolve_endpoint(model_spec))
     merged = {**HARNESS_DEFAULTS, **{k: v for k, v in (params or {}).items() if v is not None}, "tasks": tasks}
     run = EvalRun.objects.create(kind=EvalKind.HARNESS, source="lm-eval", dataset=None,

@@ -6,13 +6,35 @@ traceback. The checks read the files transformers would read, without importing 
 so the web process stays light: config.json must parse and name a model_type; the tokenizer
 must be there (tokenizer.json loads with `tokenizers`, or a sentencepiece/vocab file exists);
 chat stages need a chat template (chat_template.jinja, or "chat_template" in tokenizer_config.json).
+
+The problems are catalogue msgids with %(name)s params (marked with a local gettext_noop, which
+makemessages reads): the Django layer passes `translate=gettext` to get them in the reader's
+language; the default gives the English text (the CLI, the logs).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 CHAT_STAGES = ("sft", "dpo")
+
+
+def gettext_noop(message: str) -> str:
+    """Marks a message for the translation catalogue without importing Django."""
+    return message
+
+
+NOT_LOCAL = gettext_noop("%(path)s is not a local model directory (nor a hub id in the local cache); "
+                         "register the directory that holds config.json and the weights")
+NO_MODEL_TYPE = gettext_noop("%(root)s/config.json names no model_type")
+NO_CONFIG = gettext_noop("%(root)s has no config.json")
+CONFIG_BAD = gettext_noop("%(root)s/config.json does not parse (%(exc)s)")
+NO_TOKENIZER = gettext_noop("%(root)s has no tokenizer (tokenizer.json, tokenizer.model or vocab file); "
+                            "save the tokenizer beside the model")
+TOKENIZER_BAD = gettext_noop("%(root)s/tokenizer.json does not load (%(exc)s)")
+NO_CHAT_TEMPLATE = gettext_noop("the tokenizer in %(root)s has no chat template, which SFT and DPO need to format "
+                                "turns; use an instruct model's tokenizer or add chat_template.jinja")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
 
 
@@ -30,34 +52,39 @@ def _local_dir(path: str) -> Path | None:
     return Path(hit).parent if isinstance(hit, str) else None
 
 
-def check_model(path: str, *, chat: bool = False) -> list[str]:
-    """Problems that would stop a run from loading `path`; empty when it looks loadable."""
+def check_model(path: str, *, chat: bool = False, translate: Callable[[str], str] = str) -> list[str]:
+    """Problems that would stop a run from loading `path`; empty when it looks loadable.
+    translate: applied to each msgid before its params are filled (gettext for a page)."""
+    def problem(msgid: str, **params) -> str:
+        try:
+            return translate(msgid) % params
+        except (KeyError, ValueError, TypeError):  # a translation whose params do not match: the English
+            return msgid % params
+
     root = _local_dir(path)
     if root is None:
-        return [f"{path!r} is not a local model directory (nor a hub id in the local cache); "
-                "register the directory that holds config.json and the weights"]
+        return [problem(NOT_LOCAL, path=repr(path))]
     problems = []
     try:
         config = json.loads((root / "config.json").read_text(encoding="utf-8"))
         if not config.get("model_type"):
-            problems.append(f"{root}/config.json names no model_type")
+            problems.append(problem(NO_MODEL_TYPE, root=root))
     except FileNotFoundError:
-        problems.append(f"{root} has no config.json")
+        problems.append(problem(NO_CONFIG, root=root))
     except (OSError, ValueError) as exc:
-        problems.append(f"{root}/config.json does not parse ({exc})")
+        problems.append(problem(CONFIG_BAD, root=root, exc=exc))
     tok_files = [f for f in _TOKENIZER_FILES if (root / f).exists()]
     if not tok_files:
-        problems.append(f"{root} has no tokenizer (tokenizer.json, tokenizer.model or vocab file); save the tokenizer beside the model")
+        problems.append(problem(NO_TOKENIZER, root=root))
     elif "tokenizer.json" in tok_files:
         try:
             from tokenizers import Tokenizer
 
             Tokenizer.from_file(str(root / "tokenizer.json"))
         except Exception as exc:  # noqa: BLE001 - any load error is reported as such
-            problems.append(f"{root}/tokenizer.json does not load ({exc})")
+            problems.append(problem(TOKENIZER_BAD, root=root, exc=exc))
     if chat and not problems and not has_chat_template(root):
-        problems.append(f"the tokenizer in {root} has no chat template, which SFT and DPO need to format turns; "
-                        "use an instruct model's tokenizer or add chat_template.jinja")
+        problems.append(problem(NO_CHAT_TEMPLATE, root=root))
     return problems
 
 
