@@ -203,9 +203,11 @@ class HarnessRunForm(forms.Form):
                 self.add_error("path", _("Choose a registered model or give a local model folder (Training → Models "
                                          "registers one)."))
             elif path:
+                from django.utils.translation import gettext
+
                 from training.pipeline.preflight import check_model
 
-                problems = check_model(path)
+                problems = check_model(path, translate=gettext)  # the pipeline's problem text in the reader's language
                 if problems:
                     self.add_error("path" if d.get("path") else "model_ref",
                                    _("The model %(path)s cannot be loaded: %(problems)s. Choose another registered model "
