@@ -97,15 +97,20 @@ def stop_local_ray() -> None:
     """End the head start_local_ray started in this process, by its process group (never `ray stop`,
     which would end every Ray on the machine, another instance's too)."""
     while _local_head:
-        proc = _local_head.pop()
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except ProcessLookupError:
-            pass
+        end_head(_local_head.pop())
+
+
+def end_head(proc: subprocess.Popen) -> None:
+    """End a head started with start_new_session (head_command): its whole process group, politely
+    first (Ray's own processes shut down on SIGTERM), then by force after a minute."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
 
 
 def client():

@@ -15,13 +15,12 @@ def ray_address():
     session: `ray start --head --block` in its own process group, ended by that group's id at the
     end (never `ray stop`, which would also end another session's Ray)."""
     import os
-    import signal
     import subprocess
     import time
 
     from ray.job_submission import JobSubmissionClient
 
-    from curation.corpus.ray_cluster import free_port, head_command
+    from curation.corpus.ray_cluster import end_head, free_port, head_command
 
     # Ray >= 2.5x turns token auth on by itself once ~/.ray/auth_token exists (a `ray.init()` writes
     # it); this test cluster listens on 127.0.0.1 only and its clients are this process.
@@ -46,14 +45,7 @@ def ray_address():
         yield address
     finally:
         os.environ.pop("RAY_ADDRESS", None)
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except ProcessLookupError:
-            pass
+        end_head(proc)
 
 
 @pytest.fixture

@@ -23,16 +23,23 @@ KIND_LABELS = {EvalKind.MCQ: _("MCQ benchmark"), EvalKind.CONSULTATION: _("Consu
                EvalKind.MEMORIZATION: _("Memorisation audit"), EvalKind.HARNESS: _("lm-evaluation-harness tasks")}
 
 
-class EvalRunForm(forms.Form):
-    kind = forms.ChoiceField(label=_("Evaluation"), choices=[(k, KIND_LABELS[k]) for k in KIND_FIELDS])
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.filter(helper_role="").order_by("name"), label=_("Dataset"),
-                                     help_text=_("Only datasets that fit the evaluation are listed."))
+class _GenerationTarget(forms.Form):
+    """The model a run generates with, for the evaluation and lm-eval forms alike: a backend, then a
+    registered model or a local path (local backends) or an endpoint (the form adds its own)."""
+
     backend = forms.ChoiceField(label=_("Generation backend"),
                                 choices=[("transformers", _("transformers (local path)")), ("vllm", _("vLLM (GPU worker, local path)")),
                                          ("openai", _("OpenAI-compatible endpoint"))])
     model_ref = forms.ModelChoiceField(queryset=None, required=False, label=_("Registered model"),
                                        help_text=_("From the training registry; fills the local path (or give a path below)."))
     path = forms.CharField(required=False, label=_("Local path"), help_text=_("Local model directory (transformers / vLLM)."))
+
+
+class EvalRunForm(_GenerationTarget):
+    field_order = ["kind", "dataset"]  # before the target fields (a base class's fields come first)
+    kind = forms.ChoiceField(label=_("Evaluation"), choices=[(k, KIND_LABELS[k]) for k in KIND_FIELDS])
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.filter(helper_role="").order_by("name"), label=_("Dataset"),
+                                     help_text=_("Only datasets that fit the evaluation are listed."))
     chat_backend = backend_choice_field(
         label=_("Model backend"),
         help_text=_("A server an admin registered (endpoint model name below overrides its model)."))
@@ -144,24 +151,19 @@ class RiskCheckForm(forms.Form):
     threshold = forms.FloatField(required=False, min_value=0, max_value=1, help_text=_("Cosine threshold (default: the store's)."))
 
 
-HARNESS_BACKEND_FIELDS = {"transformers": ("model_ref", "path"), "vllm": ("model_ref", "path"),
-                          "openai": ("chat_backend", "base_url", "remote_model")}
+HARNESS_BACKEND_FIELDS = BACKEND_FIELDS  # the same targets as an evaluation run
 
 
-class HarnessRunForm(forms.Form):
+class HarnessRunForm(_GenerationTarget):
     """An lm-eval run: curated tasks that have a local copy, and a target (a registered model, a
     local path or an endpoint). The backend decides which target fields appear (the page swaps only
     them); clean() checks before launch that the model loads or the endpoint is named, in plain words
     with the field or setting to change."""
 
+    field_order = ["tasks"]
+
     tasks = forms.MultipleChoiceField(choices=(), widget=forms.CheckboxSelectMultiple, label=_("Tasks"),
                                       error_messages={"required": _("Tick at least one task.")})
-    backend = forms.ChoiceField(label=_("Generation backend"),
-                                choices=[("transformers", _("transformers (local path)")), ("vllm", _("vLLM (GPU worker, local path)")),
-                                         ("openai", _("OpenAI-compatible endpoint"))])
-    model_ref = forms.ModelChoiceField(queryset=None, required=False, label=_("Registered model"),
-                                       help_text=_("From the training registry; fills the local path (or give a path below)."))
-    path = forms.CharField(required=False, label=_("Local path"), help_text=_("Local model directory (transformers / vLLM)."))
     chat_backend = backend_choice_field(label=_("Model backend"), help_text=_("OpenAI-compatible endpoint registered by an admin."))
     base_url = EndpointField(required=False, label=_("Base URL"),
                              help_text=_("Endpoint base URL, e.g. http://gpu1:8000/v1 (key: MEDSTUDIO_CHAT_API_KEY)."))
