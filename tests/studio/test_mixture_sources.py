@@ -71,7 +71,11 @@ def test_build_freezes_each_dataset_source_into_a_selection_with_lineage(zh_only
     # the achieved ratios are the renormalised ones: all Chinese, medical:general 19:1
     assert mix.achieved["langs"]["zh"]["achieved"] == pytest.approx(1.0) and "en" not in mix.achieved["langs"]
     cats = mix.achieved["categories"]
-    assert cats["medical"]["tokens"] / cats["general"]["tokens"] == pytest.approx(19, rel=0.02)
+    # whole records are drawn, each cell to within one record of its plan: the ratio is 19 to within that
+    m, g = cats["medical"]["tokens"], cats["general"]["tokens"]
+    longest_gen = max(Record.objects.filter(dataset=gen).values_list("n_tokens", flat=True))
+    longest_med = max(Record.objects.filter(pk__in=kept_ids([qa], V1_SPEC)).values_list("n_tokens", flat=True))
+    assert m / g == pytest.approx(19, rel=longest_gen / g + longest_med / m)
     rows = [json.loads(x) for f in mix.files if f.startswith("shard-") for x in (Path(mix.path) / f).read_text().splitlines()]
     assert {x["selection"] for x in rows} == {from_qa.pk, whole.pk}
     page = c.get(f"/studio/mixtures/{mix.pk}/").content.decode()
