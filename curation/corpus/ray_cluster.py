@@ -125,6 +125,11 @@ def client():
     else:
         embedded = urlparse(address if "://" in address else f"http://{address}").hostname in ("127.0.0.1", "localhost")
     c = _client_or_none(address)
+    for _ in range(5):  # a busy head's dashboard can miss one check (seen on a loaded 2-core box): ask again
+        if c is not None:
+            break
+        time.sleep(2)
+        c = _client_or_none(address)
     if c is None:
         raise ConnectionError(f"no Ray job-submission server answers at RAY_ADDRESS={address} ({_last_error[0][:300]})")
     return c, address, embedded
