@@ -346,9 +346,25 @@ def _create(ctx: JobContext, p: dict, kind: str, undo: dict | None) -> Dataset:
     return dataset
 
 
+def _max_record_pk() -> int:
+    return Record.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def _note_range(ranges: list, lo: int, hi: int) -> None:
+    """The pks a batch inserted, (lo, hi]: exact on SQLite, whose batch transaction holds the only
+    write lock from its start (IMMEDIATE), so no other writer's rows fall in between."""
+    if hi <= lo:
+        return
+    if ranges and ranges[-1][1] == lo:
+        ranges[-1][1] = hi
+    else:
+        ranges.append([lo, hi])
+
+
 def _import_undo(undo: dict) -> None:
-    """SQLite: remove what an import committed batch by batch (the dataset it created, or the
-    records it added to an existing one, which all have higher ids than any record before it)."""
+    """SQLite: remove what an import committed batch by batch: the dataset it created, or the
+    records its own batches added to an existing one (by their pk ranges, so another import's rows
+    in the same dataset stay)."""
     if undo.get("dataset") is None:
         return
     with transaction.atomic():
@@ -356,7 +372,8 @@ def _import_undo(undo: dict) -> None:
             Record.objects.filter(dataset_id=undo["dataset"]).delete()
             Dataset.objects.filter(pk=undo["dataset"]).delete()
         else:
-            Record.objects.filter(dataset_id=undo["dataset"], pk__gt=undo["after_pk"]).delete()
+            for lo, hi in undo.get("ranges", ()):
+                Record.objects.filter(dataset_id=undo["dataset"], pk__gt=lo, pk__lte=hi).delete()
             ds = Dataset.objects.filter(pk=undo["dataset"]).first()
             if ds is not None:
                 dataset_refresh_stats(dataset=ds, request_index=False)
@@ -406,7 +423,7 @@ def import_job(ctx: JobContext) -> dict:
     if created and per_batch:
         undo = {"dataset": None, "created": True}
     elif per_batch:
-        undo = {"dataset": dataset.pk, "after_pk": Record.objects.order_by("-pk").values_list("pk", flat=True).first() or 0}
+        undo = {"dataset": dataset.pk, "ranges": []}  # the pk ranges this import's batches inserted
     ctx.log(f"Validating and importing {name} ({fmt}, kind {kind}).")
     n_upper = count_rows(path, fmt)
     ctx.progress(done=0, total=n_upper or None, cursor=None)
@@ -431,8 +448,11 @@ def import_job(ctx: JobContext) -> dict:
                 with (transaction.atomic() if per_batch else nullcontext()):
                     if created and dataset is None:
                         dataset = _create(ctx, p, kind, undo)
+                    before = _max_record_pk() if undo and not created else 0
                     inserted += records_insert(dataset=dataset, rows=batch if stream else list(batch),
                                                check_existing=not created)
+                    if undo and not created:
+                        _note_range(undo["ranges"], before, _max_record_pk())
                     done += batch.n
                     ctx.progress(done=done, cursor={"undo": undo} if per_batch else ...)
             if report.file_error or (report.n_bad and not skip_bad):

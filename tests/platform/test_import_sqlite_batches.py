@@ -103,3 +103,26 @@ def test_a_dead_attempts_batches_are_removed_before_the_retry(tmp_path, settings
     assert job.result["inserted"] == 30 and job.result["already_present"] == 0
     assert Record.objects.filter(dataset__name="ds").count() == 30
     assert "earlier attempt" in "\n".join(job.logs.values_list("message", flat=True))
+
+
+def test_a_failed_append_keeps_another_imports_rows_in_the_same_dataset(tmp_path, settings, monkeypatch):
+    """Another import's batch committed between two of ours (the same dataset) survives our undo."""
+    settings.IMPORT_BATCH_SIZE = 10
+    first = _start(_file(tmp_path, 5), dataset="shared")
+    job_execute(job_id=first.pk)
+    ds = Dataset.objects.get(name="shared")
+    real_next, other = services._Batch.next, []
+
+    def next_with_a_neighbour(self):
+        if not other and Record.objects.filter(dataset=ds).count() > 5:  # our first batch committed
+            Record.objects.create(dataset=ds, external_id="other-import", text="from another import", content={"text": "x"})
+            other.append(True)
+        return real_next(self)
+
+    monkeypatch.setattr(services._Batch, "next", next_with_a_neighbour)
+    job = _start(_file(tmp_path, 40, bad_at=33), dataset="shared")
+    job_execute(job_id=job.pk)
+    job.refresh_from_db()
+    assert other == [True] and job.status == "failed"
+    assert set(Record.objects.filter(dataset=ds).values_list("external_id", flat=True)) == \
+        {f"d{i}" for i in range(5)} | {"other-import"}
