@@ -407,7 +407,10 @@ def main():
         from medstudio.datasets.models import Dataset
 
         got = Dataset.objects.filter(name=soak_name).values_list("n_records", flat=True).first() or 0
-        print(f"soak import: {got}/{args.import_records} records in {imp_wall:.1f} s "
+        from django.conf import settings as dj_settings
+
+        print(f"soak import at niceness {dj_settings.JOB_NICE} (MEDSTUDIO_JOB_NICE; the web workers at 0): "
+              f"{got}/{args.import_records} records in {imp_wall:.1f} s "
               f"({got / imp_wall:.0f} records/s), exit={importer.returncode}; last line: "
               f"{(imp_log.strip().splitlines() or [''])[-1][:200]}")
     verdict = pct(out["next_server"], 95) < args.target_ms and pct(out["submit_server"], 95) < args.target_ms

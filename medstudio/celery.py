@@ -2,7 +2,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "medstudio.settings")
 
@@ -17,3 +17,14 @@ def _resume_orphaned_jobs(**_: object) -> None:
     from medstudio.jobs.services import jobs_recover
 
     jobs_recover()
+
+
+@worker_init.connect
+@worker_process_init.connect
+def _batch_priority(**_: object) -> None:
+    # Jobs run below the web server's CPU priority (medstudio/jobs/priority.py says why). worker_init
+    # covers the main process (and the solo pool, where jobs run in it); prefork children inherit
+    # it, and worker_process_init sets it again in case a child was started otherwise.
+    from medstudio.jobs.priority import lower_cpu_priority
+
+    lower_cpu_priority()

@@ -225,6 +225,9 @@ CELERY_BEAT_SCHEDULE = {
     "jobs-recover": {"task": "medstudio.jobs.recover", "schedule": 30.0},
 }
 JOB_QUEUES = ("default", "cpu", "gpu", "training")
+# Niceness of job workers and in-process batch commands (medstudio/jobs/priority.py): below the
+# web server, so people clicking get a shared core first. 0 leaves the priority as it is.
+JOB_NICE = env_int("MEDSTUDIO_JOB_NICE", 10)
 # Run jobs inline instead of through a broker (tests of services; never in production).
 JOBS_EAGER = env_bool("MEDSTUDIO_JOBS_EAGER", False)
 

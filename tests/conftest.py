@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+# The commands a test calls in-process (call_command("import_records", ...)) would lower the whole
+# test process's CPU priority for good; tests run at the priority they were started with, and the
+# niceness itself is tested in child processes (tests/platform/test_priority.py, test_worker.py).
+os.environ.setdefault("MEDSTUDIO_JOB_NICE", "0")
 
 SHARED_DATA = Path(os.environ.get("MEDSTUDIO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -24,6 +28,7 @@ def pytest_collection_modifyitems(config, items):
 def _eager_jobs(settings, tmp_path):
     settings.JOBS_EAGER = True
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.JOB_NICE = 0  # see MEDSTUDIO_JOB_NICE above
 
 
 @pytest.fixture(autouse=True)

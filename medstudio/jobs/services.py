@@ -84,6 +84,16 @@ def _finish(job: Job, status: str, *, result: dict | None = None, error: str = "
         mirror_job_status(job, status)
 
 
+def job_run_here(*, job_id: int) -> None:
+    """Run a job in this process, as the management commands do (`manage.py import_records`,
+    `train`, ...): at the workers' lower CPU priority (medstudio/jobs/priority.py), since a command
+    on the app's host is batch work too. Never from a web request: the niceness stays with the process."""
+    from .priority import lower_cpu_priority
+
+    lower_cpu_priority()
+    job_execute(job_id=job_id)
+
+
 def job_execute(*, job_id: int) -> None:
     """Run a job's handler. Safe to call twice: a finished or live job is left alone."""
     job = _claim(job_id)

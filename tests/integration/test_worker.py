@@ -65,3 +65,18 @@ def test_killed_worker_import_starts_over_and_stores_each_record_once(worker_fac
     logs = list(job.logs.values_list("message", flat=True))
     assert any(m.startswith("Resumed (attempt 2)") for m in logs)
     assert any("earlier attempt" in m for m in logs) == (connection.vendor == "sqlite")
+
+
+def test_worker_runs_jobs_below_the_web_servers_cpu_priority(worker_factory, shared_data):
+    """MEDSTUDIO_JOB_NICE: the worker process (solo pool: jobs run in it) lowers its own priority."""
+    import os
+
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    target = min(mine + 3, 19)
+    w = worker_factory(MEDSTUDIO_JOB_NICE=target)
+    with transaction.atomic():
+        job = import_start(user=None, path=shared_data / "disc_med_sft_samples.jsonl", fmt="jsonl", kind="dialogue",
+                           dataset="disc-nice")
+    wait_for(lambda: _job(job.pk).status in ("succeeded", "failed"), timeout=90)
+    assert _job(job.pk).status == "succeeded"
+    assert os.getpriority(os.PRIO_PROCESS, w.proc.pid) == target != mine

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from curation.corpus import services
 from curation.corpus.models import Corpus
 from medstudio.jobs.models import JobStatus
-from medstudio.jobs.services import job_execute
+from medstudio.jobs.services import job_run_here
 
 
 def _corpus(name: str) -> Corpus:
@@ -106,7 +106,7 @@ class Command(BaseCommand):
                                             enqueue=False)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        job_execute(job_id=run.job_id)
+        job_run_here(job_id=run.job_id)
         run.refresh_from_db()
         job = run.job
         job.refresh_from_db()
@@ -145,7 +145,7 @@ class Command(BaseCommand):
                                               threshold=o["threshold"], by_source=not o["across_only"], enqueue=False)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        job_execute(job_id=job.pk)
+        job_run_here(job_id=job.pk)
         job.refresh_from_db()
         res = job.result or {}
         if o["json"]:
@@ -191,7 +191,7 @@ class Command(BaseCommand):
                                                enqueue=False)
         except (StudioError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        job_execute(job_id=job.pk)
+        job_run_here(job_id=job.pk)
         job.refresh_from_db()
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(f"freeze {job.status}: {job.error[:2000]}")

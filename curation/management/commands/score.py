@@ -6,7 +6,7 @@ from curation.scoring import scorer_run_start
 from medstudio.handoffs.scorers import get_scorer, scorers
 from medstudio.datasets.models import Dataset
 from medstudio.jobs.models import Job
-from medstudio.jobs.services import job_execute
+from medstudio.jobs.services import job_run_here
 
 
 def _parse_param(raw: str) -> tuple[str, object]:
@@ -48,7 +48,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Scorer run {run.pk} queued as job(s) {', '.join(str(j.pk) for j in jobs)}.")
             return
         for job in jobs:
-            job_execute(job_id=job.pk)
+            job_run_here(job_id=job.pk)
         run.refresh_from_db()
         failed = [j for j in jobs.all() if j.status != "succeeded"]
         for job in failed:

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Count
 
 from medstudio.handoffs.models import PreferenceSet, Selection
-from medstudio.jobs.services import job_execute
+from medstudio.jobs.services import job_run_here
 from preferences import services
 from preferences.forms import BuildForm, VoteForm
 from preferences.models import BuildRun, Origin, PairStatus, PreferencePair, RunStatus, VoteRun
@@ -226,7 +226,7 @@ class Command(BaseCommand):
         self._run_build(run)
 
     def _run_build(self, run: BuildRun) -> None:
-        job_execute(job_id=run.job_id)
+        job_run_here(job_id=run.job_id)
         run.refresh_from_db()
         self.stdout.write(f"run {run.pk} {run.status}: {run.n_pairs} pair(s) built, "
                           f"{run.n_ties} tie(s) kept apart, {run.n_failed} failed, of {run.n_done} item(s)")
@@ -279,7 +279,7 @@ class Command(BaseCommand):
         except services.PreferenceError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"vote {vote.pk}: {method} on {pref_set.name} (job {vote.job_id})")
-        job_execute(job_id=vote.job_id)
+        job_run_here(job_id=vote.job_id)
         vote.refresh_from_db()
         if vote.status != RunStatus.DONE:
             error = vote.error or (vote.job.error if vote.job_id else "") or "no reason recorded"

@@ -16,7 +16,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from medstudio.handoffs import sources
-from medstudio.jobs.services import job_execute
+from medstudio.jobs.services import job_run_here
 from training import services
 from training.models import ModelRef
 from training.pipeline.specs import STAGES, SpecError, TrainingSpec, default_spec
@@ -81,7 +81,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         self.stdout.write(f"run {run.pk}: {spec.stage} from {base.name} on {data_ref['type']} {run.data_ref.get('name')} "
                           f"(job {run.job_id}, dir {run.run_dir})")
-        job_execute(job_id=run.job_id)
+        job_run_here(job_id=run.job_id)
         run.refresh_from_db()
         final = run.checkpoints.filter(is_final=True).first()
         if run.status != "succeeded":

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from curation.modelscorers.services import trained_model_create
 from medstudio.datasets.models import Dataset
-from medstudio.jobs.services import job_execute
+from medstudio.jobs.services import job_run_here
 
 
 class Command(BaseCommand):
@@ -38,7 +38,7 @@ class Command(BaseCommand):
         if opts["run_async"]:
             self.stdout.write(f"Training {model.ref} queued as job {model.job_id}.")
             return
-        job_execute(job_id=model.job_id)
+        job_run_here(job_id=model.job_id)
         model.refresh_from_db()
         if model.status != "ready":
             raise CommandError(f"Training {model.ref} failed: {model.error}")

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from medstudio.handoffs.models import RecipeVersion
 from curation.studio.services import StudioError, recipe_version_create, selection_apply_start
 from medstudio.datasets.models import Dataset
-from medstudio.jobs.services import job_execute
+from medstudio.jobs.services import job_run_here
 
 
 class Command(BaseCommand):
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         if version is None:
             raise CommandError(f"No recipe {opts['recipe']!r}" + (f" version {opts['number']}" if opts["number"] else "") + ".")
         sel = selection_apply_start(user=None, version=version, name=opts["name"], enqueue=False)
-        job_execute(job_id=sel.job_id)
+        job_run_here(job_id=sel.job_id)
         sel.refresh_from_db()
         if sel.status != "ready":
             sel.job.refresh_from_db()

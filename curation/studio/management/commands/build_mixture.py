@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from curation.pipeline.mixing import PRESETS
 from curation.studio.services import StudioError, mixture_create
-from medstudio.jobs.services import job_execute
+from medstudio.jobs.services import job_run_here
 
 
 def _ratios(text: str) -> dict[str, float]:
@@ -77,7 +77,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  note: {note}")
         if opts["plan_only"]:
             return
-        job_execute(job_id=mix.job_id)
+        job_run_here(job_id=mix.job_id)
         mix.refresh_from_db()
         if mix.status != "succeeded":
             mix.job.refresh_from_db()

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from medstudio.datasets.convert import EXPORT_FORMATS as FORMATS
 from medstudio.handoffs.models import Selection
 from curation.studio.services import StudioError, selection_export_start
-from medstudio.jobs.services import job_execute
+from medstudio.jobs.services import job_run_here
 
 
 class Command(BaseCommand):
@@ -25,7 +25,7 @@ class Command(BaseCommand):
             export = selection_export_start(user=None, selection=sel, fmt=opts["format"], enqueue=False)
         except StudioError as exc:
             raise CommandError(str(exc)) from exc
-        job_execute(job_id=export.job_id)
+        job_run_here(job_id=export.job_id)
         export.refresh_from_db()
         if export.status != "succeeded":
             export.job.refresh_from_db()

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from medstudio.datasets.models import Dataset, Export
 from medstudio.datasets.services import export_start
-from medstudio.jobs.services import job_execute
+from medstudio.jobs.services import job_run_here
 
 
 class Command(BaseCommand):
@@ -23,7 +23,7 @@ class Command(BaseCommand):
             raise CommandError(f"No dataset named {opts['dataset']!r}.")
         filters = {k: opts[k] for k in ("lang", "q") if opts[k]}
         job = export_start(user=None, dataset=dataset, fmt=opts["format"], filters=filters, enqueue=False)
-        job_execute(job_id=job.pk)
+        job_run_here(job_id=job.pk)
         job.refresh_from_db()
         if job.status != "succeeded":
             raise CommandError(f"Export failed: {job.error}")

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from medstudio.datasets.formats import FileError, detect_format
 from medstudio.datasets.models import Dataset
 from medstudio.datasets.services import ValidationReport, import_start, import_validate
-from medstudio.jobs.services import job_execute
+from medstudio.jobs.services import job_run_here
 
 
 class Command(BaseCommand):
@@ -44,7 +44,7 @@ class Command(BaseCommand):
         # One pass: the job validates while it imports, in one transaction (a bad line leaves the database as it was).
         job = import_start(user=None, path=path.resolve(), fmt=fmt, kind=kind, dataset=opts["dataset"],
                            skip_bad=opts["skip_bad_lines"], enqueue=False)
-        job_execute(job_id=job.pk)
+        job_run_here(job_id=job.pk)
         job.refresh_from_db()
         validation = (job.result or {}).get("validation") or {}
         if job.status != "succeeded" and validation:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from medstudio.audit.services import audit_log
 from medstudio.datasets.models import Dataset
-from medstudio.jobs.services import job_execute
+from medstudio.jobs.services import job_run_here
 from training.evaluation import selectors, services
 from training.evaluation.models import EvalItem, EvalKind, EvalRun, EvalStatus
 from training.pipeline import evaluation as ev
@@ -90,7 +90,7 @@ class Command(BaseCommand):
         return params
 
     def _execute(self, run) -> None:
-        job_execute(job_id=run.job_id)
+        job_run_here(job_id=run.job_id)
         run = EvalRun.objects.get(pk=run.pk)
         self.stdout.write(json.dumps({"run": run.pk, "status": run.status, "error": run.error, "summary": run.summary},
                                      ensure_ascii=False, indent=1, default=str))
