@@ -139,10 +139,15 @@ def test_vectorised_ngram_measures_match_a_plain_python_reference():
 
     rng = random.Random(5)
     vocab = ["a", "bb", "ccc", "dddd", "高", "血压", "the", "patient"]
-    for _ in range(200):
-        toks = [rng.choice(vocab[: rng.randint(2, len(vocab))]) for _ in range(rng.randint(0, 60))]
+    wide = [f"w{i}" for i in range(40)]  # repeats that stop at some n, so the view's "no repeat from n on" skips the rest
+    for case in range(400):
+        words = wide if case % 2 else vocab
+        toks = [rng.choice(words[: rng.randint(2, len(words))]) for _ in range(rng.randint(0, 60))]
         view = _NgramView(toks)
-        for n in (2, 3, 5):
+        ns = list(range(2, 11))
+        if case % 4 >= 2:
+            rng.shuffle(ns)  # the skip holds whatever order the measures are asked in
+        for n in ns:
             assert view.dup_ratio(n) == pytest.approx(_ref_dup(toks, n))
             assert view.top_ratio(n) == pytest.approx(_ref_top(toks, n))
 
