@@ -112,6 +112,11 @@ def corpus_run_job(ctx: JobContext) -> dict:
             st["skipped"] = ev["skipped"]
             if ev["skipped"]:
                 ctx.log(f"Resuming: {ev['skipped']} shard(s) already scored are skipped.")
+        elif ev["event"] == "log":
+            ctx.log(ev["line"])
+        elif ev["event"] == "minhash":
+            ctx.log(f"minhash: {ev['dropped']} near-duplicate(s) of {ev['docs']} documents in {ev['clusters']} cluster(s); "
+                    f"{ev['marked']} score file(s) marked ({ev['already_marked']} already were)")
         elif ev["event"] == "shard":
             if ev["status"] == "done":
                 st["done"] += 1
@@ -177,7 +182,7 @@ def corpus_dedup_job(ctx: JobContext) -> dict:
 
     def spec() -> dict:
         return {"uri": corpus.uri, "out_dir": ctx.params["out_dir"], "mapping": corpus.mapping,
-                "partitions": int(ctx.params.get("partitions") or 8), "threshold": float(ctx.params.get("threshold") or 0.8),
+                "partitions": int(ctx.params.get("partitions") or 0), "threshold": float(ctx.params.get("threshold") or 0.8),
                 "by_source": bool(ctx.params.get("by_source", True))}
 
     # signature files already written are reused by a new submission

@@ -120,6 +120,19 @@ def check_scorers(scorers: dict[str, dict]) -> dict[str, dict]:
                     params[key] = resolve_local_model(str(params.get(key) or getattr(settings, setting, "")), setting)
                 except ModelNotAvailable as exc:
                     raise ValueError(f"{name}: {exc}") from exc
+        elif name == "minhash":  # run after the shard scorers, across shards (curation/pipeline/corpus/minhash_pass.py)
+            from curation.pipeline.corpus.minhash_pass import PARAMS
+
+            unknown = set(params) - set(PARAMS)
+            if unknown:
+                raise ValueError(gettext("minhash: unknown settings %(keys)s") % {"keys": sorted(unknown)})
+            try:
+                if "threshold" in params and not 0 < float(params["threshold"]) <= 1:
+                    raise ValueError(gettext("threshold must be in (0, 1]"))
+                if int(params.get("partitions", 0)) < 0:
+                    raise ValueError(gettext("partitions must be 0 (automatic) or more"))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"minhash: {exc}") from exc
         else:
             make_scorer(name, params)
         out[name] = params
@@ -230,13 +243,16 @@ def _strata_rows(corpus: Corpus, run: CorpusRun | None, kept_only: bool) -> list
         import pyarrow.parquet as pq
 
         fs, root = filesystem(run.out_dir)
+        # the registered shards only (the sample reads its texts from them): a score file of a shard
+        # added to the folder after `corpus add` is not sampled until the corpus is registered again
+        registered = set(corpus.shards.filter(error="").values_list("key", flat=True))
         files = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
                        if i.path.endswith(".scores.parquet"))
         for path in files:
             with fs.open_input_file(path) as fh:
                 t = pq.read_table(fh, columns=["doc_id", "shard", "lang", "source", "keep"]).to_pydict()
             for d, sh, lang, src, keep in zip(t["doc_id"], t["shard"], t["lang"], t["source"], t["keep"]):
-                if keep or not kept_only:
+                if (keep or not kept_only) and sh in registered:
                     rows.append((src, lang, sh, d))
         return rows
     fs, _ = filesystem(corpus.uri)
@@ -323,15 +339,15 @@ def corpus_sample_to_dataset(*, actor, corpus: Corpus, n: int, dataset: str, see
     return job
 
 
-def corpus_dedup_start(*, actor, corpus: Corpus, partitions: int = 8, threshold: float = 0.8, by_source: bool = True,
+def corpus_dedup_start(*, actor, corpus: Corpus, partitions: int = 0, threshold: float = 0.8, by_source: bool = True,
                        enqueue: bool = True):
     """A job that removes near-duplicates from the corpus on Ray; decisions go beside the score files."""
     from medstudio.jobs.services import job_create
 
     if not 0 < threshold <= 1:
         raise ValueError(gettext("threshold must be in (0, 1]"))
-    if partitions < 1:
-        raise ValueError(gettext("partitions must be at least 1"))
+    if partitions < 0:  # 0: one per 100,000 documents (curation/pipeline/corpus/dedup.py)
+        raise ValueError(gettext("partitions must be 0 (automatic) or more"))
     out_dir = f"{(corpus.output_uri or output_root() + '/' + corpus.name).rstrip('/')}/dedup-t{threshold:g}"
     with transaction.atomic():
         job = job_create(kind="curation.corpus_dedup", user=actor, total=4, enqueue=enqueue,

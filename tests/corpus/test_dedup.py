@@ -54,7 +54,8 @@ def test_staged_dedup_on_ray_matches_single_machine(tmp_path, ray_address):
     import ray
 
     d = _corpus(tmp_path)
-    spec = DedupSpec(uri=str(d), out_dir=str(tmp_path / "out"), mapping={}, partitions=3)
+    # partitions left to the default: one per docs_per_partition documents (3 here)
+    spec = DedupSpec(uri=str(d), out_dir=str(tmp_path / "out"), mapping={}, docs_per_partition=100)
     shards = plan_shards(spec.uri)
     texts, ids, sources = [], [], []
     for sh in shards:  # the same texts in the same (corpus) order, for the single-machine path
@@ -76,6 +77,7 @@ def test_staged_dedup_on_ray_matches_single_machine(tmp_path, ray_address):
     finally:
         ray.shutdown()
     assert out["passes"] == ["source", "merged"]
+    assert out["partitions"] == -(-len(texts) // 100) == 3
     out_dir = tmp_path / "out" / "_dedup"
     decisions = [r for sh in shards for r in pq.read_table(out_dir / (sh["key"] + ".dedup.parquet")).to_pylist()]
     assert len(decisions) == len(texts)

@@ -32,7 +32,7 @@ class Command(BaseCommand):
         run = sub.add_parser("run", help="Score a corpus on Ray; blocks until the end.")
         run.add_argument("name")
         run.add_argument("--scorer", action="append", required=True,
-                         help="rules | pii | decontam | domain | datarater (repeatable; the model scorers use the newest ready trained version unless --param S.model_version=N)")
+                         help="rules | pii | decontam | domain | datarater | deita | confilter | minhash (repeatable; minhash marks near-duplicates across shards after the others; the model scorers use the newest ready trained version unless --param S.model_version=N)")
         run.add_argument("--param", action="append", default=[], help="SCORER.key=value (JSON value), repeatable")
         run.add_argument("--workers", type=int, default=1)
         run.add_argument("--only", action="append", default=[], help="Shard key to (re)score alone, repeatable")
@@ -46,7 +46,8 @@ class Command(BaseCommand):
         sample.add_argument("--kept-only", action="store_true", help="Only documents the latest run kept")
         dedup = sub.add_parser("dedup", help="MinHash-LSH near-duplicates on Ray (within sources, then across).")
         dedup.add_argument("name")
-        dedup.add_argument("--partitions", type=int, default=8, help="bucket partitions (bounds a task's memory)")
+        dedup.add_argument("--partitions", type=int, default=0,
+                           help="bucket partitions; 0 (default): one per 100,000 documents, which bounds a task's memory")
         dedup.add_argument("--threshold", type=float, default=0.8)
         dedup.add_argument("--across-only", action="store_true", help="skip the within-source pass")
         dedup.add_argument("--json", action="store_true")

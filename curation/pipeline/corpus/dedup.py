@@ -25,8 +25,9 @@ single-machine path. Documents are numbered shard by shard in the corpus's sorte
 on the same texts in the same order both paths find the same clusters and drop the same
 documents (a test checks it).
 
-Memory per task: stage 1 one shard; stage 2 about ``docs x bands / partitions`` band entries with
-their signatures, so choosing ``partitions`` in proportion to the corpus bounds it.
+Memory per task: stage 1 one shard; stage 2 about ``docs x bands / partitions`` band entries (40
+bytes each) plus the signatures of the documents in its candidate pairs, and by default
+``partitions`` grows with the corpus (one per ``docs_per_partition`` documents), which bounds it.
 """
 from __future__ import annotations
 
@@ -55,8 +56,13 @@ class DedupSpec:
     ngram_en: int = 5
     seed: int = 42
     max_bucket_pairs: int = 64
-    partitions: int = 8
+    # 0: one partition per `docs_per_partition` documents, so a stage-2 task holds about the same
+    # number of band entries (docs_per_partition x bands, 40 bytes each) whatever the corpus size
+    partitions: int = 0
     by_source: bool = True
+    docs_per_partition: int = 100_000
+    # only these shard keys (a corpus run dedups the shards it scored); None: every shard
+    keys: list[str] | None = None
 
     def config(self) -> MinHashConfig:
         return MinHashConfig(num_perm=self.num_perm, bands=self.bands, threshold=self.threshold,
@@ -104,7 +110,10 @@ def signatures_shard(spec: dict, shard: dict) -> dict:
     fs, _ = filesystem(s.uri)
     sig_path, _ = _paths(s.out_dir, shard["key"])
     if fs.get_file_info(sig_path).type != pafs.FileType.NotFound:
-        return {"key": shard["key"], "docs": pq.ParquetFile(sig_path, filesystem=fs).metadata.num_rows, "skipped": True}
+        # reused when its documents are numbered as now (a different set of shards shifts the numbers)
+        first = pq.read_table(sig_path, filesystem=fs, columns=["doc"]).column("doc").to_numpy()
+        if first.size == 0 or int(first[0]) == shard["first_doc"]:
+            return {"key": shard["key"], "docs": int(first.size), "skipped": True}
     ids, sources, sigs = [], [], []
     for batch in iter_docs(fs, shard["path"], shard["fmt"], Mapping.from_dict(s.mapping), batch_size=2000):
         sig, _ = sketch([d["text"] for d in batch], cfg)
@@ -141,14 +150,22 @@ def _read_sig(fs, path: str, num_perm: int, columns=("doc", "source", "sig")) ->
 
 def buckets_partition(spec: dict, sig_paths: list[str], partition: int, within_source: bool,
                       dropped: np.ndarray) -> list[tuple[int, int, float]]:
-    """Verified candidate pairs (doc a < doc b, similarity) of the buckets in one partition."""
+    """Verified candidate pairs (doc a < doc b, similarity) of the buckets in one partition.
+
+    Two reads of the signature files keep the task's memory to its slice of band entries: the
+    first keeps only (band, key, source, doc) of the entries in this partition (40 bytes each, about
+    docs x bands / partitions of them) and forms the candidate pairs; the second keeps the
+    signatures of the documents in those pairs only. (Keeping every signature beside its entries
+    held almost every document's 512 bytes in every task, since with 32 bands nearly every document
+    has a band in each of 8 partitions: memory grew with the corpus whatever the partitions.)
+    """
     from curation.pipeline.corpus.shards import filesystem
 
     s = DedupSpec(**spec)
     cfg = s.config()
     fs, _ = filesystem(s.uri)
     P = np.uint64(s.partitions)
-    bands_col, keys_col, src_col, doc_col, sig_rows = [], [], [], [], []
+    bands_col, keys_col, src_col, doc_col = [], [], [], []
     for path in sig_paths:
         part = _read_sig(fs, path, cfg.num_perm)
         if not len(part["doc"]):
@@ -162,43 +179,50 @@ def buckets_partition(spec: dict, sig_paths: list[str], partition: int, within_s
         src = (_source_hash([x for x, a in zip(part["source"], alive) if a]) if within_source
                else np.zeros(doc.size, dtype=np.uint64))
         keys = _band_keys(sig, cfg)
+        del part, sig
         with np.errstate(over="ignore"):
             mixed = keys ^ (src[:, None] * _MIX) ^ (np.arange(cfg.bands, dtype=np.uint64)[None, :] * _P)
         rows, bands = np.nonzero(mixed % P == np.uint64(partition))
         if rows.size == 0:
             continue
-        used, inverse = np.unique(rows, return_inverse=True)
-        offset = sum(len(x) for x in sig_rows)
-        sig_rows.append(sig[used])
         bands_col.append(bands.astype(np.int64))
         keys_col.append(keys[rows, bands])
         src_col.append(src[rows])
-        doc_col.append(np.stack([doc[rows], inverse + offset], axis=1))
+        doc_col.append(doc[rows].astype(np.int64))
     if not doc_col:
         return []
     band, key, src = np.concatenate(bands_col), np.concatenate(keys_col), np.concatenate(src_col)
     docs = np.concatenate(doc_col)
-    sig = np.concatenate(sig_rows)
-    order = np.lexsort((docs[:, 0], src, key, band))
+    del bands_col, keys_col, src_col, doc_col
+    order = np.lexsort((docs, src, key, band))
     band, key, src, docs = band[order], key[order], src[order], docs[order]
     new = np.concatenate(([True], (band[1:] != band[:-1]) | (key[1:] != key[:-1]) | (src[1:] != src[:-1])))
     starts = np.flatnonzero(new)
     ends = np.concatenate((starts[1:], [band.size]))
-    pairs: dict[tuple[int, int], tuple[int, int]] = {}
+    del band, key, src, new, order
+    pairs: set[tuple[int, int]] = set()
     for a, b in zip(starts, ends):
         if b - a < 2:
             continue
-        members = docs[a:b]  # sorted by document number within the bucket
+        members = docs[a:b].tolist()  # sorted by document number within the bucket
         if b - a <= cfg.max_bucket_pairs:
-            for x in range(b - a):
-                for y in range(x + 1, b - a):
-                    pairs[(int(members[x, 0]), int(members[y, 0]))] = (int(members[x, 1]), int(members[y, 1]))
+            pairs.update((members[x], members[y]) for x in range(len(members)) for y in range(x + 1, len(members)))
         else:
-            for y in range(1, b - a):
-                pairs[(int(members[0, 0]), int(members[y, 0]))] = (int(members[0, 1]), int(members[y, 1]))
+            pairs.update((members[0], m) for m in members[1:])
+    if not pairs:
+        return []
+    del docs, starts, ends
+    # second read: the signatures of the documents in a candidate pair, and nothing else
+    needed = np.unique(np.fromiter((d for pair in pairs for d in pair), dtype=np.int64, count=2 * len(pairs)))
+    sigs: dict[int, np.ndarray] = {}
+    for path in sig_paths:
+        part = _read_sig(fs, path, cfg.num_perm, ("doc", "sig"))
+        hit = np.isin(part["doc"], needed)
+        if hit.any():
+            sigs.update(zip(part["doc"][hit].tolist(), part["sig"][hit]))
     out = []
-    for (da, db), (ra, rb) in pairs.items():
-        sim = float(np.mean(sig[ra] == sig[rb]))
+    for da, db in sorted(pairs):  # a deterministic edge order
+        sim = float(np.mean(sigs[da] == sigs[db]))
         if sim >= cfg.threshold:
             out.append((da, db, sim))
     return out
@@ -249,17 +273,22 @@ def decisions_shard(spec: dict, shard: dict, dropped: dict[int, tuple[int, str]]
 
 # -- driver ------------------------------------------------------------------------------------
 
-def plan_shards(uri: str) -> list[dict]:
-    """Shards in corpus order with the number of their first document (from the shard metadata)."""
+def plan_shards(uri: str, keys: list[str] | None = None) -> list[dict]:
+    """Shards in corpus order with the number of their first document (from the shard metadata);
+    `keys`: only those shards (the others are not opened)."""
     from curation.pipeline.corpus.score import shard_key
     from curation.pipeline.corpus.shards import count_docs, filesystem, list_shards
 
     fs, found = list_shards(uri)
     _, root = filesystem(uri)
     shards, first = [], 0
+    wanted = None if keys is None else set(keys)
     for path, fmt, _size in found:
+        key = shard_key(root, path)
+        if wanted is not None and key not in wanted:
+            continue
         n = count_docs(fs, path, fmt)
-        shards.append({"path": path, "fmt": fmt, "key": shard_key(root, path), "first_doc": first, "n_docs": n})
+        shards.append({"path": path, "fmt": fmt, "key": key, "first_doc": first, "n_docs": n})
         first += n
     return shards
 
@@ -270,13 +299,16 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
 
     t0 = time.monotonic()
     raw = asdict(spec)
-    shards = plan_shards(spec.uri)
+    shards = plan_shards(spec.uri, spec.keys)
     sig_task = ray.remote(num_cpus=1, max_retries=2)(signatures_shard)
     bucket_task = ray.remote(num_cpus=1, max_retries=2)(buckets_partition)
     decide_task = ray.remote(num_cpus=1, max_retries=2)(decisions_shard)
     stats = ray.get([sig_task.remote(raw, sh) for sh in shards])
-    log(f"stage 1: signatures of {sum(s['docs'] for s in stats)} documents in {len(shards)} shard(s) "
-        f"({sum(s['skipped'] for s in stats)} reused)")
+    n_docs = sum(s["docs"] for s in stats)
+    if raw["partitions"] <= 0:
+        raw["partitions"] = max(1, -(-n_docs // max(1, spec.docs_per_partition)))
+    log(f"stage 1: signatures of {n_docs} documents in {len(shards)} shard(s) "
+        f"({sum(s['skipped'] for s in stats)} reused); {raw['partitions']} bucket partition(s)")
     sig_paths = [_paths(spec.out_dir, sh["key"])[0] for sh in shards]
     n_sources = len({src for p in sig_paths for src in _read_sig(_fs(spec.uri), p, spec.num_perm, ("source",))["source"]})
     passes = [("source", True)] if spec.by_source else []
@@ -287,7 +319,7 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
     for stage, within in passes:
         gone = ray.put(np.array(sorted(dropped), dtype=np.int64))
         edges = [e for part in ray.get([bucket_task.remote(raw, sig_paths, p, within, gone)
-                                        for p in range(spec.partitions)]) for e in part]
+                                        for p in range(raw["partitions"])]) for e in part]
         found, groups = components(edges)
         all_edges += edges
         for doc, keeper in found.items():
@@ -314,7 +346,7 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
     total = sum(s["docs"] for s in per_shard)
     log(f"stage 4: kept {total - len(dropped)} of {total} documents ({len(dropped)} near-duplicates dropped)")
     return {"docs": total, "dropped": len(dropped), "clusters": len(uf.groups()), "shards": per_shard,
-            "passes": [p for p, _ in passes], "seconds": time.monotonic() - t0}
+            "passes": [p for p, _ in passes], "partitions": raw["partitions"], "seconds": time.monotonic() - t0}
 
 
 def _fs(uri: str):

@@ -94,6 +94,9 @@ def run(spec: dict) -> dict:
 
     if not ray.is_initialized():
         ray.init(address=spec.get("ray_address") or "auto", log_to_driver=True)
+    full = spec
+    # minhash compares documents across shards: it runs after the per-shard scorers (minhash_pass.py)
+    spec = {**spec, "scorers": {k: v for k, v in spec["scorers"].items() if k != "minhash"}}
     todo, done = plan(spec)
     emit("plan", todo=len(todo), skipped=len(done), skipped_keys=done)
     # What every worker needs and is costly to build (decontam's benchmark n-gram index): loaded once
@@ -137,8 +140,15 @@ def run(spec: dict) -> dict:
         for actor in actors:  # their CPUs go back to the cluster now, not when the driver exits
             ray.kill(actor)
     failed = [r for r in results if r["status"] == "failed"]
+    minhash = None
+    if "minhash" in full["scorers"]:
+        from curation.pipeline.corpus.minhash_pass import run_minhash, scored_keys
+
+        # every shard with a score file, also those a retry of failed shards (`only`) did not redo
+        minhash = run_minhash(full, scored_keys(full["out_dir"]), log=lambda line: emit("log", line=line))
+        emit("minhash", **minhash)
     emit("end", done=len(results) - len(failed), failed=len(failed), skipped=len(done))
-    return {"results": results, "skipped": done}
+    return {"results": results, "skipped": done, "minhash": minhash}
 
 
 def main(argv: list[str]) -> int:

@@ -17,7 +17,10 @@ from typing import Any
 from curation.pipeline.base import RecordView
 from curation.pipeline.corpus.shards import Mapping, ShardError, iter_docs
 
-SCORERS = ("rules", "pii", "decontam", "domain", "datarater", "deita", "confilter")
+SCORERS = ("rules", "pii", "decontam", "domain", "datarater", "deita", "confilter", "minhash")
+# Scored per shard by the workers; `minhash` is not: it compares documents across shards, so the run
+# adds it afterwards (curation/pipeline/corpus/minhash_pass.py) from the staged dedup's decisions.
+SHARD_SCORERS = tuple(s for s in SCORERS if s != "minhash")
 # Scorers whose params the MedStudio side resolves before the run (a benchmark index, a model
 # directory); the worker receives them as `index_path` / `model_path`.
 RESOLVED = {"decontam": "index_path", "domain": "model_path", "datarater": "model_path"}
@@ -107,6 +110,11 @@ def make_scorer(name: str, params: dict | None = None, shared: Any = None):
             deita.LMDigitScorer(load_causal_lm(params["quality_model"], setting="MEDSTUDIO_DEITA_QUALITY_MODEL",
                                                backend=backend), deita.QUALITY_TEMPLATE, max_length=n))
     raise ValueError(f"unknown corpus scorer {name!r}; known: {', '.join(SCORERS)}")
+
+
+def overall_reason(name: str, reason: str | None) -> str:
+    """The score file's `reason` (the first scorer that drops a document): "scorer:reason"."""
+    return f"{name}:{reason}" if reason and not reason.startswith(name) else (reason or name)
 
 
 def shard_key(root: str, path: str) -> str:
@@ -231,7 +239,7 @@ def score_shard(*, fs, path: str, fmt: str, key: str, out_dir: str, mapping: dic
                     cols[f"{name}_keep"].append(k)
                     cols[f"{name}_reason"].append(r.reason or "")
                     if not k and keep:
-                        keep, reason = False, f"{name}:{r.reason}" if r.reason and not r.reason.startswith(name) else (r.reason or name)
+                        keep, reason = False, overall_reason(name, r.reason)
                 keep_all.append(keep)
                 reason_all.append(reason)
     except ShardError as exc:
