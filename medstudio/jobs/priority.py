@@ -1,11 +1,11 @@
 """CPU priority of batch work: job workers run below the web server.
 
-On one host the web server, the database and the workers share the cores. A 1M-record import
-keeps two cores busy (normalising rows while the COPY streams), and people labelling meanwhile
-waited for a core (issue 14's soak: submit p95 135-197 ms with the workers at the web server's
-priority). Workers therefore lower their own priority (`nice`, MEDSTUDIO_JOB_NICE, default 10):
-the kernel then gives a request the core first and the job every cycle nobody else wants, so a
-job on a host of its own runs as fast as before. 0 leaves the priority alone.
+On one host the web server, the database and the workers share the cores, and a 1M-record import
+keeps two of them busy (normalising rows while the COPY streams). Workers therefore lower their
+own priority (`nice`, MEDSTUDIO_JOB_NICE, default 10): the kernel gives a request the core first
+and the job every cycle nobody else wants, so a job on a host of its own runs as fast as before.
+0 leaves the priority alone. On the quiet 2-core dev box it made no measurable difference to the
+labelling soak (docs/BENCHMARKS.md); it is a guard for busier hosts, not a measured speed-up.
 """
 from __future__ import annotations
 

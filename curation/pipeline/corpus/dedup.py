@@ -201,9 +201,8 @@ def buckets_partition(spec: dict, sig_paths: list[str], partition: int, within_s
     ends = np.concatenate((starts[1:], [band.size]))
     del band, key, src, new, order
     pairs: set[tuple[int, int]] = set()
-    for a, b in zip(starts, ends):
-        if b - a < 2:
-            continue
+    multi = ends - starts >= 2  # most buckets hold one document: only the others reach Python
+    for a, b in zip(starts[multi].tolist(), ends[multi].tolist()):
         members = docs[a:b].tolist()  # sorted by document number within the bucket
         if b - a <= cfg.max_bucket_pairs:
             pairs.update((members[x], members[y]) for x in range(len(members)) for y in range(x + 1, len(members)))

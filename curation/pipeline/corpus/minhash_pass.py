@@ -23,22 +23,10 @@ import json
 
 MH_COLUMNS = ("minhash_value", "minhash_keep", "minhash_reason", "minhash_duplicate_of")
 REASONS = {"source": "near_duplicate_within_source", "merged": "near_duplicate_across_sources"}
+# The dedup settings a run may set: checked at launch (curation/corpus/services.check_scorers)
 PARAMS = ("threshold", "by_source", "partitions", "num_perm", "bands", "ngram_zh", "ngram_en", "seed",
           "max_bucket_pairs", "docs_per_partition")
 _FP_KEY = b"medstudio.minhash"
-
-
-def check_params(params: dict) -> dict:
-    """The dedup settings a run may set (anything else is refused); returns them as stored."""
-    unknown = set(params) - set(PARAMS)
-    if unknown:
-        raise ValueError(f"minhash: unknown settings {sorted(unknown)}; known: {', '.join(PARAMS)}")
-    out = dict(params)
-    if "threshold" in out and not 0 < float(out["threshold"]) <= 1:
-        raise ValueError("minhash: threshold must be in (0, 1]")
-    if int(out.get("partitions", 0)) < 0:
-        raise ValueError("minhash: partitions must be 0 (automatic) or more")
-    return out
 
 
 def fingerprint(keys: list[str], params: dict) -> str:
@@ -114,7 +102,7 @@ def run_minhash(spec: dict, keys: list[str], *, log) -> dict:
 
     from curation.pipeline.corpus.dedup import DedupSpec, run_dedup
 
-    params = check_params(spec["scorers"]["minhash"] or {})
+    params = dict(spec["scorers"]["minhash"] or {})  # checked at launch
     if not keys:
         log("minhash: no shard was scored, nothing to compare")
         return {"docs": 0, "dropped": 0, "clusters": 0, "partitions": 0, "marked": 0, "already_marked": 0}

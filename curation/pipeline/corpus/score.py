@@ -17,10 +17,9 @@ from typing import Any
 from curation.pipeline.base import RecordView
 from curation.pipeline.corpus.shards import Mapping, ShardError, iter_docs
 
-SCORERS = ("rules", "pii", "decontam", "domain", "datarater", "deita", "confilter", "minhash")
-# Scored per shard by the workers; `minhash` is not: it compares documents across shards, so the run
+# Scored per shard by the workers, except `minhash`: it compares documents across shards, so the run
 # adds it afterwards (curation/pipeline/corpus/minhash_pass.py) from the staged dedup's decisions.
-SHARD_SCORERS = tuple(s for s in SCORERS if s != "minhash")
+SCORERS = ("rules", "pii", "decontam", "domain", "datarater", "deita", "confilter", "minhash")
 # Scorers whose params the MedStudio side resolves before the run (a benchmark index, a model
 # directory); the worker receives them as `index_path` / `model_path`.
 RESOLVED = {"decontam": "index_path", "domain": "model_path", "datarater": "model_path"}
