@@ -15,7 +15,7 @@ For each size, in child processes (so that each peak RSS is that process's own):
 2. single machine: curation.pipeline.minhash.find_near_duplicates over all texts in memory
    (estimate verification and policy "first", as the staged job), its peak RSS and time;
 3. on Ray: curation.pipeline.corpus.dedup.run_dedup on a local Ray with --cpus CPUs started by
-   the child, with the default partitions (one per 100,000 documents). A thread samples VmHWM
+   the child, with the default partitions (one per 50,000 documents). A thread samples VmHWM
    (peak RSS) of every Ray worker process from /proc every 0.2 s; the driver's own peak is printed
    too. Then both results are compared: dropped ids, and clusters as sets of ids.
 """

@@ -346,7 +346,7 @@ def corpus_dedup_start(*, actor, corpus: Corpus, partitions: int = 0, threshold:
 
     if not 0 < threshold <= 1:
         raise ValueError(gettext("threshold must be in (0, 1]"))
-    if partitions < 0:  # 0: one per 100,000 documents (curation/pipeline/corpus/dedup.py)
+    if partitions < 0:  # 0: one per 50,000 documents (curation/pipeline/corpus/dedup.py)
         raise ValueError(gettext("partitions must be 0 (automatic) or more"))
     out_dir = f"{(corpus.output_uri or output_root() + '/' + corpus.name).rstrip('/')}/dedup-t{threshold:g}"
     with transaction.atomic():

@@ -9,7 +9,7 @@ import random
 import pyarrow.parquet as pq
 import pytest
 
-from curation.pipeline.corpus.dedup import DedupSpec, plan_shards, run_dedup
+from curation.pipeline.corpus.dedup import DedupSpec, partition_of, plan_shards, run_dedup
 from curation.pipeline.minhash import MinHashConfig, find_near_duplicates
 from tests.conftest import SHARED_DATA
 from tests.corpus.conftest import write_jsonl, write_parquet
@@ -74,6 +74,11 @@ def test_staged_dedup_on_ray_matches_single_machine(tmp_path, ray_address):
     try:
         out = run_dedup(spec, log=lambda *_: None)
         again = run_dedup(spec, log=lambda *_: None)
+        sig_files = sorted((tmp_path / "out" / "_dedup" / "sig").iterdir())
+        written = {p.name: p.stat().st_mtime_ns for p in sig_files}
+        # other partitions: the signatures are reused, only the band shuffle is redone
+        five = run_dedup(DedupSpec(uri=str(d), out_dir=str(tmp_path / "out"), mapping={}, partitions=5),
+                         log=lambda *_: None)
     finally:
         ray.shutdown()
     assert out["passes"] == ["source", "merged"]
@@ -97,3 +102,15 @@ def test_staged_dedup_on_ray_matches_single_machine(tmp_path, ray_address):
     assert [r["stage"] for r in trio[:2] if not r["keep"]].count("source") == 1
     assert by_id["empty"]["keep"] and by_id["empty"]["cluster"] is None
     assert again["dropped"] == out["dropped"] and again["docs"] == out["docs"]
+    assert {p.name: p.stat().st_mtime_ns for p in sig_files} == written
+    assert five["partitions"] == 5 and five["clusters"] == out["clusters"]
+    assert {r["id"] for sh in shards for r in pq.read_table(out_dir / (sh["key"] + ".dedup.parquet")).to_pylist()
+            if not r["keep"]} == expected_dropped
+    # each band file holds one row group per partition, every entry in the partition it is listed under
+    for sh in shards:
+        pf = pq.ParquetFile(out_dir / "bands" / (sh["key"] + ".parquet"))
+        groups = json.loads(pf.schema_arrow.metadata[b"medstudio.dedup"])["row_groups"]
+        assert len(groups) == pf.num_row_groups == len(set(groups)) and set(groups) <= set(range(5))
+        for g, p in enumerate(groups):
+            t = pf.read_row_group(g)
+            assert set(partition_of(t.column("key").to_numpy(), t.column("band").to_numpy(), 5).tolist()) == {p}

@@ -47,7 +47,7 @@ class Command(BaseCommand):
         dedup = sub.add_parser("dedup", help="MinHash-LSH near-duplicates on Ray (within sources, then across).")
         dedup.add_argument("name")
         dedup.add_argument("--partitions", type=int, default=0,
-                           help="bucket partitions; 0 (default): one per 100,000 documents, which bounds a task's memory")
+                           help="bucket partitions; 0 (default): one per 50,000 documents, which bounds a task's memory")
         dedup.add_argument("--threshold", type=float, default=0.8)
         dedup.add_argument("--across-only", action="store_true", help="skip the within-source pass")
         dedup.add_argument("--json", action="store_true")

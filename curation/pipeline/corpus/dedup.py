@@ -4,15 +4,18 @@
 The single-machine path (curation/pipeline/minhash.py) holds every signature in memory. Here the
 same method runs in four stages whose memory does not grow with the corpus:
 
-1. signatures, one Ray task per shard: the shard's texts are sketched with the same tokeniser,
-   n-grams and rensa R-MinHash as the single-machine path, and written (atomically) to
-   ``<out>/_dedup/sig/<shard>.parquet`` (document number, id, source, signature);
-2. band buckets, one Ray task per partition: each (band, band key[, source]) bucket belongs to
-   exactly one of ``partitions`` partitions (a hash of the key), so a task reads only its slice
-   of every signature file, forms the bucket's candidate pairs exactly as the single-machine path
-   does (all pairs, or a star around the first member for a bucket larger than
+1. signatures and shuffle, one Ray task per shard: the shard's texts are sketched with the same
+   tokeniser, n-grams and rensa R-MinHash as the single-machine path and written (atomically) to
+   ``<out>/_dedup/sig/<shard>.parquet`` (document number, id, source, signature); each document's
+   band keys are then shuffled into ``<out>/_dedup/bands/<shard>.parquet``, one row group per
+   partition (a hash of band and key picks one of ``partitions``), as datatrove's signature stage
+   writes one file per bucket;
+2. band buckets, one Ray task per partition: a task reads its own row group of every band file,
+   forms each (band, band key[, source]) bucket's candidate pairs exactly as the single-machine
+   path does (all pairs, or a star around the first member for a bucket larger than
    ``max_bucket_pairs``) and verifies them by signature agreement (the ``estimate`` verifier: the
-   exact n-gram Jaccard would need the texts of both members in one place);
+   exact n-gram Jaccard would need the texts of both members in one place), reading only the
+   signature row groups that hold the pairs' documents;
 3. connected components of the verified pairs, on the driver: its memory is the number of
    duplicate *pairs*, not documents (as datatrove's clustering stage). The lowest document
    number of each component is kept (policy ``first``: corpus order);
@@ -25,13 +28,17 @@ single-machine path. Documents are numbered shard by shard in the corpus's sorte
 on the same texts in the same order both paths find the same clusters and drop the same
 documents (a test checks it).
 
-Memory per task: stage 1 one shard; stage 2 about ``docs x bands / partitions`` band entries (40
-bytes each) plus the signatures of the documents in its candidate pairs, and by default
-``partitions`` grows with the corpus (one per ``docs_per_partition`` documents), which bounds it.
+Memory and reads per task: stage 1 one shard; stage 2 its partition's band entries, about
+``docs x bands / partitions`` of them (26 bytes each), plus the signatures of the documents in its
+candidate pairs; by default ``partitions`` grows with the corpus (one per ``docs_per_partition``
+documents, counted from the shard metadata before stage 1), which keeps both the same whatever
+the corpus size. Stage 4 gets only its shard's share of the duplicates. The driver holds the
+verified pairs and the dropped documents (as datatrove's clustering stage).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -60,7 +67,7 @@ class DedupSpec:
     # number of band entries (docs_per_partition x bands, 40 bytes each) whatever the corpus size
     partitions: int = 0
     by_source: bool = True
-    docs_per_partition: int = 100_000
+    docs_per_partition: int = 50_000
     # only these shard keys (a corpus run dedups the shards it scored); None: every shard
     keys: list[str] | None = None
 
@@ -89,17 +96,44 @@ def _band_keys(sig: np.ndarray, cfg: MinHashConfig) -> np.ndarray:
     return keys
 
 
-def _paths(out_dir: str, key: str) -> tuple[str, str]:
+def _paths(out_dir: str, key: str) -> tuple[str, str, str]:
+    """(signature file, decisions file, band file) of a shard."""
     base = f"{out_dir.rstrip('/')}/_dedup"
-    return f"{base}/sig/{key}.parquet", f"{base}/{key}.dedup.parquet"
+    return f"{base}/sig/{key}.parquet", f"{base}/{key}.dedup.parquet", f"{base}/bands/{key}.parquet"
 
 
 # -- stage 1 -----------------------------------------------------------------------------------
 
-def signatures_shard(spec: dict, shard: dict) -> dict:
-    """Sketch one shard into its signature file (skipped when the file exists: resume)."""
-    import pyarrow as pa
+_META = b"medstudio.dedup"
+# rows per row group of a signature file: stage 2 and the driver read only the row groups that
+# hold the documents they need (4,096 signatures are 2 MB)
+SIG_ROW_GROUP = 4096
+
+
+def partition_of(keys: np.ndarray, bands: np.ndarray, partitions: int) -> np.ndarray:
+    """The partition of each (band, band key) bucket. The source is left out on purpose, so that
+    the within-source pass and the merged pass read the same band files: a bucket of the merged
+    pass is the union of that band key's buckets of every source, all in one partition."""
+    with np.errstate(over="ignore"):
+        return ((keys ^ (bands.astype(np.uint64) * _P)) * _MIX) % np.uint64(partitions)
+
+
+def _file_meta(fs, path: str) -> dict | None:
     import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_file(path) as fh:
+        raw = (pq.ParquetFile(fh).schema_arrow.metadata or {}).get(_META)
+    return json.loads(raw) if raw else None
+
+
+def signatures_shard(spec: dict, shard: dict) -> dict:
+    """Sketch one shard into its signature file and shuffle its band entries into its band file,
+    one row group per partition (both files written atomically; reused on a re-run when written
+    for the same document numbers and partitions: resume)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from curation.pipeline.corpus.score import _write_atomic
@@ -108,31 +142,72 @@ def signatures_shard(spec: dict, shard: dict) -> dict:
     s = DedupSpec(**spec)
     cfg = s.config()
     fs, _ = filesystem(s.uri)
-    sig_path, _ = _paths(s.out_dir, shard["key"])
-    if fs.get_file_info(sig_path).type != pafs.FileType.NotFound:
-        # reused when its documents are numbered as now (a different set of shards shifts the numbers)
-        first = pq.read_table(sig_path, filesystem=fs, columns=["doc"]).column("doc").to_numpy()
-        if first.size == 0 or int(first[0]) == shard["first_doc"]:
-            return {"key": shard["key"], "docs": int(first.size), "skipped": True}
-    ids, sources, sigs = [], [], []
-    for batch in iter_docs(fs, shard["path"], shard["fmt"], Mapping.from_dict(s.mapping), batch_size=2000):
-        sig, _ = sketch([d["text"] for d in batch], cfg)
-        sigs.append(sig)
-        ids += [d["id"] for d in batch]
-        sources += [d["source"] for d in batch]
-    sig = np.concatenate(sigs) if sigs else np.zeros((0, cfg.num_perm), dtype=np.uint32)
-    doc = shard["first_doc"] + np.arange(len(ids), dtype=np.int64)
-    table = pa.table({"doc": doc, "id": pa.array(ids, pa.string()), "source": pa.array(sources, pa.string()),
-                      "sig": pa.FixedSizeListArray.from_arrays(pa.array(sig.reshape(-1), pa.uint32()), cfg.num_perm)})
+    sig_path, _, band_path = _paths(s.out_dir, shard["key"])
+    sig_meta, band_meta = _file_meta(fs, sig_path), _file_meta(fs, band_path)
+    sig_ok = bool(sig_meta) and sig_meta["first_doc"] == shard["first_doc"] and sig_meta["num_perm"] == cfg.num_perm
+    if sig_ok and band_meta and band_meta["first_doc"] == shard["first_doc"] and band_meta["partitions"] == s.partitions:
+        return {"key": shard["key"], "docs": sig_meta["docs"], "sources": sig_meta["sources"], "skipped": True}
     fs.create_dir(sig_path.rsplit("/", 1)[0], recursive=True)
-    _write_atomic(fs, sig_path, lambda tmp: pq.write_table(table, tmp, filesystem=fs))
-    return {"key": shard["key"], "docs": len(ids), "skipped": False}
+    fs.create_dir(band_path.rsplit("/", 1)[0], recursive=True)
+    if sig_ok:  # the partitions changed (the corpus grew): only the shuffle is redone
+        part = _read_sig(fs, sig_path, cfg.num_perm, ("source", "sig"))
+        sources, sig = part["source"], part["sig"]
+    else:
+        ids, sources, sigs = [], [], []
+        for batch in iter_docs(fs, shard["path"], shard["fmt"], Mapping.from_dict(s.mapping), batch_size=2000):
+            sg, _ = sketch([d["text"] for d in batch], cfg)
+            sigs.append(sg)
+            ids += [d["id"] for d in batch]
+            sources += [d["source"] for d in batch]
+        sig = np.concatenate(sigs) if sigs else np.zeros((0, cfg.num_perm), dtype=np.uint32)
+        del sigs
+        meta = {"first_doc": shard["first_doc"], "num_perm": cfg.num_perm, "docs": len(ids),
+                "sources": sorted(set(sources))}
+        table = pa.table({
+            "doc": shard["first_doc"] + np.arange(len(ids), dtype=np.int64), "id": pa.array(ids, pa.string()),
+            "source": pa.array(sources, pa.string()),
+            "sig": pa.FixedSizeListArray.from_arrays(pa.array(sig.reshape(-1), pa.uint32()), cfg.num_perm),
+        }).replace_schema_metadata({_META: json.dumps(meta)})
+        del ids
+        _write_atomic(fs, sig_path, lambda tmp: pq.write_table(table, tmp, filesystem=fs, row_group_size=SIG_ROW_GROUP))
+        del table
+    n = sig.shape[0]
+    doc = shard["first_doc"] + np.arange(n, dtype=np.int64)
+    alive = ~np.all(sig == EMPTY, axis=1)  # empty texts are nobody's duplicate
+    src_of = _source_hash(sources)
+    keys = _band_keys(sig[alive], cfg)
+    del sig
+    rows = np.repeat(np.arange(keys.shape[0]), cfg.bands)  # every (document, band), row-major
+    bands = np.tile(np.arange(cfg.bands), keys.shape[0])
+    key = keys.reshape(-1)
+    part = partition_of(key, bands, s.partitions)
+    order = np.argsort(part, kind="stable")
+    entries = pa.table({"band": pa.array(bands[order].astype(np.uint16)), "key": pa.array(key[order]),
+                        "src": pa.array(src_of[alive][rows[order]]), "doc": pa.array(doc[alive][rows[order]])})
+    part = part[order]
+    del keys, rows, bands, key, order
+    cuts = np.flatnonzero(np.diff(part)) + 1
+    starts = np.concatenate(([0], cuts)) if part.size else np.zeros(0, dtype=np.int64)
+    ends = np.concatenate((cuts, [part.size])) if part.size else np.zeros(0, dtype=np.int64)
+    meta = {"first_doc": shard["first_doc"], "partitions": s.partitions,
+            "row_groups": [int(part[a]) for a in starts]}  # the partition of each row group
+    schema = entries.schema.with_metadata({_META: json.dumps(meta)})
+
+    def write(tmp):
+        with pq.ParquetWriter(tmp, schema, filesystem=fs) as w:
+            for a, b in zip(starts.tolist(), ends.tolist()):
+                w.write_table(entries.slice(a, b - a).replace_schema_metadata(schema.metadata), row_group_size=b - a)
+
+    _write_atomic(fs, band_path, write)
+    return {"key": shard["key"], "docs": n, "sources": sorted(set(sources)), "skipped": False}
 
 
-def _read_sig(fs, path: str, num_perm: int, columns=("doc", "source", "sig")) -> dict:
+def _read_sig(fs, path: str, num_perm: int, columns=("doc", "source", "sig"), row_groups=None) -> dict:
     import pyarrow.parquet as pq
 
-    t = pq.read_table(path, filesystem=fs, columns=list(columns))
+    with fs.open_input_file(path) as fh:
+        pf = pq.ParquetFile(fh)
+        t = pf.read(columns=list(columns)) if row_groups is None else pf.read_row_groups(row_groups, columns=list(columns))
     out: dict[str, Any] = {}
     if "doc" in columns:
         out["doc"] = t.column("doc").to_numpy()
@@ -146,60 +221,86 @@ def _read_sig(fs, path: str, num_perm: int, columns=("doc", "source", "sig")) ->
     return out
 
 
+def read_docs(fs, out_dir: str, shards: list[dict], docs: np.ndarray, num_perm: int,
+              columns=("doc", "sig")) -> dict:
+    """`columns` of the documents `docs` only: a document's number names its shard (numbers run
+    shard by shard) and its row group there, so only those row groups are read."""
+    import pyarrow.parquet as pq
+
+    docs = np.unique(np.asarray(docs, dtype=np.int64))
+    firsts = np.array([sh["first_doc"] for sh in shards], dtype=np.int64)
+    which = np.searchsorted(firsts, docs, side="right") - 1
+    got: dict[str, list] = {c: [] for c in columns}
+    for i in np.unique(which).tolist():
+        mine = docs[which == i] - shards[i]["first_doc"]
+        path = _paths(out_dir, shards[i]["key"])[0]
+        with fs.open_input_file(path) as fh:
+            md = pq.ParquetFile(fh).metadata
+        bounds = np.cumsum([0] + [md.row_group(g).num_rows for g in range(md.num_row_groups)])
+        groups = np.unique(np.searchsorted(bounds, mine, side="right") - 1).tolist()
+        part = _read_sig(fs, path, num_perm, tuple(dict.fromkeys(("doc",) + tuple(columns))), row_groups=groups)
+        hit = np.isin(part["doc"], docs)
+        for c in columns:
+            got[c].append(part[c][hit] if c in ("doc", "sig") else [v for v, h in zip(part[c], hit) if h])
+    out: dict[str, Any] = {}
+    for c in columns:
+        if c == "doc":
+            out[c] = np.concatenate(got[c]) if got[c] else np.zeros(0, dtype=np.int64)
+        elif c == "sig":
+            out[c] = np.concatenate(got[c]) if got[c] else np.zeros((0, num_perm), dtype=np.uint32)
+        else:
+            out[c] = [v for chunk in got[c] for v in chunk]
+    return out
+
+
 # -- stage 2 -----------------------------------------------------------------------------------
 
-def buckets_partition(spec: dict, sig_paths: list[str], partition: int, within_source: bool,
+def buckets_partition(spec: dict, shards: list[dict], partition: int, within_source: bool,
                       dropped: np.ndarray) -> list[tuple[int, int, float]]:
     """Verified candidate pairs (doc a < doc b, similarity) of the buckets in one partition.
 
-    Two reads of the signature files keep the task's memory to its slice of band entries: the
-    first keeps only (band, key, source, doc) of the entries in this partition (40 bytes each, about
-    docs x bands / partitions of them) and forms the candidate pairs; the second keeps the
-    signatures of the documents in those pairs only. (Keeping every signature beside its entries
-    held almost every document's 512 bytes in every task, since with 32 bands nearly every document
-    has a band in each of 8 partitions: memory grew with the corpus whatever the partitions.)
+    The task reads its own row group of every band file (stage 1 shuffled the entries: about
+    docs x bands / partitions of them, 26 bytes each), forms the candidate pairs and then reads the
+    signatures of the documents in those pairs only, from the row groups that hold them. Its
+    memory and its reads are its share of the corpus, so more partitions keep both bounded.
     """
+    import pyarrow.parquet as pq
+
+    import pyarrow as pa
+
     from curation.pipeline.corpus.shards import filesystem
 
     s = DedupSpec(**spec)
     cfg = s.config()
     fs, _ = filesystem(s.uri)
-    P = np.uint64(s.partitions)
-    bands_col, keys_col, src_col, doc_col = [], [], [], []
-    for path in sig_paths:
-        part = _read_sig(fs, path, cfg.num_perm)
-        if not len(part["doc"]):
-            continue
-        alive = ~np.all(part["sig"] == EMPTY, axis=1)  # empty texts are nobody's duplicate
-        if dropped.size:
-            alive &= ~np.isin(part["doc"], dropped)
-        if not alive.any():
-            continue
-        doc, sig = part["doc"][alive], part["sig"][alive]
-        src = (_source_hash([x for x, a in zip(part["source"], alive) if a]) if within_source
-               else np.zeros(doc.size, dtype=np.uint64))
-        keys = _band_keys(sig, cfg)
-        del part, sig
-        with np.errstate(over="ignore"):
-            mixed = keys ^ (src[:, None] * _MIX) ^ (np.arange(cfg.bands, dtype=np.uint64)[None, :] * _P)
-        rows, bands = np.nonzero(mixed % P == np.uint64(partition))
-        if rows.size == 0:
-            continue
-        bands_col.append(bands.astype(np.int64))
-        keys_col.append(keys[rows, bands])
-        src_col.append(src[rows])
-        doc_col.append(doc[rows].astype(np.int64))
-    if not doc_col:
+    chunks = []
+    for sh in shards:
+        with fs.open_input_file(_paths(s.out_dir, sh["key"])[2]) as fh:
+            pf = pq.ParquetFile(fh)
+            meta = json.loads(pf.schema_arrow.metadata[_META])
+            if meta["partitions"] != s.partitions:
+                raise RuntimeError(f"shard {sh['key']}: band file written for {meta['partitions']} partitions, not {s.partitions}")
+            groups = [g for g, p in enumerate(meta["row_groups"]) if p == partition]
+            if groups:
+                chunks.append(pf.read_row_groups(groups))
+    if not chunks:
         return []
-    band, key, src = np.concatenate(bands_col), np.concatenate(keys_col), np.concatenate(src_col)
-    docs = np.concatenate(doc_col)
-    del bands_col, keys_col, src_col, doc_col
+    t = pa.concat_tables(chunks)
+    del chunks
+    docs = t.column("doc").to_numpy()
+    band, key = t.column("band").to_numpy(), t.column("key").to_numpy()
+    src = t.column("src").to_numpy() if within_source else np.zeros(docs.size, dtype=np.uint64)
+    del t
+    if dropped.size:
+        alive = ~np.isin(docs, dropped)
+        docs, band, key, src = docs[alive], band[alive], key[alive], src[alive]
     order = np.lexsort((docs, src, key, band))
     band, key, src, docs = band[order], key[order], src[order], docs[order]
+    del order
     new = np.concatenate(([True], (band[1:] != band[:-1]) | (key[1:] != key[:-1]) | (src[1:] != src[:-1])))
     starts = np.flatnonzero(new)
     ends = np.concatenate((starts[1:], [band.size]))
-    del band, key, src, new, order
+    del band, key, src, new
     pairs: set[tuple[int, int]] = set()
     multi = ends - starts >= 2  # most buckets hold one document: only the others reach Python
     for a, b in zip(starts[multi].tolist(), ends[multi].tolist()):
@@ -208,17 +309,12 @@ def buckets_partition(spec: dict, sig_paths: list[str], partition: int, within_s
             pairs.update((members[x], members[y]) for x in range(len(members)) for y in range(x + 1, len(members)))
         else:
             pairs.update((members[0], m) for m in members[1:])
+    del docs, starts, ends
     if not pairs:
         return []
-    del docs, starts, ends
-    # second read: the signatures of the documents in a candidate pair, and nothing else
-    needed = np.unique(np.fromiter((d for pair in pairs for d in pair), dtype=np.int64, count=2 * len(pairs)))
-    sigs: dict[int, np.ndarray] = {}
-    for path in sig_paths:
-        part = _read_sig(fs, path, cfg.num_perm, ("doc", "sig"))
-        hit = np.isin(part["doc"], needed)
-        if hit.any():
-            sigs.update(zip(part["doc"][hit].tolist(), part["sig"][hit]))
+    needed = np.fromiter((d for pair in pairs for d in pair), dtype=np.int64, count=2 * len(pairs))
+    got = read_docs(fs, s.out_dir, shards, needed, cfg.num_perm)
+    sigs = dict(zip(got["doc"].tolist(), got["sig"]))
     out = []
     for da, db in sorted(pairs):  # a deterministic edge order
         sim = float(np.mean(sigs[da] == sigs[db]))
@@ -245,8 +341,10 @@ def components(edges: list[tuple[int, int, float]]) -> tuple[dict[int, int], lis
 
 # -- stage 4 -----------------------------------------------------------------------------------
 
-def decisions_shard(spec: dict, shard: dict, dropped: dict[int, tuple[int, str]], cluster: dict[int, int],
-                    ids: dict[int, str]) -> dict:
+def decisions_shard(spec: dict, shard: dict, marks: dict[int, tuple[str, str, str]], clustered: dict[int, str]) -> dict:
+    """The shard's decisions file. `marks`: this shard's dropped documents -> (id kept in its place,
+    pass, cluster id); `clustered`: its kept documents that head or sit in a cluster -> cluster id
+    (only this shard's share of the corpus's duplicates travels to the task)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -255,19 +353,19 @@ def decisions_shard(spec: dict, shard: dict, dropped: dict[int, tuple[int, str]]
 
     s = DedupSpec(**spec)
     fs, _ = filesystem(s.uri)
-    sig_path, out_path = _paths(s.out_dir, shard["key"])
+    sig_path, out_path, _ = _paths(s.out_dir, shard["key"])
     part = _read_sig(fs, sig_path, s.num_perm, columns=("doc", "id"))
     docs = part["doc"].tolist()
-    keep = [d not in dropped for d in docs]
+    none = (None, None, None)
     table = pa.table({
         "id": pa.array(part["id"], pa.string()), "shard": pa.array([shard["key"]] * len(docs), pa.string()),
-        "keep": pa.array(keep, pa.bool_()),
-        "duplicate_of": pa.array([ids.get(dropped[d][0]) if d in dropped else None for d in docs], pa.string()),
-        "stage": pa.array([dropped[d][1] if d in dropped else None for d in docs], pa.string()),
-        "cluster": pa.array([ids.get(cluster[d]) if d in cluster else None for d in docs], pa.string()),
+        "keep": pa.array([d not in marks for d in docs], pa.bool_()),
+        "duplicate_of": pa.array([marks.get(d, none)[0] for d in docs], pa.string()),
+        "stage": pa.array([marks.get(d, none)[1] for d in docs], pa.string()),
+        "cluster": pa.array([marks[d][2] if d in marks else clustered.get(d) for d in docs], pa.string()),
     })
     _write_atomic(fs, out_path, lambda tmp: pq.write_table(table, tmp, filesystem=fs))
-    return {"key": shard["key"], "docs": len(docs), "dropped": len(docs) - sum(keep)}
+    return {"key": shard["key"], "docs": len(docs), "dropped": sum(d in marks for d in docs)}
 
 
 # -- driver ------------------------------------------------------------------------------------
@@ -299,17 +397,17 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
     t0 = time.monotonic()
     raw = asdict(spec)
     shards = plan_shards(spec.uri, spec.keys)
+    planned = sum(sh["n_docs"] for sh in shards)  # from the shard metadata, before any is read
+    if raw["partitions"] <= 0:
+        raw["partitions"] = max(1, -(-planned // max(1, spec.docs_per_partition)))
     sig_task = ray.remote(num_cpus=1, max_retries=2)(signatures_shard)
     bucket_task = ray.remote(num_cpus=1, max_retries=2)(buckets_partition)
     decide_task = ray.remote(num_cpus=1, max_retries=2)(decisions_shard)
     stats = ray.get([sig_task.remote(raw, sh) for sh in shards])
     n_docs = sum(s["docs"] for s in stats)
-    if raw["partitions"] <= 0:
-        raw["partitions"] = max(1, -(-n_docs // max(1, spec.docs_per_partition)))
     log(f"stage 1: signatures of {n_docs} documents in {len(shards)} shard(s) "
-        f"({sum(s['skipped'] for s in stats)} reused); {raw['partitions']} bucket partition(s)")
-    sig_paths = [_paths(spec.out_dir, sh["key"])[0] for sh in shards]
-    n_sources = len({src for p in sig_paths for src in _read_sig(_fs(spec.uri), p, spec.num_perm, ("source",))["source"]})
+        f"({sum(s['skipped'] for s in stats)} reused), band entries shuffled into {raw['partitions']} partition(s)")
+    n_sources = len({src for s in stats for src in s["sources"]})
     passes = [("source", True)] if spec.by_source else []
     if not spec.by_source or n_sources > 1:
         passes.append(("merged", False))
@@ -317,7 +415,7 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
     all_edges: list[tuple[int, int, float]] = []
     for stage, within in passes:
         gone = ray.put(np.array(sorted(dropped), dtype=np.int64))
-        edges = [e for part in ray.get([bucket_task.remote(raw, sig_paths, p, within, gone)
+        edges = [e for part in ray.get([bucket_task.remote(raw, shards, p, within, gone)
                                         for p in range(raw["partitions"])]) for e in part]
         found, groups = components(edges)
         all_edges += edges
@@ -328,23 +426,29 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
     for a, b, _ in all_edges:
         uf.union(a, b)
     cluster: dict[int, int] = {}
-    for members in uf.groups():
+    groups = uf.groups()
+    for members in groups:
         kept = [m for m in members if m not in dropped]
         cid = kept[0] if kept else members[0]
         for m in members:
             cluster[m] = cid
-    ids: dict[int, str] = {}
-    wanted = np.array(sorted(set(cluster) | {k for k, _ in dropped.values()}), dtype=np.int64)
-    if wanted.size:
-        for p in sig_paths:
-            part = _read_sig(_fs(spec.uri), p, spec.num_perm, ("doc", "id"))
-            hit = np.isin(part["doc"], wanted)
-            ids.update({int(d): part["id"][i] for i, d in zip(np.flatnonzero(hit), part["doc"][hit])})
-    dref, cref, iref = ray.put(dropped), ray.put(cluster), ray.put(ids)
-    per_shard = ray.get([decide_task.remote(raw, sh, dref, cref, iref) for sh in shards])
+    # the ids of the documents named as a keeper or a cluster, read from their row groups only
+    named = np.array(sorted({k for k, _ in dropped.values()} | set(cluster.values())), dtype=np.int64)
+    got = read_docs(_fs(spec.uri), spec.out_dir, shards, named, spec.num_perm, ("doc", "id")) if named.size else None
+    ids = dict(zip(got["doc"].tolist(), got["id"])) if got else {}
+    firsts = np.array([sh["first_doc"] for sh in shards], dtype=np.int64)
+    marks: list[dict] = [{} for _ in shards]
+    clustered: list[dict] = [{} for _ in shards]
+    for d, c in cluster.items():
+        i = int(np.searchsorted(firsts, d, side="right") - 1)
+        if d in dropped:
+            marks[i][d] = (ids[dropped[d][0]], dropped[d][1], ids[c])
+        else:
+            clustered[i][d] = ids[c]
+    per_shard = ray.get([decide_task.remote(raw, sh, marks[i], clustered[i]) for i, sh in enumerate(shards)])
     total = sum(s["docs"] for s in per_shard)
     log(f"stage 4: kept {total - len(dropped)} of {total} documents ({len(dropped)} near-duplicates dropped)")
-    return {"docs": total, "dropped": len(dropped), "clusters": len(uf.groups()), "shards": per_shard,
+    return {"docs": total, "dropped": len(dropped), "clusters": len(groups), "shards": per_shard,
             "passes": [p for p, _ in passes], "partitions": raw["partitions"], "seconds": time.monotonic() - t0}
 
 
