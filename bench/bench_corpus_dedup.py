@@ -143,14 +143,15 @@ def _worker_pids() -> list[int]:
     return pids
 
 
-def _hwm_mb(pid: int) -> float | None:
+def _mem_mb(pid: int) -> tuple[float, float] | None:
+    """(VmHWM, RssAnon) in MB. VmHWM, the kernel's peak RSS, also counts the pages of Ray's shared
+    object store that the worker touched (writing a task's result, reading an argument); RssAnon
+    is the worker's private memory now, sampled, so its maximum is the private peak."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+        return int(fields["VmHWM"].split()[0]) / 1024, int(fields["RssAnon"].split()[0]) / 1024
+    except (OSError, KeyError, ValueError):
         return None
-    return None
 
 
 def on_ray(folder: Path, out_dir: Path, cpus: int, out: Path) -> None:
@@ -162,14 +163,16 @@ def on_ray(folder: Path, out_dir: Path, cpus: int, out: Path) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     peaks: dict[int, float] = {}
+    private: dict[int, float] = {}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
             for pid in _worker_pids():
-                mb = _hwm_mb(pid)
+                mb = _mem_mb(pid)
                 if mb is not None:
-                    peaks[pid] = max(peaks.get(pid, 0.0), mb)
+                    peaks[pid] = max(peaks.get(pid, 0.0), mb[0])
+                    private[pid] = max(private.get(pid, 0.0), mb[1])
             stop.wait(0.2)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -188,7 +191,8 @@ def on_ray(folder: Path, out_dir: Path, cpus: int, out: Path) -> None:
             if r["cluster"]:
                 clusters.setdefault(r["cluster"], []).append(r["id"])
     out.write_text(json.dumps({"seconds": res["seconds"], "partitions": res["partitions"], "driver_peak_rss_mb": _peak_mb(),
-                               "worker_peak_rss_mb": sorted(peaks.values()), "dropped": sorted(dropped),
+                               "worker_peak_rss_mb": sorted(peaks.values()),
+                               "worker_private_mb": sorted(private.values()), "dropped": sorted(dropped),
                                "clusters": sorted(sorted(m) for m in clusters.values() if len(m) > 1)}))
 
 
@@ -224,7 +228,8 @@ def main() -> None:
             w = r["worker_peak_rss_mb"]
             if n > args.single_max:
                 print(f"{n:,} documents: on Ray ({args.cpus} CPUs, {r['partitions']} partitions) {r['seconds']:.1f} s, "
-                      f"worker peak RSS max {max(w or [0]):.0f} MB over {len(w)} worker(s), driver "
+                      f"worker peak RSS max {max(w or [0]):.0f} MB (private {max(r['worker_private_mb'] or [0]):.0f} MB) "
+                      f"over {len(w)} worker(s), driver "
                       f"{r['driver_peak_rss_mb']:.0f} MB | dropped {len(r['dropped'])}, clusters {len(r['clusters'])} "
                       f"(the in-memory path not run above --single-max)", flush=True)
                 continue
@@ -234,7 +239,8 @@ def main() -> None:
             print(f"{n:,} documents in {n // SHARD + (n % SHARD > 0)} shards: "
                   f"single machine {s['seconds']:.1f} s, peak RSS {s['peak_rss_mb']:.0f} MB | "
                   f"on Ray ({args.cpus} CPUs, {r['partitions']} partitions) {r['seconds']:.1f} s, "
-                  f"worker peak RSS max {max(w or [0]):.0f} MB over {len(w)} worker(s), driver {r['driver_peak_rss_mb']:.0f} MB | "
+                  f"worker peak RSS max {max(w or [0]):.0f} MB (private {max(r['worker_private_mb'] or [0]):.0f} MB) over "
+                  f"{len(w)} worker(s), driver {r['driver_peak_rss_mb']:.0f} MB | "
                   f"dropped {len(s['dropped'])} vs {len(r['dropped'])}, clusters {len(s['clusters'])} vs {len(r['clusters'])}: "
                   f"{'same dropped ids' if same_drop else 'DROPPED IDS DIFFER'}, "
                   f"{'same clusters' if same_clusters else 'CLUSTERS DIFFER'}", flush=True)

@@ -10,12 +10,15 @@ same method runs in four stages whose memory does not grow with the corpus:
    band keys are then shuffled into ``<out>/_dedup/bands/<shard>.parquet``, one row group per
    partition (a hash of band and key picks one of ``partitions``), as datatrove's signature stage
    writes one file per bucket;
-2. band buckets, one Ray task per partition: a task reads its own row group of every band file,
-   forms each (band, band key[, source]) bucket's candidate pairs exactly as the single-machine
-   path does (all pairs, or a star around the first member for a bucket larger than
-   ``max_bucket_pairs``) and verifies them by signature agreement (the ``estimate`` verifier: the
-   exact n-gram Jaccard would need the texts of both members in one place), reading only the
-   signature row groups that hold the pairs' documents;
+2. band buckets, one Ray task per partition: a task reads its own row group of every band file
+   and forms each (band, band key[, source]) bucket's candidate pairs exactly as the
+   single-machine path does (all pairs, or a star around the first member for a bucket larger
+   than ``max_bucket_pairs``). The pairs are then verified by signature agreement (the
+   ``estimate`` verifier: the exact n-gram Jaccard would need the texts of both members in one
+   place) in a second shuffle: the driver deduplicates the candidate pairs and deals each to one
+   verification task (a hash of the pair); one task per shard reads its signature file once and
+   sends each verification task, through Ray's object store, the signatures of its documents that
+   the task's pairs name;
 3. connected components of the verified pairs, on the driver: its memory is the number of
    duplicate *pairs*, not documents (as datatrove's clustering stage). The lowest document
    number of each component is kept (policy ``first``: corpus order);
@@ -29,11 +32,13 @@ on the same texts in the same order both paths find the same clusters and drop t
 documents (a test checks it).
 
 Memory and reads per task: stage 1 one shard; stage 2 its partition's band entries, about
-``docs x bands / partitions`` of them (26 bytes each), plus the signatures of the documents in its
-candidate pairs; by default ``partitions`` grows with the corpus (one per ``docs_per_partition``
-documents, counted from the shard metadata before stage 1), which keeps both the same whatever
-the corpus size. Stage 4 gets only its shard's share of the duplicates. The driver holds the
-verified pairs and the dropped documents (as datatrove's clustering stage).
+``docs x bands / partitions`` of them (26 bytes each), and its candidate pairs; a gather task one
+shard's signatures; a verification task at most ``PAIRS_PER_VERIFY`` pairs and the signatures they
+name. By default ``partitions`` grows with the corpus (one per ``docs_per_partition`` documents,
+counted from the shard metadata before stage 1). Each band file and each signature file is read
+once per pass, whatever the partition count. Stage 4 gets only its shard's share of the
+duplicates. The driver holds the candidate pairs (16 bytes each), the verified pairs and the
+dropped documents (as datatrove's clustering stage holds the duplicate pairs).
 """
 from __future__ import annotations
 
@@ -256,23 +261,23 @@ def read_docs(fs, out_dir: str, shards: list[dict], docs: np.ndarray, num_perm: 
 # -- stage 2 -----------------------------------------------------------------------------------
 
 def buckets_partition(spec: dict, shards: list[dict], partition: int, within_source: bool,
-                      dropped: np.ndarray) -> list[tuple[int, int, float]]:
-    """Verified candidate pairs (doc a < doc b, similarity) of the buckets in one partition.
+                      dropped: np.ndarray) -> np.ndarray:
+    """The candidate pairs (doc a < doc b, an (n, 2) int64 array) of the buckets in one partition.
 
     The task reads its own row group of every band file (stage 1 shuffled the entries: about
-    docs x bands / partitions of them, 26 bytes each), forms the candidate pairs and then reads the
-    signatures of the documents in those pairs only, from the row groups that hold them. Its
-    memory and its reads are its share of the corpus, so more partitions keep both bounded.
+    docs x bands / partitions of them, 26 bytes each) and forms each bucket's pairs as the
+    single-machine path does. Verification is left to `gather_signatures` and `verify_pairs`,
+    which read each signature file once (a second shuffle, of the pairs' signatures only).
     """
-    import pyarrow.parquet as pq
-
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from curation.pipeline.corpus.shards import filesystem
 
     s = DedupSpec(**spec)
     cfg = s.config()
     fs, _ = filesystem(s.uri)
+    none = np.zeros((0, 2), dtype=np.int64)
     chunks = []
     for sh in shards:
         with fs.open_input_file(_paths(s.out_dir, sh["key"])[2]) as fh:
@@ -284,7 +289,7 @@ def buckets_partition(spec: dict, shards: list[dict], partition: int, within_sou
             if groups:
                 chunks.append(pf.read_row_groups(groups))
     if not chunks:
-        return []
+        return none
     t = pa.concat_tables(chunks)
     del chunks
     docs = t.column("doc").to_numpy()
@@ -309,18 +314,80 @@ def buckets_partition(spec: dict, shards: list[dict], partition: int, within_sou
             pairs.update((members[x], members[y]) for x in range(len(members)) for y in range(x + 1, len(members)))
         else:
             pairs.update((members[0], m) for m in members[1:])
-    del docs, starts, ends
     if not pairs:
-        return []
-    needed = np.fromiter((d for pair in pairs for d in pair), dtype=np.int64, count=2 * len(pairs))
-    got = read_docs(fs, s.out_dir, shards, needed, cfg.num_perm)
-    sigs = dict(zip(got["doc"].tolist(), got["sig"]))
+        return none
+    return np.array(sorted(pairs), dtype=np.int64)
+
+
+def gather_signatures(spec: dict, shard: dict, wanted: np.ndarray, n_dest: int) -> list:
+    """The signatures of this shard's documents that verification needs, split by destination:
+    `wanted` is (doc, destination) rows; returns one (docs, signatures) pair per destination
+    (Ray hands each to its verification task). The shard's signature file is read once, and only
+    its row groups that hold a wanted document."""
+    from curation.pipeline.corpus.shards import filesystem
+
+    s = DedupSpec(**spec)
+    fs, _ = filesystem(s.uri)
+    got = read_docs(fs, s.out_dir, [shard], wanted[:, 0], s.num_perm)
+    row = {d: i for i, d in enumerate(got["doc"].tolist())}
     out = []
-    for da, db in sorted(pairs):  # a deterministic edge order
+    for q in range(n_dest):
+        mine = wanted[wanted[:, 1] == q, 0]
+        idx = np.array([row[d] for d in mine.tolist()], dtype=np.int64)
+        out.append((mine, got["sig"][idx] if idx.size else np.zeros((0, s.num_perm), dtype=np.uint32)))
+    return out if n_dest > 1 else out[0]
+
+
+def verify_pairs(spec: dict, pairs: np.ndarray, *parts) -> list[tuple[int, int, float]]:
+    """The pairs whose signatures agree on at least `threshold` of their positions (the estimate
+    verifier). `parts`: the (docs, signatures) each shard sent to this destination."""
+    cfg = DedupSpec(**spec).config()
+    sigs: dict[int, np.ndarray] = {}
+    for docs, sg in parts:
+        sigs.update(zip(docs.tolist(), sg))
+    out = []
+    for da, db in pairs.tolist():
         sim = float(np.mean(sigs[da] == sigs[db]))
         if sim >= cfg.threshold:
             out.append((da, db, sim))
     return out
+
+
+PAIRS_PER_VERIFY = 250_000
+
+
+def verified_edges(raw: dict, shards: list[dict], candidates: np.ndarray, tasks) -> list[tuple[int, int, float]]:
+    """Stage 2b, on the driver's candidate pairs: each pair goes to one of `partitions`
+    verification tasks (a hash of the pair); each shard sends each task the signatures of its own
+    documents that the task's pairs name (Ray's object store is the shuffle), so every signature
+    file is read once per pass, whatever the partition count."""
+    import ray
+
+    gather_task, verify_task = tasks
+    if not candidates.size:
+        return []
+    # at least one task per partition, and no task verifies more than PAIRS_PER_VERIFY pairs (its
+    # memory: the pairs and the signatures they name), however dense the corpus's candidates are
+    n_dest = max(raw["partitions"], -(-candidates.shape[0] // PAIRS_PER_VERIFY))
+    with np.errstate(over="ignore"):
+        dest = ((candidates[:, 0].astype(np.uint64) * _MIX) ^ candidates[:, 1].astype(np.uint64)) * _P % np.uint64(n_dest)
+    dest = dest.astype(np.int64)
+    # (document, destination) rows, deduplicated as one int64 each (a 1-D unique is far lighter
+    # than np.unique(axis=0) on the driver)
+    code = np.unique(np.concatenate([candidates[:, 0] * n_dest + dest, candidates[:, 1] * n_dest + dest]))
+    wanted = np.stack([code // n_dest, code % n_dest], 1)
+    del code
+    firsts = np.array([sh["first_doc"] for sh in shards], dtype=np.int64)
+    cuts = np.searchsorted(wanted[:, 0], firsts)  # wanted is sorted by document, so by shard
+    ends = np.append(cuts[1:], wanted.shape[0])
+    sent: dict[int, list] = {}
+    for i, (a, b) in enumerate(zip(cuts.tolist(), ends.tolist())):
+        if b > a:
+            refs = gather_task.options(num_returns=n_dest).remote(raw, shards[i], wanted[a:b], n_dest)
+            sent[i] = refs if n_dest > 1 else [refs]
+    edges = ray.get([verify_task.remote(raw, candidates[dest == q], *[refs[q] for refs in sent.values()])
+                     for q in range(n_dest) if (dest == q).any()])
+    return sorted(e for part in edges for e in part)
 
 
 # -- stage 3 -----------------------------------------------------------------------------------
@@ -402,6 +469,7 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
         raw["partitions"] = max(1, -(-planned // max(1, spec.docs_per_partition)))
     sig_task = ray.remote(num_cpus=1, max_retries=2)(signatures_shard)
     bucket_task = ray.remote(num_cpus=1, max_retries=2)(buckets_partition)
+    tasks = (ray.remote(num_cpus=1, max_retries=2)(gather_signatures), ray.remote(num_cpus=1, max_retries=2)(verify_pairs))
     decide_task = ray.remote(num_cpus=1, max_retries=2)(decisions_shard)
     stats = ray.get([sig_task.remote(raw, sh) for sh in shards])
     n_docs = sum(s["docs"] for s in stats)
@@ -415,13 +483,23 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
     all_edges: list[tuple[int, int, float]] = []
     for stage, within in passes:
         gone = ray.put(np.array(sorted(dropped), dtype=np.int64))
-        edges = [e for part in ray.get([bucket_task.remote(raw, shards, p, within, gone)
-                                        for p in range(raw["partitions"])]) for e in part]
+        found = np.concatenate(ray.get([bucket_task.remote(raw, shards, p, within, gone)
+                                        for p in range(raw["partitions"])]))
+        # a pair may share buckets in several partitions: deduplicated as one integer per pair
+        hi = int(found[:, 1].max()) + 1 if found.size else 1
+        if hi < 3_000_000_000:  # a * hi + b fits in int64
+            code = np.unique(found[:, 0] * hi + found[:, 1])
+            candidates = np.stack([code // hi, code % hi], 1)
+            del code
+        else:
+            candidates = np.unique(found, axis=0)
+        del found
+        edges = verified_edges(raw, shards, candidates, tasks)
         found, groups = components(edges)
         all_edges += edges
         for doc, keeper in found.items():
             dropped[doc] = (keeper, stage)
-        log(f"stage 2-3 ({stage}): {len(edges)} verified pair(s), {len(groups)} cluster(s), {len(found)} dropped")
+        log(f"stage 2-3 ({stage}): {len(candidates)} candidate pair(s), {len(edges)} verified, {len(groups)} cluster(s), {len(found)} dropped")
     uf = UnionFind()
     for a, b, _ in all_edges:
         uf.union(a, b)
