@@ -8,7 +8,7 @@ measures, in one process: the import job; the search-index job that follows it; 
 "parse + plain COPY" (read and json.loads the same file, COPY the rows into the same table, which
 has its btree indexes and no trigram index); the JSONL and Parquet export jobs; and the references
 "one query + writer" (one SELECT of the exported columns, then json.dumps lines / one pyarrow
-Parquet write of the same rows). Medians of --runs, ratios within the same run, and `uptime`.
+Parquet write of the same rows; for JSONL also the same with orjson, the export's own encoder). Medians of --runs, ratios within the same run, and `uptime`.
 
 For each size a fresh SQLite database (in a temp dir) imports a generated zh/en document file
 through the real import job (one pass: validated and inserted in batches, one transaction); the reference is a bare loop that
@@ -133,6 +133,10 @@ def pg_child(path: str) -> None:
         t0 = time.perf_counter()
         _reference_export(connection, dataset.pk, fmt, Path(os.environ["MEDSTUDIO_VAR_DIR"]) / f"ref.{fmt}")
         out[f"ref_{fmt}_s"] = time.perf_counter() - t0
+        if fmt == "jsonl":
+            t0 = time.perf_counter()
+            _reference_export(connection, dataset.pk, "jsonl-orjson", Path(os.environ["MEDSTUDIO_VAR_DIR"]) / "ref-orjson.jsonl")
+            out["ref_jsonl_orjson_s"] = time.perf_counter() - t0
     print(json.dumps(out))
 
 
@@ -146,6 +150,12 @@ def _reference_export(connection, dataset_id: int, fmt: str, dest: Path) -> None
         with dest.open("w", encoding="utf-8") as fh:
             for ext, source, lang, content in rows:
                 fh.write(json.dumps({"id": ext, "source": source, "lang": lang, **content}, ensure_ascii=False) + "\n")
+    elif fmt == "jsonl-orjson":  # the same with the export's own encoder: what is left is the export's overhead
+        import orjson
+
+        with dest.open("wb") as fh:
+            for ext, source, lang, content in rows:
+                fh.write(orjson.dumps({"id": ext, "source": source, "lang": lang, **content}) + b"\n")
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -199,6 +209,12 @@ def run_pg(base_url: str, sizes: list[int], runs: int) -> None:
             for fmt in ("jsonl", "parquet"):
                 print(f"  export {fmt}: {med[f'export_{fmt}_s']:.2f} s; one query + writer {med[f'ref_{fmt}_s']:.2f} s; "
                       f"ratio {med[f'export_{fmt}_s'] / med[f'ref_{fmt}_s']:.2f}x (target <= 1.2)")
+            print(f"  export jsonl against the same query + orjson (the export's encoder): {med['ref_jsonl_orjson_s']:.2f} s; "
+                  f"ratio {med['export_jsonl_s'] / med['ref_jsonl_orjson_s']:.2f}x")
+            for key, ref in (("import_s", "copy_s"), ("export_jsonl_s", "ref_jsonl_s"), ("export_parquet_s", "ref_parquet_s")):
+                ratios = sorted((r[ref] / r[key]) if key == "import_s" else (r[key] / r[ref]) for r in results)
+                print(f"  per-run ratios {key.removesuffix('_s')}: {', '.join(f'{x:.2f}' for x in ratios)} "
+                      f"(median {median(ratios):.2f})")
             subprocess.run(["psql", admin, "-qc", "DROP DATABASE IF EXISTS medstudio_bench_import"], check=True)
 
 

@@ -250,6 +250,10 @@ JOB_RESEND_SECONDS = env_int("MEDSTUDIO_JOB_RESEND_SECONDS", 600)
 
 # --- imports --------------------------------------------------------------------------------
 IMPORT_BATCH_SIZE = env_int("MEDSTUDIO_IMPORT_BATCH_SIZE", 1000)
+# A new dataset on PostgreSQL streams its rows into COPY: one COPY per this many rows (each COPY's
+# end waits for the server to catch up, so bigger batches overlap Python and the server better;
+# the rows are not held in memory either way)
+IMPORT_STREAM_BATCH_SIZE = env_int("MEDSTUDIO_IMPORT_STREAM_BATCH_SIZE", 20000)
 IMPORT_MAX_LINE_BYTES = env_int("MEDSTUDIO_IMPORT_MAX_LINE_BYTES", 16 * 1024 * 1024)
 IMPORT_MAX_REPORTED_ERRORS = 200
 

@@ -12,6 +12,10 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync 
 # test process's CPU priority for good; tests run at the priority they were started with, and the
 # niceness itself is tested in child processes (tests/platform/test_priority.py, test_worker.py).
 os.environ.setdefault("MEDSTUDIO_JOB_NICE", "0")
+# Tests size import batches with MEDSTUDIO_IMPORT_BATCH_SIZE (a failure in the second batch, a kill
+# mid-import); 0 makes PostgreSQL's streamed COPY batches follow it instead of its own default
+# (tests/platform/test_row_path.py checks that default on its own).
+os.environ.setdefault("MEDSTUDIO_IMPORT_STREAM_BATCH_SIZE", "0")
 
 SHARED_DATA = Path(os.environ.get("MEDSTUDIO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -29,6 +33,7 @@ def _eager_jobs(settings, tmp_path):
     settings.JOBS_EAGER = True
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.JOB_NICE = 0  # see MEDSTUDIO_JOB_NICE above
+    settings.IMPORT_STREAM_BATCH_SIZE = 0  # see MEDSTUDIO_IMPORT_STREAM_BATCH_SIZE above
 
 
 @pytest.fixture(autouse=True)

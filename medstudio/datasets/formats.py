@@ -128,9 +128,12 @@ def _iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[tuple[int, dict | R
                 # still makes the line invalid JSON).
                 line = line.replace("\x00", "\\u0000")
             try:
-                row = json.loads(line)
+                row = json.loads(line, parse_constant=_no_constant)
             except json.JSONDecodeError as exc:
                 yield lineno, RowError(f"invalid JSON: {exc.msg} at column {exc.colno}")
+                continue
+            except ValueError as exc:  # from _no_constant
+                yield lineno, RowError(f"invalid JSON: {exc}")
                 continue
             if not isinstance(row, dict):
                 yield lineno, RowError(f"expected a JSON object, got {type(row).__name__}")
@@ -534,6 +537,22 @@ class CheckedRow:
 _ALWAYS_USED = frozenset(("id", "source", "lang", "meta"))
 
 
+NON_FINITE = "holds NaN or Infinity, which JSON cannot store (write null, or the number as text)"
+
+
+def _no_constant(name: str):
+    """json.loads's parse_constant: the stdlib reads NaN and Infinity, which are not JSON and which
+    neither database stores (SQLite's insert would even drop the row without a word)."""
+    raise ValueError(f"{name} is not a JSON value (write null, or the number as text)")
+
+
+def content_dumps_checked(content: dict) -> str:
+    try:
+        return content_dumps(content)
+    except ValueError:
+        raise RowError(f"the row {NON_FINITE}") from None
+
+
 def check_row(row: dict, kind: str) -> CheckedRow:
     """Clean, validate and map one raw row onto the content schema of `kind`; RowError says why not."""
     row, n_nul = clean_row(row)
@@ -560,7 +579,7 @@ def check_row(row: dict, kind: str) -> CheckedRow:
     ext = row.get("id")
     if ext is None or ext == "":
         # Without an id, the content hash is the id, so re-importing the same file stays idempotent.
-        content_json = content_dumps(content)
+        content_json = content_dumps_checked(content)
         chash = hashlib.sha256(content_json.encode()).hexdigest()
         return CheckedRow(kind=kind, content=content, row=row, external_id=f"sha256:{chash[:32]}", content_hash=chash,
                           n_nul=n_nul, content_json=content_json)
@@ -594,7 +613,7 @@ def record_subset(content: dict) -> str:
 def record_from_checked(c: CheckedRow) -> NormalizedRecord:
     """The stored record of a checked row: canonical JSON, its hash, flat text, token count, language."""
     content = c.content
-    content_json = c.content_json or content_dumps(content)
+    content_json = c.content_json or content_dumps_checked(content)
     text_hash = c.content_hash or hashlib.sha256(content_json.encode()).hexdigest()  # == content_hash(content)
     if c.kind == "document":  # the most common kind, inline: what flat_text gives ("title\ntext", no empty parts)
         title = content.get("title")

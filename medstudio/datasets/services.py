@@ -11,6 +11,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Iterable
 
+import orjson
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Count, Sum
@@ -146,6 +147,12 @@ class _Scan:
                 if first != lineno:
                     bad(lineno, _duplicate_reason(checked.external_id, checked.row, first))
                     continue
+                if self.writing:
+                    try:
+                        record = record_from_checked(checked)
+                    except RowError as exc:  # a NaN in a Parquet column, found when the JSON is built
+                        bad(lineno, str(exc))
+                        continue
                 report.n_ok += 1
                 if checked.n_nul:
                     report.n_nul += checked.n_nul
@@ -153,7 +160,7 @@ class _Scan:
                     if len(report.nul_lines) < max_reported:
                         report.nul_lines.append(lineno)
                 if self.writing:
-                    yield lineno, record_from_checked(checked)
+                    yield lineno, record
         except FileError as exc:
             report.file_error = str(exc)
         if self._guessed and report.n_bad:
@@ -437,10 +444,11 @@ def import_job(ctx: JobContext) -> dict:
         rows, dropped = _drop_index_for_append(ctx, dataset, rows, n_upper)
     report = scan.report
     inserted = done = 0
-    batch = _Batch(rows, settings.IMPORT_BATCH_SIZE)
     # A new dataset's rows are new by construction (no other session sees the dataset before the
     # commit), so on PostgreSQL each batch streams into its COPY as it is normalised.
     stream = created and connection.vendor == "postgresql"
+    batch = _Batch(rows, max(settings.IMPORT_BATCH_SIZE, settings.IMPORT_STREAM_BATCH_SIZE) if stream
+                   else settings.IMPORT_BATCH_SIZE)
     try:
         # progress (heartbeat, count) is written where the web and jobs_recover see it meanwhile
         with ctx.progress_outside_transaction(), (nullcontext() if per_batch else transaction.atomic()):
@@ -651,7 +659,17 @@ def _export_rows(qs, chunk_size: int = 5000):
                 yield ext, source, lang, (content if isinstance(content, dict) else loads(content))
 
 
-_JSONL_ENCODER = json.JSONEncoder(ensure_ascii=False)
+_JSONL_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _jsonl_line(row: dict) -> bytes:
+    """One export line. orjson (3-5x the stdlib's speed) writes it, in the stdlib's compact form;
+    it refuses integers beyond 64 bits, and those lines go through the stdlib. (Stored content
+    never holds NaN or Infinity, which orjson would write as null: the import refuses them.)"""
+    try:
+        return orjson.dumps(row)
+    except TypeError:
+        return _JSONL_COMPACT.encode(row).encode()
 
 
 def _export_write(ctx: JobContext, qs, dataset: Dataset, fmt: str, tmp: Path):
@@ -669,23 +687,24 @@ def _export_write(ctx: JobContext, qs, dataset: Dataset, fmt: str, tmp: Path):
     digest = hashlib.sha256()
     # An export is cheap to redo, so a resumed export starts over; the file appears only when complete.
     if fmt == "jsonl":
-        dumps = _JSONL_ENCODER.encode  # json.dumps(..., ensure_ascii=False) without a new encoder per row
         with tmp.open("wb") as fh:
-            lines: list[str] = []
+            lines: list[bytes] = []
             for ext, source, lang, content in rows:
-                lines.append(dumps(to_flat_row(kind, content, id=ext, source=source, lang=lang)))
+                lines.append(_jsonl_line(to_flat_row(kind, content, id=ext, source=source, lang=lang)))
                 if len(lines) >= 5000:
-                    data = ("\n".join(lines) + "\n").encode()
+                    lines.append(b"")
+                    data = b"\n".join(lines)
                     digest.update(data)
                     fh.write(data)
-                    n += len(lines)
+                    n += len(lines) - 1
                     lines = []
                     ctx.progress(done=n)
             if lines:
-                data = ("\n".join(lines) + "\n").encode()
+                lines.append(b"")
+                data = b"\n".join(lines)
                 digest.update(data)
                 fh.write(data)
-                n += len(lines)
+                n += len(lines) - 1
         return n, digest
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -52,11 +52,14 @@ def guess_lang(text: str) -> str:
 
 
 # One encoder for every row: json.dumps with non-default options builds a new JSONEncoder per call.
-_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+# allow_nan=False: NaN and Infinity are not JSON, and both databases refuse them (SQLite's
+# JSON_VALID check, PostgreSQL's jsonb), so they are refused here, where the row is still known.
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, allow_nan=False)
 
 
 def content_dumps(content: dict) -> str:
-    """The canonical JSON of a record's content (what content_hash hashes)."""
+    """The canonical JSON of a record's content (what content_hash hashes); ValueError on a NaN
+    or an infinite number."""
     return _CANONICAL.encode(content)
 
 

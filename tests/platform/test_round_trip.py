@@ -101,3 +101,48 @@ def test_parquet_export_reads_as_plain_columns(tmp_path, make_dataset):
     [row] = pq.read_table(out).to_pylist()
     assert row["chosen"] == "[1, 2]" and json.loads(row["meta"]) == {"department": "x"}
     assert json.loads(row["prompt_turns"])[0] == {"role": "system", "content": "s"}
+
+
+def test_jsonl_export_keeps_values_the_fast_encoder_would_refuse(tmp_path, make_dataset):
+    """The JSONL export's fast encoder (orjson) refuses integers beyond 64 bits: those lines go
+    through the stdlib, so every value reads back as it was stored."""
+    rows = [{"id": "big", "text": "t", "dose": 123456789012345678901234567890},
+            {"id": "nul", "text": "t", "note": None, "weight": 1.5},
+            {"id": "plain", "text": "患者 t", "weight": 1e-07, "tags": ["a", "b"]}]
+    make_dataset("fast", "document", rows)
+    out = tmp_path / "fast.jsonl"
+    call_command("export_records", dataset="fast", format="jsonl", out=str(out))
+    lines = out.read_text(encoding="utf-8").splitlines()
+    got = {r["id"]: r for r in map(json.loads, lines)}
+    assert got["big"]["dose"] == 123456789012345678901234567890
+    assert got["nul"]["note"] is None and got["nul"]["weight"] == 1.5
+    assert {k: v for k, v in got["plain"].items() if k not in ("lang", "source")} == {"id": "plain", "text": "患者 t", "weight": 1e-07,
+                                                                       "tags": ["a", "b"]}
+    assert all(", " not in line.replace("患者 t", "") for line in lines)  # one compact form, whichever encoder wrote it
+
+
+def test_nan_and_infinity_are_refused_with_their_line(tmp_path):
+    """The stdlib reads NaN/Infinity, which are not JSON and which neither database stores (SQLite's
+    insert dropped such a row silently, reporting it imported): refused at the line, nothing written."""
+    from django.core.management.base import CommandError
+
+    from medstudio.datasets.models import Dataset
+
+    p = tmp_path / "nan.jsonl"
+    p.write_text('{"id": "a", "text": "x"}\n{"id": "b", "text": "y", "w": NaN}\n{"id": "c", "text": "z", "w": -Infinity}\n',
+                 encoding="utf-8")
+    with pytest.raises(CommandError):
+        call_command("import_records", str(p), dataset="nan", kind="document")
+    assert not Dataset.objects.filter(name="nan").exists()
+    call_command("import_records", str(p), dataset="nan", kind="document", skip_bad_lines=True)
+    assert sorted(Record.objects.filter(dataset__name="nan").values_list("external_id", flat=True)) == ["a"]
+
+
+def test_nan_in_a_parquet_column_is_a_bad_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "nan.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["x", "y"], "w": [1.0, float("nan")]}), p)
+    call_command("import_records", str(p), dataset="pnan", kind="document", skip_bad_lines=True)
+    assert list(Record.objects.filter(dataset__name="pnan").values_list("external_id", flat=True)) == ["a"]

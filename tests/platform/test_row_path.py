@@ -275,3 +275,28 @@ def test_a_documents_stored_text_is_flat_text():
     for row in rows:
         rec = normalize_row(row, "document")
         assert rec.text == flat_text("document", rec.content), row
+
+
+@pytest.mark.postgres
+def test_a_new_dataset_streams_in_fewer_larger_copies(tmp_path, settings, monkeypatch):
+    """A COPY's end waits for the server, so a new dataset's streamed rows go in batches of
+    IMPORT_STREAM_BATCH_SIZE, not IMPORT_BATCH_SIZE; an append keeps IMPORT_BATCH_SIZE."""
+    settings.IMPORT_BATCH_SIZE = 2
+    settings.IMPORT_STREAM_BATCH_SIZE = 5
+    real = services.records_insert
+    sizes: list[int] = []
+
+    def counting(**kw):
+        rows = kw["rows"]
+        kw["rows"] = list(rows)
+        sizes.append(len(kw["rows"]))
+        return real(**kw)
+
+    monkeypatch.setattr(services, "records_insert", counting)
+    docs = [{"id": f"s{i}", "text": f"streamed {i}"} for i in range(12)]
+    assert _import(tmp_path, "streamed", docs).status == "succeeded"
+    assert sizes == [5, 5, 2]
+    sizes.clear()
+    assert _import(tmp_path, "streamed", docs + [{"id": "s12", "text": "one more"}]).status == "succeeded"
+    assert sizes == [2] * 6 + [1]
+    assert Record.objects.filter(dataset__name="streamed").count() == 13
