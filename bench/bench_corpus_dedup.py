@@ -179,6 +179,7 @@ def on_ray(folder: Path, out_dir: Path, cpus: int, out: Path) -> None:
     th.start()
     try:
         res = run_dedup(DedupSpec(uri=str(folder), out_dir=str(out_dir), mapping={}), log=lambda *_: None)
+        rounds = res.get("verify_rounds", {})
     finally:
         stop.set()
         th.join()
@@ -190,7 +191,7 @@ def on_ray(folder: Path, out_dir: Path, cpus: int, out: Path) -> None:
                 dropped.append(r["id"])
             if r["cluster"]:
                 clusters.setdefault(r["cluster"], []).append(r["id"])
-    out.write_text(json.dumps({"seconds": res["seconds"], "partitions": res["partitions"], "driver_peak_rss_mb": _peak_mb(),
+    out.write_text(json.dumps({"seconds": res["seconds"], "partitions": res["partitions"], "verify_rounds": rounds, "driver_peak_rss_mb": _peak_mb(),
                                "worker_peak_rss_mb": sorted(peaks.values()),
                                "worker_private_mb": sorted(private.values()), "dropped": sorted(dropped),
                                "clusters": sorted(sorted(m) for m in clusters.values() if len(m) > 1)}))
@@ -231,7 +232,7 @@ def main() -> None:
                       f"worker peak RSS max {max(w or [0]):.0f} MB (private {max(r['worker_private_mb'] or [0]):.0f} MB) "
                       f"over {len(w)} worker(s), driver "
                       f"{r['driver_peak_rss_mb']:.0f} MB | dropped {len(r['dropped'])}, clusters {len(r['clusters'])} "
-                      f"(the in-memory path not run above --single-max)", flush=True)
+                      f"(the in-memory path not run above --single-max); verification rounds {r['verify_rounds']}", flush=True)
                 continue
             s = json.loads(a.read_text())
             same_drop = s["dropped"] == r["dropped"]

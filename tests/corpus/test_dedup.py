@@ -9,6 +9,7 @@ import random
 import pyarrow.parquet as pq
 import pytest
 
+from curation.pipeline.corpus import dedup
 from curation.pipeline.corpus.dedup import DedupSpec, partition_of, plan_shards, run_dedup
 from curation.pipeline.minhash import MinHashConfig, find_near_duplicates
 from tests.conftest import SHARED_DATA
@@ -50,7 +51,7 @@ def _corpus(tmp_path):
     return d
 
 
-def test_staged_dedup_on_ray_matches_single_machine(tmp_path, ray_address):
+def test_staged_dedup_on_ray_matches_single_machine(tmp_path, ray_address, monkeypatch):
     import ray
 
     d = _corpus(tmp_path)
@@ -76,7 +77,10 @@ def test_staged_dedup_on_ray_matches_single_machine(tmp_path, ray_address):
         again = run_dedup(spec, log=lambda *_: None)
         sig_files = sorted((tmp_path / "out" / "_dedup" / "sig").iterdir())
         written = {p.name: p.stat().st_mtime_ns for p in sig_files}
-        # other partitions: the signatures are reused, only the band shuffle is redone
+        # other partitions: the signatures are reused, only the band shuffle is redone; and
+        # verification spread over more tasks than partitions, in rounds of a few signatures
+        monkeypatch.setattr(dedup, "PAIRS_PER_VERIFY", 7)
+        monkeypatch.setattr(dedup, "SIGS_PER_ROUND", 10)
         five = run_dedup(DedupSpec(uri=str(d), out_dir=str(tmp_path / "out"), mapping={}, partitions=5),
                          log=lambda *_: None)
     finally:
@@ -104,6 +108,7 @@ def test_staged_dedup_on_ray_matches_single_machine(tmp_path, ray_address):
     assert again["dropped"] == out["dropped"] and again["docs"] == out["docs"]
     assert {p.name: p.stat().st_mtime_ns for p in sig_files} == written
     assert five["partitions"] == 5 and five["clusters"] == out["clusters"]
+    assert out["verify_rounds"] == {"source": 1, "merged": 1} and min(five["verify_rounds"].values()) > 1
     assert {r["id"] for sh in shards for r in pq.read_table(out_dir / (sh["key"] + ".dedup.parquet")).to_pylist()
             if not r["keep"]} == expected_dropped
     # each band file holds one row group per partition, every entry in the partition it is listed under

@@ -354,18 +354,21 @@ def verify_pairs(spec: dict, pairs: np.ndarray, *parts) -> list[tuple[int, int, 
 
 
 PAIRS_PER_VERIFY = 250_000
+SIGS_PER_ROUND = 500_000  # 256 MB of signatures in flight at most
 
 
-def verified_edges(raw: dict, shards: list[dict], candidates: np.ndarray, tasks) -> list[tuple[int, int, float]]:
-    """Stage 2b, on the driver's candidate pairs: each pair goes to one of `partitions`
-    verification tasks (a hash of the pair); each shard sends each task the signatures of its own
-    documents that the task's pairs name (Ray's object store is the shuffle), so every signature
-    file is read once per pass, whatever the partition count."""
+def verified_edges(raw: dict, shards: list[dict], candidates: np.ndarray, tasks) -> tuple[list, int]:
+    """Stage 2b, on the driver's candidate pairs: (verified edges, rounds). Each pair goes to one
+    verification task (a hash of the pair; at least `partitions` tasks, at most PAIRS_PER_VERIFY
+    pairs each); each shard sends each task the signatures of its own documents that the task's
+    pairs name (Ray's object store is the shuffle). The tasks run in rounds that keep at most
+    SIGS_PER_ROUND signatures in flight; a signature file is read once per round (one round unless
+    the candidates are dense), whatever the partition count."""
     import ray
 
     gather_task, verify_task = tasks
     if not candidates.size:
-        return []
+        return [], 0
     # at least one task per partition, and no task verifies more than PAIRS_PER_VERIFY pairs (its
     # memory: the pairs and the signatures they name), however dense the corpus's candidates are
     n_dest = max(raw["partitions"], -(-candidates.shape[0] // PAIRS_PER_VERIFY))
@@ -378,16 +381,36 @@ def verified_edges(raw: dict, shards: list[dict], candidates: np.ndarray, tasks)
     wanted = np.stack([code // n_dest, code % n_dest], 1)
     del code
     firsts = np.array([sh["first_doc"] for sh in shards], dtype=np.int64)
-    cuts = np.searchsorted(wanted[:, 0], firsts)  # wanted is sorted by document, so by shard
-    ends = np.append(cuts[1:], wanted.shape[0])
-    sent: dict[int, list] = {}
-    for i, (a, b) in enumerate(zip(cuts.tolist(), ends.tolist())):
-        if b > a:
-            refs = gather_task.options(num_returns=n_dest).remote(raw, shards[i], wanted[a:b], n_dest)
-            sent[i] = refs if n_dest > 1 else [refs]
-    edges = ray.get([verify_task.remote(raw, candidates[dest == q], *[refs[q] for refs in sent.values()])
-                     for q in range(n_dest) if (dest == q).any()])
-    return sorted(e for part in edges for e in part)
+    # Rounds: the signatures in flight (in the object store, between the gather and the
+    # verification tasks) stay under SIGS_PER_ROUND; a round takes whole destinations, and each
+    # round reads the signature files again (only the row groups it needs)
+    per_dest = np.bincount(wanted[:, 1], minlength=n_dest)
+    rounds: list[list[int]] = [[]]
+    load = 0
+    for q in range(n_dest):
+        if rounds[-1] and load + per_dest[q] > SIGS_PER_ROUND:
+            rounds.append([])
+            load = 0
+        rounds[-1].append(q)
+        load += int(per_dest[q])
+    edges: list[tuple[int, int, float]] = []
+    for dests in rounds:
+        local = np.full(n_dest, -1, dtype=np.int64)
+        local[dests] = np.arange(len(dests))
+        mine = wanted[local[wanted[:, 1]] >= 0]
+        mine = np.stack([mine[:, 0], local[mine[:, 1]]], 1)
+        cuts = np.searchsorted(mine[:, 0], firsts)  # sorted by document, so by shard
+        ends = np.append(cuts[1:], mine.shape[0])
+        sent = []
+        for i, (a, b) in enumerate(zip(cuts.tolist(), ends.tolist())):
+            if b > a:
+                refs = gather_task.options(num_returns=len(dests)).remote(raw, shards[i], mine[a:b], len(dests))
+                sent.append(refs if len(dests) > 1 else [refs])
+        done = ray.get([verify_task.remote(raw, candidates[dest == q], *[refs[j] for refs in sent])
+                        for j, q in enumerate(dests) if (dest == q).any()])
+        del sent  # this round's signatures leave the object store
+        edges += [e for part in done for e in part]
+    return sorted(edges), len(rounds)
 
 
 # -- stage 3 -----------------------------------------------------------------------------------
@@ -481,6 +504,7 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
         passes.append(("merged", False))
     dropped: dict[int, tuple[int, str]] = {}
     all_edges: list[tuple[int, int, float]] = []
+    verify_rounds: dict[str, int] = {}
     for stage, within in passes:
         gone = ray.put(np.array(sorted(dropped), dtype=np.int64))
         found = np.concatenate(ray.get([bucket_task.remote(raw, shards, p, within, gone)
@@ -494,12 +518,13 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
         else:
             candidates = np.unique(found, axis=0)
         del found
-        edges = verified_edges(raw, shards, candidates, tasks)
+        edges, verify_rounds[stage] = verified_edges(raw, shards, candidates, tasks)
         found, groups = components(edges)
         all_edges += edges
         for doc, keeper in found.items():
             dropped[doc] = (keeper, stage)
-        log(f"stage 2-3 ({stage}): {len(candidates)} candidate pair(s), {len(edges)} verified, {len(groups)} cluster(s), {len(found)} dropped")
+        log(f"stage 2-3 ({stage}): {len(candidates)} candidate pair(s), {len(edges)} verified in "
+            f"{verify_rounds[stage]} round(s), {len(groups)} cluster(s), {len(found)} dropped")
     uf = UnionFind()
     for a, b, _ in all_edges:
         uf.union(a, b)
@@ -527,7 +552,7 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
     total = sum(s["docs"] for s in per_shard)
     log(f"stage 4: kept {total - len(dropped)} of {total} documents ({len(dropped)} near-duplicates dropped)")
     return {"docs": total, "dropped": len(dropped), "clusters": len(groups), "shards": per_shard,
-            "passes": [p for p, _ in passes], "partitions": raw["partitions"], "seconds": time.monotonic() - t0}
+            "passes": [p for p, _ in passes], "partitions": raw["partitions"], "verify_rounds": verify_rounds, "seconds": time.monotonic() - t0}
 
 
 def _fs(uri: str):
