@@ -266,6 +266,9 @@ def _claim(queue: Queue, user, key: str, now) -> int | None:
     return cand if won else None
 
 
+CLAIM_WAIT_S = 5.0
+
+
 def assignment_next(*, queue: Queue, user, known_none_active: bool = False) -> Assignment | None:
     """The item this annotator should label now: their open one, else a newly claimed free slot.
 
@@ -281,7 +284,13 @@ def assignment_next(*, queue: Queue, user, known_none_active: bool = False) -> A
         if active is not None or not queue.is_open:
             return active
     free = Assignment.objects.filter(queue=queue, status=Status.FREE)
-    for attempt in range(20):
+    # Free slots locked by claims in flight are looked at again until those claims commit. The wait
+    # is bounded in time, not in tries: on a loaded machine a claim took longer than 20 quick tries
+    # (0.4 s), and a second tab then got nothing while the first tab's claim was landing.
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    attempt = 0
+    while time.monotonic() < deadline:
+        attempt += 1
         try:
             if connection.in_atomic_block:
                 with transaction.atomic():  # a savepoint, so a lost race leaves the caller's transaction usable
@@ -298,7 +307,7 @@ def assignment_next(*, queue: Queue, user, known_none_active: bool = False) -> A
             # Nothing free (committed) is left for us; a claim of our own other tab may just have landed.
             return base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
         # Every free slot for us is locked by claims in flight (or we lost a race): look again shortly.
-        time.sleep(0.002 * (attempt + 1))
+        time.sleep(min(0.002 * attempt, 0.05))
     return base.filter(queue=queue, annotator=key, status=Status.ACTIVE).first()
 
 
