@@ -469,11 +469,19 @@ class NearDupFinder:
         return result
 
 
+SKETCH_BLOCK = 20_000
+
+
 def find_near_duplicates(texts: Sequence[str], cfg: MinHashConfig | None = None, *, sources: Sequence[str] | None = None,
                          policy: str = "first", scores: dict[int, float] | None = None) -> DedupResult:
     """In-memory convenience: all texts at once (tests, benchmarks, small datasets)."""
     finder = NearDupFinder(cfg)
-    sig, lengths = finder.sketch(texts)
+    # sketched in blocks: a block's n-gram buffer and rensa's rows (Python ints before numpy) are
+    # temporary, and over the whole corpus at once they held ~20 KB a document
+    parts = [finder.sketch(texts[i : i + SKETCH_BLOCK]) for i in range(0, len(texts), SKETCH_BLOCK)] or [finder.sketch([])]
+    sig = np.concatenate([p[0] for p in parts])
+    lengths = np.concatenate([p[1] for p in parts])
+    del parts
     # exact verification only needs the gram sets of texts that have a candidate
     return finder.dedup(sig, lambda ids: dict(zip(ids, shingle_sets([texts[i] for i in ids], finder.cfg))),
                         sources=sources, policy=policy, lengths=lengths, scores=scores)

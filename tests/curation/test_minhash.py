@@ -85,6 +85,17 @@ def test_recall_at_0_8_and_no_false_positives_below_0_5(planted):
         assert sim == pytest.approx(_exact(texts[i], texts[j], cfg), abs=1e-9)
 
 
+def test_sketching_in_blocks_gives_the_same_result(planted, monkeypatch):
+    from curation.pipeline import minhash
+
+    texts, _ = planted
+    cfg = MinHashConfig(verify="estimate")
+    whole = find_near_duplicates(texts, cfg)
+    monkeypatch.setattr(minhash, "SKETCH_BLOCK", 37)  # blocks that split the planted pairs
+    blocks = find_near_duplicates(texts, cfg)
+    assert blocks.pairs == whole.pairs and blocks.dropped() == whole.dropped() and len(whole.pairs) >= 60
+
+
 def test_estimate_verification_has_few_false_positives_below_0_5(planted):
     texts, pairs = planted
     cfg = MinHashConfig(verify="estimate")
