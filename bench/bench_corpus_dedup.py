@@ -4,9 +4,8 @@ memory of each Ray worker as the corpus grows.
 
     .venv/bin/python bench/bench_corpus_dedup.py --docs 250000 1000000
 
-The in-memory path runs only up to --single-max documents (default 250,000): it held 5.7 GB there,
-and at 1M it would not fit beside anything else on a 23 GB machine, which is the point of the
-staged path.
+The in-memory path runs only up to --single-max documents (default 250,000; it held 1.0 GB there
+and 3.8 GB at 1M, so `--single-max 1000000` compares both at the issue's size).
 
 For each size, in child processes (so that each peak RSS is that process's own):
 1. generate: documents of 3-6 sentences drawn at random from the shared data's general_en /
