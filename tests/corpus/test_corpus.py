@@ -122,15 +122,24 @@ def test_run_on_ray_partial_retry_resume_and_sample(tmp_path, on_ray, capsys):
 
 
 @pytest.mark.slow
-def test_clean_run_succeeds_and_prints_summary(tmp_path, on_ray, capsys):
+@pytest.mark.parametrize("as_uri", [False, True], ids=["path", "file-uri"])
+def test_clean_run_succeeds_and_prints_summary(tmp_path, on_ray, capsys, as_uri):
+    """A folder, or the same folder as a URI: object storage (s3://, gs://) goes through the same
+    pyarrow.fs URI path (FileSystem.from_uri), which file:// exercises without a cloud account."""
     d = tmp_path / "c2"
     d.mkdir()
     write_parquet(d / "a.parquet", docs(40, 0))
     write_jsonl(d / "b.jsonl", docs(40, 40))
-    call_command("corpus", "add", "small", str(d))
+    out = tmp_path / "scores"
+    if as_uri:
+        call_command("corpus", "add", "small", d.as_uri(), "--output-uri", out.as_uri())
+    else:
+        call_command("corpus", "add", "small", str(d))
     call_command("corpus", "run", "small", "--scorer", "rules")
     text = capsys.readouterr().out
     assert "succeeded; 2/2 shards" in text and "rules: documents=80" in text
+    if as_uri:  # the score files went where the output URI said
+        assert sorted(p.name for p in out.rglob("*.scores.parquet")) == ["a.parquet.scores.parquet", "b.jsonl.scores.parquet"]
 
 
 def test_corpus_pages_check_roles(tmp_path, client, django_user_model):
