@@ -83,6 +83,7 @@ def test_staged_dedup_on_ray_matches_single_machine(tmp_path, ray_address, monke
         monkeypatch.setattr(dedup, "SIGS_PER_ROUND", 10)
         five = run_dedup(DedupSpec(uri=str(d), out_dir=str(tmp_path / "out"), mapping={}, partitions=5),
                          log=lambda *_: None)
+        after_five = {p.name: p.stat().st_mtime_ns for p in sig_files}
     finally:
         ray.shutdown()
     assert out["passes"] == ["source", "merged"]
@@ -106,7 +107,7 @@ def test_staged_dedup_on_ray_matches_single_machine(tmp_path, ray_address, monke
     assert [r["stage"] for r in trio[:2] if not r["keep"]].count("source") == 1
     assert by_id["empty"]["keep"] and by_id["empty"]["cluster"] is None
     assert again["dropped"] == out["dropped"] and again["docs"] == out["docs"]
-    assert {p.name: p.stat().st_mtime_ns for p in sig_files} == written
+    assert after_five == written
     assert five["partitions"] == 5 and five["clusters"] == out["clusters"]
     assert out["verify_rounds"] == {"source": 1, "merged": 1} and min(five["verify_rounds"].values()) > 1
     assert {r["id"] for sh in shards for r in pq.read_table(out_dir / (sh["key"] + ".dedup.parquet")).to_pylist()
@@ -119,3 +120,11 @@ def test_staged_dedup_on_ray_matches_single_machine(tmp_path, ray_address, monke
         for g, p in enumerate(groups):
             t = pf.read_row_group(g)
             assert set(partition_of(t.column("key").to_numpy(), t.column("band").to_numpy(), 5).tolist()) == {p}
+    # other sketch settings (a seed): the signatures are sketched again, not reused
+    ray.init(address="auto", log_to_driver=False)
+    try:
+        reseeded = run_dedup(DedupSpec(uri=str(d), out_dir=str(tmp_path / "out"), mapping={}, partitions=5, seed=7),
+                             log=lambda *_: None)
+    finally:
+        ray.shutdown()
+    assert all(p.stat().st_mtime_ns != written[p.name] for p in sig_files) and reseeded["docs"] == out["docs"]

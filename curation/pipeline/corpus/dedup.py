@@ -149,12 +149,17 @@ def signatures_shard(spec: dict, shard: dict) -> dict:
     fs, _ = filesystem(s.uri)
     sig_path, _, band_path = _paths(s.out_dir, shard["key"])
     sig_meta, band_meta = _file_meta(fs, sig_path), _file_meta(fs, band_path)
-    sig_ok = bool(sig_meta) and sig_meta["first_doc"] == shard["first_doc"] and sig_meta["num_perm"] == cfg.num_perm
-    if sig_ok and band_meta and band_meta["first_doc"] == shard["first_doc"] and band_meta["partitions"] == s.partitions:
+    # what a signature depends on: the text (mapping) and the sketch settings; a band file also on
+    # the bands and the partitions
+    sketch_key = {"mapping": s.mapping, "num_perm": cfg.num_perm, "seed": cfg.seed, "ngram_zh": cfg.ngram_zh,
+                  "ngram_en": cfg.ngram_en}
+    sig_ok = bool(sig_meta) and sig_meta["first_doc"] == shard["first_doc"] and sig_meta.get("sketch") == sketch_key
+    if (sig_ok and band_meta and band_meta["first_doc"] == shard["first_doc"] and band_meta["partitions"] == s.partitions
+            and band_meta.get("bands") == cfg.bands):
         return {"key": shard["key"], "docs": sig_meta["docs"], "sources": sig_meta["sources"], "skipped": True}
     fs.create_dir(sig_path.rsplit("/", 1)[0], recursive=True)
     fs.create_dir(band_path.rsplit("/", 1)[0], recursive=True)
-    if sig_ok:  # the partitions changed (the corpus grew): only the shuffle is redone
+    if sig_ok:  # the partitions or bands changed (the corpus grew): only the shuffle is redone
         part = _read_sig(fs, sig_path, cfg.num_perm, ("source", "sig"))
         sources, sig = part["source"], part["sig"]
     else:
@@ -166,8 +171,7 @@ def signatures_shard(spec: dict, shard: dict) -> dict:
             sources += [d["source"] for d in batch]
         sig = np.concatenate(sigs) if sigs else np.zeros((0, cfg.num_perm), dtype=np.uint32)
         del sigs
-        meta = {"first_doc": shard["first_doc"], "num_perm": cfg.num_perm, "docs": len(ids),
-                "sources": sorted(set(sources))}
+        meta = {"first_doc": shard["first_doc"], "sketch": sketch_key, "docs": len(ids), "sources": sorted(set(sources))}
         table = pa.table({
             "doc": shard["first_doc"] + np.arange(len(ids), dtype=np.int64), "id": pa.array(ids, pa.string()),
             "source": pa.array(sources, pa.string()),
@@ -194,7 +198,7 @@ def signatures_shard(spec: dict, shard: dict) -> dict:
     cuts = np.flatnonzero(np.diff(part)) + 1
     starts = np.concatenate(([0], cuts)) if part.size else np.zeros(0, dtype=np.int64)
     ends = np.concatenate((cuts, [part.size])) if part.size else np.zeros(0, dtype=np.int64)
-    meta = {"first_doc": shard["first_doc"], "partitions": s.partitions,
+    meta = {"first_doc": shard["first_doc"], "partitions": s.partitions, "bands": cfg.bands,
             "row_groups": [int(part[a]) for a in starts]}  # the partition of each row group
     schema = entries.schema.with_metadata({_META: json.dumps(meta)})
 
