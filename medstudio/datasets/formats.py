@@ -537,20 +537,21 @@ class CheckedRow:
 _ALWAYS_USED = frozenset(("id", "source", "lang", "meta"))
 
 
-NON_FINITE = "holds NaN or Infinity, which JSON cannot store (write null, or the number as text)"
+_NON_FINITE_FIX = "write null, or the number as text"
 
 
 def _no_constant(name: str):
     """json.loads's parse_constant: the stdlib reads NaN and Infinity, which are not JSON and which
     neither database stores (SQLite's insert would even drop the row without a word)."""
-    raise ValueError(f"{name} is not a JSON value (write null, or the number as text)")
+    raise ValueError(f"{name} is not a JSON value ({_NON_FINITE_FIX})")
 
 
 def content_dumps_checked(content: dict) -> str:
+    """content_dumps, with a NaN or infinite number (a Parquet float column) as the row's error."""
     try:
         return content_dumps(content)
     except ValueError:
-        raise RowError(f"the row {NON_FINITE}") from None
+        raise RowError(f"the row holds NaN or Infinity, which JSON cannot store ({_NON_FINITE_FIX})") from None
 
 
 def check_row(row: dict, kind: str) -> CheckedRow:

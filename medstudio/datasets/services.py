@@ -672,6 +672,15 @@ def _jsonl_line(row: dict) -> bytes:
         return _JSONL_COMPACT.encode(row).encode()
 
 
+def _write_lines(fh, digest, lines: list[bytes]) -> int:
+    """Write (and hash) a block of JSONL lines; how many."""
+    if lines:
+        data = b"\n".join(lines) + b"\n"
+        digest.update(data)
+        fh.write(data)
+    return len(lines)
+
+
 def _export_write(ctx: JobContext, qs, dataset: Dataset, fmt: str, tmp: Path):
     """Write the records to `tmp`; return (count, sha256 of the file).
 
@@ -692,19 +701,10 @@ def _export_write(ctx: JobContext, qs, dataset: Dataset, fmt: str, tmp: Path):
             for ext, source, lang, content in rows:
                 lines.append(_jsonl_line(to_flat_row(kind, content, id=ext, source=source, lang=lang)))
                 if len(lines) >= 5000:
-                    lines.append(b"")
-                    data = b"\n".join(lines)
-                    digest.update(data)
-                    fh.write(data)
-                    n += len(lines) - 1
+                    n += _write_lines(fh, digest, lines)
                     lines = []
                     ctx.progress(done=n)
-            if lines:
-                lines.append(b"")
-                data = b"\n".join(lines)
-                digest.update(data)
-                fh.write(data)
-                n += len(lines) - 1
+            n += _write_lines(fh, digest, lines)
         return n, digest
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -320,7 +320,8 @@ def buckets_partition(spec: dict, shards: list[dict], partition: int, within_sou
             pairs.update((members[0], m) for m in members[1:])
     if not pairs:
         return none
-    return np.array(sorted(pairs), dtype=np.int64)
+    # unordered: the driver deduplicates (and so sorts) the pairs of every partition at once
+    return np.fromiter((d for pair in pairs for d in pair), dtype=np.int64, count=2 * len(pairs)).reshape(-1, 2)
 
 
 def gather_signatures(spec: dict, shard: dict, wanted: np.ndarray, n_dest: int) -> list:
@@ -332,13 +333,12 @@ def gather_signatures(spec: dict, shard: dict, wanted: np.ndarray, n_dest: int) 
 
     s = DedupSpec(**spec)
     fs, _ = filesystem(s.uri)
-    got = read_docs(fs, s.out_dir, [shard], wanted[:, 0], s.num_perm)
-    row = {d: i for i, d in enumerate(got["doc"].tolist())}
-    out = []
-    for q in range(n_dest):
-        mine = wanted[wanted[:, 1] == q, 0]
-        idx = np.array([row[d] for d in mine.tolist()], dtype=np.int64)
-        out.append((mine, got["sig"][idx] if idx.size else np.zeros((0, s.num_perm), dtype=np.uint32)))
+    got = read_docs(fs, s.out_dir, [shard], wanted[:, 0], s.num_perm)  # sorted by document
+    order = np.argsort(wanted[:, 1], kind="stable")
+    docs = wanted[order, 0]
+    sig = got["sig"][np.searchsorted(got["doc"], docs)]
+    cuts = np.searchsorted(wanted[order, 1], np.arange(n_dest + 1))
+    out = [(docs[a:b], sig[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
     return out if n_dest > 1 else out[0]
 
 
@@ -346,14 +346,16 @@ def verify_pairs(spec: dict, pairs: np.ndarray, *parts) -> list[tuple[int, int, 
     """The pairs whose signatures agree on at least `threshold` of their positions (the estimate
     verifier). `parts`: the (docs, signatures) each shard sent to this destination."""
     cfg = DedupSpec(**spec).config()
-    sigs: dict[int, np.ndarray] = {}
-    for docs, sg in parts:
-        sigs.update(zip(docs.tolist(), sg))
+    docs = np.concatenate([d for d, _ in parts])
+    sigs = np.concatenate([sg for _, sg in parts])
+    order = np.argsort(docs)
+    docs, sigs = docs[order], sigs[order]
     out = []
-    for da, db in pairs.tolist():
-        sim = float(np.mean(sigs[da] == sigs[db]))
-        if sim >= cfg.threshold:
-            out.append((da, db, sim))
+    for a in range(0, pairs.shape[0], 50_000):  # in blocks: two (block, num_perm) arrays at a time
+        block = pairs[a : a + 50_000]
+        sim = (sigs[np.searchsorted(docs, block[:, 0])] == sigs[np.searchsorted(docs, block[:, 1])]).mean(axis=1)
+        hit = np.flatnonzero(sim >= cfg.threshold)
+        out += zip(block[hit, 0].tolist(), block[hit, 1].tolist(), sim[hit].tolist())
     return out
 
 
@@ -379,6 +381,8 @@ def verified_edges(raw: dict, shards: list[dict], candidates: np.ndarray, tasks)
     with np.errstate(over="ignore"):
         dest = ((candidates[:, 0].astype(np.uint64) * _MIX) ^ candidates[:, 1].astype(np.uint64)) * _P % np.uint64(n_dest)
     dest = dest.astype(np.int64)
+    by_dest = np.argsort(dest, kind="stable")
+    dest_cuts = np.searchsorted(dest[by_dest], np.arange(n_dest + 1))  # pairs of q: by_dest[cuts[q]:cuts[q+1]]
     # (document, destination) rows, deduplicated as one int64 each (a 1-D unique is far lighter
     # than np.unique(axis=0) on the driver)
     code = np.unique(np.concatenate([candidates[:, 0] * n_dest + dest, candidates[:, 1] * n_dest + dest]))
@@ -410,8 +414,9 @@ def verified_edges(raw: dict, shards: list[dict], candidates: np.ndarray, tasks)
             if b > a:
                 refs = gather_task.options(num_returns=len(dests)).remote(raw, shards[i], mine[a:b], len(dests))
                 sent.append(refs if len(dests) > 1 else [refs])
-        done = ray.get([verify_task.remote(raw, candidates[dest == q], *[refs[j] for refs in sent])
-                        for j, q in enumerate(dests) if (dest == q).any()])
+        done = ray.get([verify_task.remote(raw, candidates[by_dest[dest_cuts[q]:dest_cuts[q + 1]]],
+                                           *[refs[j] for refs in sent])
+                        for j, q in enumerate(dests) if dest_cuts[q + 1] > dest_cuts[q]])
         del sent  # this round's signatures leave the object store
         edges += [e for part in done for e in part]
     return sorted(edges), len(rounds)
