@@ -346,13 +346,16 @@ def verify_pairs(spec: dict, pairs: np.ndarray, *parts) -> list[tuple[int, int, 
     """The pairs whose signatures agree on at least `threshold` of their positions (the estimate
     verifier). `parts`: the (docs, signatures) each shard sent to this destination."""
     cfg = DedupSpec(**spec).config()
+    # the parts come in shard order, each sorted by document: together they are sorted (no copy
+    # beyond the one concatenation)
     docs = np.concatenate([d for d, _ in parts])
     sigs = np.concatenate([sg for _, sg in parts])
-    order = np.argsort(docs)
-    docs, sigs = docs[order], sigs[order]
+    if docs.size > 1 and not np.all(docs[1:] > docs[:-1]):
+        order = np.argsort(docs)
+        docs, sigs = docs[order], sigs[order]
     out = []
-    for a in range(0, pairs.shape[0], 50_000):  # in blocks: two (block, num_perm) arrays at a time
-        block = pairs[a : a + 50_000]
+    for a in range(0, pairs.shape[0], 10_000):  # in blocks: two (block, num_perm) arrays at a time
+        block = pairs[a : a + 10_000]
         sim = (sigs[np.searchsorted(docs, block[:, 0])] == sigs[np.searchsorted(docs, block[:, 1])]).mean(axis=1)
         hit = np.flatnonzero(sim >= cfg.threshold)
         out += zip(block[hit, 0].tolist(), block[hit, 1].tolist(), sim[hit].tolist())
