@@ -203,9 +203,9 @@ def corpus_dedup_job(ctx: JobContext) -> dict:
              description="Freeze the documents a corpus's thresholds keep: kept ids per shard + manifest, registered for training.")
 def corpus_freeze_job(ctx: JobContext) -> dict:
     import hashlib
-    from pathlib import Path
 
     from curation.corpus.models import Corpus
+    from curation.pipeline.corpus.shards import join_uri, parent_uri, read_bytes
     from curation.pipeline.corpus.studio import StudioError, freeze
     from medstudio.handoffs.services import corpus_selection_register
 
@@ -213,13 +213,13 @@ def corpus_freeze_job(ctx: JobContext) -> dict:
 
     corpus = Corpus.objects.get(pk=ctx.params["corpus_id"])
     name, score_dir = ctx.params["name"], ctx.params["score_dir"]
-    dest = str(Path(score_dir).parent / "selections" / name)
+    dest = join_uri(parent_uri(score_dir), "selections", name)
     try:
         manifest = freeze(score_dir, corpus_conditions(ctx.params["conditions"]), dest, name=name,
                           source={"uri": corpus.uri, "mapping": corpus.mapping})
     except StudioError as exc:
         raise JobFailed(str(exc)) from exc
-    digest = hashlib.sha256((Path(dest) / "manifest.json").read_bytes()).hexdigest()
+    digest = hashlib.sha256(read_bytes(join_uri(dest, "manifest.json"))).hexdigest()
     sel = corpus_selection_register(user=ctx.job.created_by, name=name,
                                     corpus=corpus.name, path=dest, manifest=manifest, manifest_sha256=digest, job=ctx.job)
     ctx.log(f"Frozen selection {name}: {manifest['kept']} of {manifest['docs']} documents kept "

@@ -26,13 +26,14 @@ def _describe(ref: dict) -> dict:
 
 def _export(ref: dict, path: Path) -> dict:
     from curation.pipeline.corpus.selection import SelectionError, iter_selection
+    from curation.pipeline.corpus.shards import join_uri, read_bytes
 
     sel = _selection(ref)
-    manifest = Path(sel.path) / "manifest.json"
+    manifest = join_uri(sel.path, "manifest.json")
     try:
-        digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        digest = hashlib.sha256(read_bytes(manifest)).hexdigest()
     except OSError as exc:
-        raise DataSourceError(f"corpus selection {sel.name!r}: {manifest} cannot be read ({exc.strerror})") from exc
+        raise DataSourceError(f"corpus selection {sel.name!r}: {manifest} cannot be read ({exc.strerror or exc})") from exc
     if digest != sel.manifest_sha256:
         raise DataSourceError(f"corpus selection {sel.name!r}: its manifest changed since it was frozen; freeze it again")
     w = RecordWriter(path)

@@ -9,8 +9,41 @@ import pytest
 from tests.conftest import SHARED_DATA
 
 
+# Credentials for the S3 emulator (moto's server): any key works there, and none reaches AWS.
+S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "medstudio-test", "AWS_SECRET_ACCESS_KEY": "medstudio-test",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
 @pytest.fixture(scope="session")
-def ray_address():
+def s3_endpoint():
+    """A real S3 server on 127.0.0.1 (moto's, in a thread of this process) for the whole session,
+    named by AWS_ENDPOINT_URL as a MinIO or Ceph site would name its own: pyarrow.fs reads that
+    variable, so `s3://bucket/prefix` URIs go there in this process and in the Ray head's."""
+    import logging
+    import os
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {**S3_TEST_ENV, "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env["AWS_ENDPOINT_URL"]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_address(s3_endpoint):
     """A local Ray head (2 CPUs, with the dashboard that serves job submission) owned by this test
     session: `ray start --head --block` in its own process group, ended by that group's id at the
     end (never `ray stop`, which would also end another session's Ray)."""
@@ -53,6 +86,21 @@ def on_ray(ray_address, settings, tmp_path):
     settings.RAY_ADDRESS = ray_address
     settings.CORPUS_OUTPUT = str(tmp_path / "scores")
     return ray_address
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, request):
+    """(pyarrow S3FileSystem, a new empty bucket's name) on the session's S3 server."""
+    import re
+
+    import pyarrow.fs as pafs
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
+    # from_uri, as the product opens every URI: it is what reads AWS_ENDPOINT_URL (the
+    # S3FileSystem constructor does not)
+    fs, _ = pafs.FileSystem.from_uri(f"s3://{name}?allow_bucket_creation=true")
+    fs.create_dir(name)
+    return fs, name
 
 
 def docs(n: int, offset: int = 0) -> list[dict]:

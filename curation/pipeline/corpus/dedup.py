@@ -146,8 +146,10 @@ def signatures_shard(spec: dict, shard: dict) -> dict:
 
     s = DedupSpec(**spec)
     cfg = s.config()
-    fs, _ = filesystem(s.uri)
-    sig_path, _, band_path = _paths(s.out_dir, shard["key"])
+    src_fs, _ = filesystem(s.uri)
+    # the output may live on another filesystem than the corpus (a bucket's corpus, local scores)
+    fs, out_dir = filesystem(s.out_dir)
+    sig_path, _, band_path = _paths(out_dir, shard["key"])
     sig_meta, band_meta = _file_meta(fs, sig_path), _file_meta(fs, band_path)
     # what a signature depends on: the text (mapping) and the sketch settings; a band file also on
     # the bands and the partitions
@@ -164,7 +166,7 @@ def signatures_shard(spec: dict, shard: dict) -> dict:
         sources, sig = part["source"], part["sig"]
     else:
         ids, sources, sigs = [], [], []
-        for batch in iter_docs(fs, shard["path"], shard["fmt"], Mapping.from_dict(s.mapping), batch_size=2000):
+        for batch in iter_docs(src_fs, shard["path"], shard["fmt"], Mapping.from_dict(s.mapping), batch_size=2000):
             sg, _ = sketch([d["text"] for d in batch], cfg)
             sigs.append(sg)
             ids += [d["id"] for d in batch]
@@ -280,11 +282,11 @@ def buckets_partition(spec: dict, shards: list[dict], partition: int, within_sou
 
     s = DedupSpec(**spec)
     cfg = s.config()
-    fs, _ = filesystem(s.uri)
+    fs, out_dir = filesystem(s.out_dir)
     none = np.zeros((0, 2), dtype=np.int64)
     chunks = []
     for sh in shards:
-        with fs.open_input_file(_paths(s.out_dir, sh["key"])[2]) as fh:
+        with fs.open_input_file(_paths(out_dir, sh["key"])[2]) as fh:
             pf = pq.ParquetFile(fh)
             meta = json.loads(pf.schema_arrow.metadata[_META])
             if meta["partitions"] != s.partitions:
@@ -332,8 +334,7 @@ def gather_signatures(spec: dict, shard: dict, wanted: np.ndarray, n_dest: int) 
     from curation.pipeline.corpus.shards import filesystem
 
     s = DedupSpec(**spec)
-    fs, _ = filesystem(s.uri)
-    got = read_docs(fs, s.out_dir, [shard], wanted[:, 0], s.num_perm)  # sorted by document
+    got = read_docs(*filesystem(s.out_dir), [shard], wanted[:, 0], s.num_perm)  # sorted by document
     order = np.argsort(wanted[:, 1], kind="stable")
     docs = wanted[order, 0]
     sig = got["sig"][np.searchsorted(got["doc"], docs)]
@@ -454,8 +455,8 @@ def decisions_shard(spec: dict, shard: dict, marks: dict[int, tuple[str, str, st
     from curation.pipeline.corpus.shards import filesystem
 
     s = DedupSpec(**spec)
-    fs, _ = filesystem(s.uri)
-    sig_path, out_path, _ = _paths(s.out_dir, shard["key"])
+    fs, out_dir = filesystem(s.out_dir)
+    sig_path, out_path, _ = _paths(out_dir, shard["key"])
     part = _read_sig(fs, sig_path, s.num_perm, columns=("doc", "id"))
     docs = part["doc"].tolist()
     none = (None, None, None)
@@ -549,7 +550,7 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
             cluster[m] = cid
     # the ids of the documents named as a keeper or a cluster, read from their row groups only
     named = np.array(sorted({k for k, _ in dropped.values()} | set(cluster.values())), dtype=np.int64)
-    got = read_docs(_fs(spec.uri), spec.out_dir, shards, named, spec.num_perm, ("doc", "id")) if named.size else None
+    got = read_docs(*_fs_path(spec.out_dir), shards, named, spec.num_perm, ("doc", "id")) if named.size else None
     ids = dict(zip(got["doc"].tolist(), got["id"])) if got else {}
     firsts = np.array([sh["first_doc"] for sh in shards], dtype=np.int64)
     marks: list[dict] = [{} for _ in shards]
@@ -567,10 +568,12 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
             "passes": [p for p, _ in passes], "partitions": raw["partitions"], "verify_rounds": verify_rounds, "seconds": time.monotonic() - t0}
 
 
-def _fs(uri: str):
+def _fs_path(uri: str):
+    """(filesystem, path inside it): paths of out_dir's files are joined to the path, never to a
+    URI (an S3 filesystem takes `bucket/key`, not `s3://bucket/key`)."""
     from curation.pipeline.corpus.shards import filesystem
 
-    return filesystem(uri)[0]
+    return filesystem(uri)
 
 
 def main(argv: list[str]) -> int:

@@ -75,12 +75,10 @@ class ShardScorer:
         spec = self.spec
         fs, _ = filesystem(spec["uri"])
         out_fs, out_dir = filesystem(spec["out_dir"])
-        if type(out_fs) is not type(fs):  # score files on another store than the shards
-            raise NotImplementedError("score files must live on the same filesystem as the shards")
         if self.blocks is None:  # built here, not in __init__: a model that fails to load fails the shard with its reason
             self.blocks = build_blocks(spec["scorers"], self.shared)
             self.built += 1
-        res = score_shard(fs=fs, path=shard["path"], fmt=shard["fmt"], key=shard["key"], out_dir=out_dir,
+        res = score_shard(fs=fs, out_fs=out_fs, path=shard["path"], fmt=shard["fmt"], key=shard["key"], out_dir=out_dir,
                           mapping=spec.get("mapping") or {}, scorers=spec["scorers"], kind=spec.get("kind", "document"),
                           blocks=self.blocks)
         return {**res, "worker": f"{socket.gethostname()}:{os.getpid()}", "blocks_built": self.built}
@@ -129,7 +127,10 @@ def run(spec: dict) -> dict:
                         ray.kill(actor, no_restart=True)
                         actor = actor_cls.remote(spec, *shared_refs)
                         actors.append(actor)
-                    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    # a task's own exception, not Ray's wrapper (whose first line names only the actor)
+                    cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
+                    cause = cause or exc
+                    reason = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
                     out_fs, out_dir = filesystem(spec["out_dir"])
                     _write_json(out_fs, failed_path(out_dir, shard["key"]), {"shard": shard["key"], "reason": reason})
                     res = {"key": shard["key"], "status": "failed", "reason": reason, "docs": 0}

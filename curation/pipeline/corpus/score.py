@@ -188,10 +188,13 @@ def _pii_result(counts: dict[str, int], scorer):
 
 def score_shard(*, fs, path: str, fmt: str, key: str, out_dir: str, mapping: dict, scorers: dict[str, dict],
                 kind: str = "document", batch_size: int = 500, shared: dict | None = None,
-                blocks: dict[str, Any] | None = None) -> dict[str, Any]:
+                blocks: dict[str, Any] | None = None, out_fs=None) -> dict[str, Any]:
     """Score every document of one shard; returns {"key", "status": done|failed, "docs", "seconds", ...}.
 
+    `fs` reads the shard; `out_fs` (default: `fs`) holds `out_dir`, where the score file goes (a
+    corpus in a bucket may keep its scores on local disk, or the other way round).
     `blocks`: the scorers' blocks already built (build_blocks), else they are built here."""
+    out_fs = out_fs or fs
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -242,7 +245,7 @@ def score_shard(*, fs, path: str, fmt: str, key: str, out_dir: str, mapping: dic
                 keep_all.append(keep)
                 reason_all.append(reason)
     except ShardError as exc:
-        _write_json(fs, failed_path(out_dir, key), {"shard": key, "path": path, "reason": str(exc)})
+        _write_json(out_fs, failed_path(out_dir, key), {"shard": key, "path": path, "reason": str(exc)})
         return {"key": key, "status": "failed", "reason": str(exc), "docs": 0, "seconds": time.monotonic() - t0}
     cols["keep"], cols["reason"] = keep_all, reason_all
     types = {"doc_id": pa.string(), "shard": pa.string(), "lang": pa.string(), "source": pa.string(),
@@ -254,10 +257,10 @@ def score_shard(*, fs, path: str, fmt: str, key: str, out_dir: str, mapping: dic
                                                                 for n, p in scorers.items()}), "medstudio.source_path": path})
 
     def w(tmp):
-        with fs.open_output_stream(tmp) as fh:
+        with out_fs.open_output_stream(tmp) as fh:
             pq.write_table(table, fh)
 
-    _write_atomic(fs, score_path(out_dir, key), w)
-    _delete_if_exists(fs, failed_path(out_dir, key))
+    _write_atomic(out_fs, score_path(out_dir, key), w)
+    _delete_if_exists(out_fs, failed_path(out_dir, key))
     return {"key": key, "status": "done", "docs": table.num_rows, "kept": sum(keep_all),
             "seconds": time.monotonic() - t0}

@@ -1,6 +1,6 @@
 """Reading a frozen corpus selection back, shard by shard (no Django).
 
-A selection folder (studio.freeze) holds manifest.json and kept/<shard>.kept.parquet (the kept
+A selection folder (studio.freeze; a local path or a URI on object storage) holds manifest.json and kept/<shard>.kept.parquet (the kept
 document ids). `iter_selection` streams the kept documents in manifest order: for each shard it
 reads that shard's kept ids (one small Parquet file), then the shard itself in pyarrow batches,
 yielding the documents whose id was kept. Memory is one shard's kept ids plus one batch.
@@ -8,7 +8,6 @@ yielding the documents whose id was kept. Memory is one shard's kept ids plus on
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Iterator
 
 
@@ -17,9 +16,11 @@ class SelectionError(ValueError):
 
 
 def read_manifest(dest: str) -> dict:
-    path = Path(dest) / "manifest.json"
+    from curation.pipeline.corpus.shards import join_uri, read_bytes
+
+    path = join_uri(dest, "manifest.json")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_bytes(path).decode("utf-8"))
     except FileNotFoundError:
         raise SelectionError(f"{path}: no manifest (the selection was never frozen there, or was moved)") from None
     except ValueError as exc:
@@ -33,20 +34,21 @@ def iter_selection(dest: str, *, batch_size: int = 1000) -> Iterator[tuple[str, 
     the freeze) raises SelectionError naming it: the data a run trains on is exactly what was frozen."""
     import pyarrow.parquet as pq
 
-    from curation.pipeline.corpus.shards import Mapping, ShardError, filesystem, iter_docs, shard_format
+    from curation.pipeline.corpus.shards import Mapping, ShardError, filesystem, iter_docs, join_uri, shard_format
 
     manifest = read_manifest(dest)
     src = manifest.get("source") or {}
     if not src.get("uri"):
         raise SelectionError(f"{dest}: the manifest does not name its corpus's URI (frozen by an older version: freeze it again)")
     fs, _ = filesystem(src["uri"])
+    kept_fs, kept_root = filesystem(dest)
     mapping = Mapping.from_dict(src.get("mapping"))
     for sh in manifest["shards"]:
         if not sh.get("kept"):
             continue
-        kept_file = Path(dest) / "kept" / f"{sh['shard']}.kept.parquet"
+        kept_file = join_uri(kept_root, "kept", f"{sh['shard']}.kept.parquet")
         try:
-            ids = set(pq.read_table(kept_file, columns=["doc_id"]).column("doc_id").to_pylist())
+            ids = set(pq.read_table(kept_file, columns=["doc_id"], filesystem=kept_fs).column("doc_id").to_pylist())
         except (OSError, ValueError) as exc:
             raise SelectionError(f"shard {sh['shard']}: kept ids unreadable ({exc})") from exc
         path = sh.get("source_path") or ""

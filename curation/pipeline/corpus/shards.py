@@ -62,6 +62,32 @@ def filesystem(uri: str):
     return pafs.FileSystem.from_uri(uri)
 
 
+def is_local(fs) -> bool:
+    import pyarrow.fs as pafs
+
+    return isinstance(fs, pafs.LocalFileSystem)
+
+
+def uri_of(fs, path: str) -> str:
+    """The URI that names `path` of `fs` again through `filesystem` (a local path stays a path)."""
+    return path if is_local(fs) else f"{fs.type_name}://{path}"
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """base/part/...: for a path or a URI (pathlib would fold s3:// into s3:/)."""
+    return "/".join([base.rstrip("/")] + [p.strip("/") for p in parts])
+
+
+def parent_uri(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[0]
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as fh:
+        return fh.read()
+
+
 def list_shards(uri: str) -> tuple[Any, list[tuple[str, str, int]]]:
     """(fs, [(path, fmt, size)]) of every shard file under uri (a folder, or one file), sorted."""
     import pyarrow.fs as pafs

@@ -9,6 +9,9 @@ A condition is (column, op, value) on a score-file column such as ``rules_value`
 ``pii_keep``. Columns are checked against the files' schema and values are bound as parameters,
 so no text a user types reaches the SQL.
 
+Score files on object storage (an s3:// or gs:// output URI) are read through pyarrow.fs as one
+Arrow dataset that DuckDB scans (DuckDB's own httpfs extension would be a download at run time).
+
 A frozen selection is a manifest: the conditions, each score file's sha256 and row count, and one
 Parquet file of kept document ids per shard. Its counts are exact and do not move when score files
 are rewritten later (the hashes tell that they were).
@@ -16,11 +19,12 @@ are rewritten later (the hashes tell that they were).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+_VIEWS = itertools.count()
 OPS = {">=": ">=", "<=": "<=", ">": ">", "<": "<", "==": "=", "!=": "<>"}
 
 
@@ -52,14 +56,45 @@ class Condition:
 
 
 def score_files(out_dir: str) -> list[str]:
-    files = sorted(str(p) for p in Path(out_dir).glob("*.scores.parquet"))
+    """The run's score files, sorted: local paths, or URIs on object storage."""
+    import pyarrow.fs as pafs
+
+    from curation.pipeline.corpus.shards import filesystem, uri_of
+
+    try:
+        fs, root = filesystem(out_dir)
+        infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    except (OSError, ValueError) as exc:
+        raise StudioError(f"{out_dir}: cannot be listed ({exc})") from exc
+    files = sorted(uri_of(fs, i.path) for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".scores.parquet"))
     if not files:
         raise StudioError(f"no score files under {out_dir}: run the corpus scorers first")
     return files
 
 
+def _relation(con, files: list[str]) -> tuple[str, list]:
+    """(FROM clause, its parameters) reading `files` with columns matched by name. Local files go
+    to DuckDB's read_parquet (parallel, with projection pushdown); files on object storage are one
+    pyarrow dataset (their unified schema) that DuckDB scans, also reading only the columns asked."""
+    if "://" not in files[0]:
+        return "read_parquet(?, union_by_name=true)", [files]
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    from curation.pipeline.corpus.shards import filesystem
+
+    fs, _ = filesystem(files[0])
+    paths = [filesystem(f)[1] for f in files]
+    schema = pa.unify_schemas([pq.read_schema(p, filesystem=fs) for p in paths]).remove_metadata()
+    name = f"scores_{next(_VIEWS)}"
+    con.register(name, pads.dataset(paths, schema=schema, format="parquet", filesystem=fs))
+    return name, []
+
+
 def _schema(con, files: list[str]) -> dict[str, str]:
-    rows = con.execute("DESCRIBE SELECT * FROM read_parquet(?, union_by_name=true)", [files]).fetchall()
+    rel, params = _relation(con, files)
+    rows = con.execute(f"DESCRIBE SELECT * FROM {rel}", params).fetchall()
     return {r[0]: r[1] for r in rows}
 
 
@@ -91,6 +126,7 @@ def counts(out_dir: str, conditions: list[Condition], *, threads: int | None = N
     con = _connect(threads)
     schema = _schema(con, files)
     where, params = _where(conditions, schema)
+    rel, rel_params = _relation(con, files)
     has_tokens = "n_tokens" in schema
     tokens = "coalesce(sum(CASE WHEN k THEN n_tokens END), 0)" if has_tokens else "NULL"
     t0 = time.perf_counter()
@@ -99,9 +135,9 @@ def counts(out_dir: str, conditions: list[Condition], *, threads: int | None = N
         f"""SELECT lang, source, count(*) AS docs, sum(k::INTEGER) AS kept,
                    coalesce(sum(CASE WHEN k THEN n_chars END), 0) AS kept_chars, {tokens} AS kept_tokens
             FROM (SELECT lang, source, n_chars, {'n_tokens,' if has_tokens else ''} coalesce({where}, FALSE) AS k
-                  FROM read_parquet(?, union_by_name=true))
+                  FROM {rel})
             GROUP BY lang, source ORDER BY lang, source""",
-        params + [files]).fetchall()
+        params + rel_params).fetchall()
     by = [{"lang": r[0], "source": r[1], "docs": r[2], "kept": r[3], "kept_chars": int(r[4]),
            "kept_tokens": None if r[5] is None else int(r[5])} for r in rows]
     return {"docs": sum(b["docs"] for b in by), "kept": sum(b["kept"] for b in by),
@@ -127,73 +163,98 @@ def histogram(out_dir: str, column: str, *, bins: int = 40, split: str = "") -> 
     if split not in ("", "lang", "source"):
         raise StudioError(f"split by lang or source, not {split!r}")
     valid = f'"{column}" IS NOT NULL AND NOT isnan("{column}")'
-    lo, hi, n = con.execute(f'SELECT min("{column}"), max("{column}"), count(*) FROM read_parquet(?, union_by_name=true) '
-                            f"WHERE {valid}", [files]).fetchone()
+    rel, rel_params = _relation(con, files)
+    lo, hi, n = con.execute(f'SELECT min("{column}"), max("{column}"), count(*) FROM {rel} '
+                            f"WHERE {valid}", rel_params).fetchall()[0]
     if lo is None:
         return {"lo": None, "hi": None, "n": 0, "series": {}}
     width = (hi - lo) / bins if hi > lo else 1.0
     label = split if split else "'all'"
     rows = con.execute(
         f"""SELECT {label} AS s, least(CAST(floor(("{column}" - ?) / ?) AS INTEGER), {bins - 1}) AS b, count(*)
-            FROM read_parquet(?, union_by_name=true) WHERE {valid} GROUP BY s, b""", [lo, width, files]).fetchall()
+            FROM {rel} WHERE {valid} GROUP BY s, b""", [lo, width] + rel_params).fetchall()
     series: dict[str, list[int]] = {}
     for s, b, c in sorted(rows, key=lambda r: (str(r[0]), r[1])):
         series.setdefault(str(s or "-"), [0] * bins)[int(b)] += c
     return {"lo": float(lo), "hi": float(hi if hi > lo else lo + 1.0), "n": int(n), "series": series}
 
 
-def _sql_path(path: Path) -> str:
-    return path.as_posix().replace("'", "''")
+def _sha256(uri: str) -> str:
+    from curation.pipeline.corpus.shards import filesystem
 
-
-def _sha256(path: str) -> str:
+    fs, path = filesystem(uri)
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with fs.open_input_stream(path) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
-def _source_path(path: str) -> str:
+def _source_path(uri: str) -> str:
     """The shard a score file was computed from (score.py writes it into the file's metadata)."""
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(path).metadata or {}
+    from curation.pipeline.corpus.shards import filesystem
+
+    fs, path = filesystem(uri)
+    meta = pq.read_schema(path, filesystem=fs).metadata or {}
     return meta.get(b"medstudio.source_path", b"").decode()
 
 
 def freeze(out_dir: str, conditions: list[Condition], dest: str, *, name: str = "", source: dict | None = None) -> dict:
-    """Write the frozen selection (kept ids per shard + manifest) under dest; returns the manifest.
+    """Write the frozen selection (kept ids per shard + manifest) under dest, a folder or a URI;
+    returns the manifest.
 
     `source` ({"uri", "mapping"} of the corpus) goes into the manifest with each shard's source
     path, so that a reader (training) can stream the kept documents without the database."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from curation.pipeline.corpus.score import _write_atomic
+    from curation.pipeline.corpus.shards import filesystem, join_uri
+
     files = score_files(out_dir)
     con = _connect()
     where, params = _where(conditions, _schema(con, files))
-    root = Path(dest)
-    (root / "kept").mkdir(parents=True, exist_ok=True)
+    fs, root = filesystem(dest)
+    fs.create_dir(join_uri(root, "kept"), recursive=True)
     shards = []
     for f in files:
-        key = Path(f).name[: -len(".scores.parquet")]
-        target = root / "kept" / f"{key}.kept.parquet"
-        tmp = target.with_name(target.name + ".tmp")
-        total = con.execute("SELECT count(*) FROM read_parquet(?)", [f]).fetchone()[0]
-        con.execute(f"COPY (SELECT doc_id, n_chars FROM read_parquet(?) WHERE {where} ORDER BY doc_id) "
-                    f"TO '{_sql_path(tmp)}' (FORMAT parquet)", [f] + params)
-        tmp.replace(target)  # atomic: a shard's kept file is complete or absent
-        kept = con.execute("SELECT count(*), coalesce(sum(n_chars), 0) FROM read_parquet(?)", [str(target)]).fetchone()
-        shards.append({"shard": key, "score_file": f, "sha256": _sha256(f), "docs": total, "kept": kept[0],
-                       "kept_chars": int(kept[1]), "kept_file": str(target), "source_path": _source_path(f)})
+        key = f.rsplit("/", 1)[1][: -len(".scores.parquet")]
+        rel, rel_params = _relation(con, [f])
+        total = con.execute(f"SELECT count(*) FROM {rel}", rel_params).fetchall()[0][0]
+        kept = con.sql(f"SELECT doc_id, n_chars FROM {rel} WHERE {where} ORDER BY doc_id",
+                       params=rel_params + params).to_arrow_table()
+        target = join_uri(root, "kept", f"{key}.kept.parquet")
+        # atomic: a shard's kept file is complete or absent
+        _write_atomic(fs, target, lambda tmp: pq.write_table(kept, tmp, filesystem=fs))
+        shards.append({"shard": key, "score_file": f, "sha256": _sha256(f), "docs": total, "kept": kept.num_rows,
+                       "kept_chars": int(pc.sum(kept.column("n_chars")).as_py() or 0),
+                       "kept_file": join_uri(dest, "kept", f"{key}.kept.parquet"), "source_path": _source_path(f)})
     manifest = {"name": name, "conditions": [[c.column, c.op, c.value] for c in conditions],
                 "docs": sum(s["docs"] for s in shards), "kept": sum(s["kept"] for s in shards),
                 "kept_chars": sum(s["kept_chars"] for s in shards), "source": source or {}, "shards": shards}
-    tmp = root / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(root / "manifest.json")
+    body = json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")
+
+    def write(tmp):
+        with fs.open_output_stream(tmp) as fh:
+            fh.write(body)
+
+    _write_atomic(fs, join_uri(root, "manifest.json"), write)
     return manifest
 
 
 def verify_frozen(dest: str) -> list[str]:
     """Score files whose content changed since the selection was frozen (empty: still exact)."""
-    manifest = json.loads((Path(dest) / "manifest.json").read_text(encoding="utf-8"))
-    return [s["shard"] for s in manifest["shards"] if not Path(s["score_file"]).exists() or _sha256(s["score_file"]) != s["sha256"]]
+    from curation.pipeline.corpus.shards import join_uri, read_bytes
+
+    manifest = json.loads(read_bytes(join_uri(dest, "manifest.json")).decode("utf-8"))
+    changed = []
+    for s in manifest["shards"]:
+        try:
+            same = _sha256(s["score_file"]) == s["sha256"]
+        except FileNotFoundError:
+            same = False
+        if not same:
+            changed.append(s["shard"])
+    return changed
