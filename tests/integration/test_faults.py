@@ -20,7 +20,7 @@ from django.utils import timezone
 from medstudio.jobs.models import Job
 from medstudio.jobs.services import job_execute
 
-from tests.corpus.conftest import ray_address  # noqa: F401  (one local Ray for the session)
+from tests.corpus.conftest import ray_address, s3_endpoint  # noqa: F401  (one local Ray for the session; its head gets the S3 test endpoint)
 from tests.fakes.fixtures import tiny_llama_path  # noqa: F401
 
 from .conftest import wait_for
