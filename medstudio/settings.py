@@ -242,6 +242,9 @@ RAY_LOCAL_CPUS = env_int("MEDSTUDIO_RAY_LOCAL_CPUS", 2)
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # Where corpus score files go when a corpus names no output URI (a folder or s3://, gs:// URI).
 CORPUS_OUTPUT = os.environ.get("MEDSTUDIO_CORPUS_OUTPUT", str(VAR_DIR / "corpus"))
+# corpus dedup: MinHash signatures in Ray's object store per verification round (128 x 4 bytes
+# each; the default is 256 MB). More per round: fewer rounds, each re-reading the signature files.
+CORPUS_DEDUP_SIGS_PER_ROUND = env_int("MEDSTUDIO_DEDUP_SIGS_PER_ROUND", 500_000)
 # A running job whose heartbeat is older than this is considered orphaned and resumed.
 JOB_STALE_SECONDS = env_int("MEDSTUDIO_JOB_STALE_SECONDS", 120)
 # A job still queued after this long is sent to the broker again (its message may have been lost

@@ -5,6 +5,7 @@ import json
 import time
 from typing import Callable
 
+from django.conf import settings
 from django.db import transaction
 from django.utils.translation import gettext_noop
 
@@ -95,7 +96,7 @@ def _spec(ctx: JobContext, run: CorpusRun, only: list[str]) -> dict:
         ctx.log(f"decontam: indexed {d['benchmark_items']} items of {', '.join(d['benchmarks'])}; "
                 f"the index goes to the workers once through Ray's object store.")
     return {"uri": c.uri, "out_dir": run.out_dir, "mapping": c.mapping, "scorers": scorers,
-            "workers": run.workers, "only": only}
+            "workers": run.workers, "only": only, "dedup_sigs_per_round": settings.CORPUS_DEDUP_SIGS_PER_ROUND}
 
 
 @job_handler("curation.corpus_run", queue="cpu",
@@ -183,7 +184,7 @@ def corpus_dedup_job(ctx: JobContext) -> dict:
     def spec() -> dict:
         return {"uri": corpus.uri, "out_dir": ctx.params["out_dir"], "mapping": corpus.mapping,
                 "partitions": int(ctx.params.get("partitions") or 0), "threshold": float(ctx.params.get("threshold") or 0.8),
-                "by_source": bool(ctx.params.get("by_source", True))}
+                "by_source": bool(ctx.params.get("by_source", True)), "sigs_per_round": settings.CORPUS_DEDUP_SIGS_PER_ROUND}
 
     # signature files already written are reused by a new submission
     sub_id = _follow_ray_job(
@@ -196,7 +197,7 @@ def corpus_dedup_job(ctx: JobContext) -> dict:
     ctx.progress(done=4, total=4)
     return {"corpus": corpus.name, "out_dir": ctx.params["out_dir"], "documents": end["docs"],
             "dropped": end["dropped"], "kept": end["docs"] - end["dropped"], "clusters": end["clusters"],
-            "passes": end["passes"], "ray_job_id": sub_id}
+            "passes": end["passes"], "verify_rounds": end.get("verify_rounds") or {}, "ray_job_id": sub_id}
 
 
 @job_handler("curation.corpus_freeze", queue="cpu",

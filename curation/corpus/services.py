@@ -131,6 +131,8 @@ def check_scorers(scorers: dict[str, dict]) -> dict[str, dict]:
                     raise ValueError(gettext("threshold must be in (0, 1]"))
                 if int(params.get("partitions", 0)) < 0:
                     raise ValueError(gettext("partitions must be 0 (automatic) or more"))
+                if any(int(params[k]) < 1 for k in ("pairs_per_verify", "sigs_per_round") if k in params):
+                    raise ValueError(gettext("pairs_per_verify and sigs_per_round must be 1 or more"))
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"minhash: {exc}") from exc
         else:
@@ -171,8 +173,12 @@ def runtime_scorers(run: CorpusRun) -> dict[str, dict]:
 
 
 def run_key(scorers: dict[str, dict]) -> str:
-    """Same scorers and params, same output folder: that is what makes a re-run resume."""
-    blob = json.dumps(scorers, sort_keys=True)
+    """Same scorers and params, same output folder: that is what makes a re-run resume. The
+    dedup's sizing settings (minhash_pass.SIZING) change memory, not results: not in the key."""
+    from curation.pipeline.corpus.minhash_pass import SIZING
+
+    keyed = {n: ({k: v for k, v in p.items() if k not in SIZING} if n == "minhash" else p) for n, p in scorers.items()}
+    blob = json.dumps(keyed, sort_keys=True)
     return "-".join(sorted(scorers)) + "-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 

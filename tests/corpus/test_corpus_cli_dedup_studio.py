@@ -42,7 +42,7 @@ def test_counts_and_freeze_from_the_cli(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_dedup_job_on_ray(tmp_path, on_ray, capsys):
+def test_dedup_job_on_ray(tmp_path, on_ray, capsys, settings):
     base = docs(80, 0)
     copies = [{**r, "id": r["id"] + "-copy", "source": "mirror"} for r in base[:20]]
     d = tmp_path / "corpus"
@@ -59,3 +59,12 @@ def test_dedup_job_on_ray(tmp_path, on_ray, capsys):
     dropped = {r["id"] for r in decisions if not r["keep"]}
     assert {r["id"] + "-copy" for r in base[:20]} <= dropped  # copies come later in corpus order
     assert all(r["duplicate_of"] for r in decisions if not r["keep"])
+    assert res["verify_rounds"] == {"source": 0, "merged": 1}  # the copies are in another source
+
+    # the site's MEDSTUDIO_DEDUP_SIGS_PER_ROUND reaches the job: a tiny object-store budget
+    # verifies in several rounds, and finds the same duplicates
+    settings.CORPUS_DEDUP_SIGS_PER_ROUND = 8
+    call_command("corpus", "dedup", "dups", "--partitions", "2", "--json")
+    small = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert small["status"] == "succeeded" and small["verify_rounds"]["merged"] > 1
+    assert small["dropped"] == res["dropped"] and small["clusters"] == res["clusters"]

@@ -122,3 +122,17 @@ def test_bad_minhash_settings_are_refused(tmp_path, on_ray):
         call_command("corpus", "run", "pool2", "--scorer", "minhash", "--param", "minhash.threshold=1.5")
     with pytest.raises(CommandError, match="unknown settings"):
         call_command("corpus", "run", "pool2", "--scorer", "minhash", "--param", "minhash.bogus=1")
+    with pytest.raises(CommandError, match="sigs_per_round must be 1 or more"):
+        call_command("corpus", "run", "pool2", "--scorer", "minhash", "--param", "minhash.sigs_per_round=0")
+
+
+def test_sizing_settings_keep_the_run_folder():
+    """sigs_per_round / pairs_per_verify size the verification, not its result: a run that sets
+    them resumes in the same folder (and keeps the same marks); a real setting starts a new one."""
+    from curation.corpus.services import run_key
+    from curation.pipeline.corpus.minhash_pass import fingerprint
+
+    plain = {"rules": {}, "minhash": {}}
+    sized = {"rules": {}, "minhash": {"sigs_per_round": 9, "pairs_per_verify": 3}}
+    assert run_key(plain) == run_key(sized) != run_key({"rules": {}, "minhash": {"threshold": 0.7}})
+    assert fingerprint(["a"], {}) == fingerprint(["a"], sized["minhash"]) != fingerprint(["a"], {"threshold": 0.7})

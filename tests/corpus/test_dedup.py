@@ -79,10 +79,8 @@ def test_staged_dedup_on_ray_matches_single_machine(tmp_path, ray_address, monke
         written = {p.name: p.stat().st_mtime_ns for p in sig_files}
         # other partitions: the signatures are reused, only the band shuffle is redone; and
         # verification spread over more tasks than partitions, in rounds of a few signatures
-        monkeypatch.setattr(dedup, "PAIRS_PER_VERIFY", 7)
-        monkeypatch.setattr(dedup, "SIGS_PER_ROUND", 10)
-        five = run_dedup(DedupSpec(uri=str(d), out_dir=str(tmp_path / "out"), mapping={}, partitions=5),
-                         log=lambda *_: None)
+        five = run_dedup(DedupSpec(uri=str(d), out_dir=str(tmp_path / "out"), mapping={}, partitions=5,
+                                   pairs_per_verify=7, sigs_per_round=10), log=lambda *_: None)
         after_five = {p.name: p.stat().st_mtime_ns for p in sig_files}
     finally:
         ray.shutdown()

@@ -33,7 +33,7 @@ documents (a test checks it).
 
 Memory and reads per task: stage 1 one shard; stage 2 its partition's band entries, about
 ``docs x bands / partitions`` of them (26 bytes each), and its candidate pairs; a gather task one
-shard's signatures; a verification task at most ``PAIRS_PER_VERIFY`` pairs and the signatures they
+shard's signatures; a verification task at most ``pairs_per_verify`` pairs and the signatures they
 name. By default ``partitions`` grows with the corpus (one per ``docs_per_partition`` documents,
 counted from the shard metadata before stage 1). Each band file and each signature file is read
 once per pass, whatever the partition count. Stage 4 gets only its shard's share of the
@@ -75,6 +75,11 @@ class DedupSpec:
     docs_per_partition: int = 50_000
     # only these shard keys (a corpus run dedups the shards it scored); None: every shard
     keys: list[str] | None = None
+    # verification sizing (memory, not results): pairs per verification task, and signatures in
+    # Ray's object store per round (MEDSTUDIO_DEDUP_SIGS_PER_ROUND; raise it on nodes with a
+    # larger object store for fewer rounds, each of which re-reads the signature files it needs)
+    pairs_per_verify: int = 250_000
+    sigs_per_round: int = 500_000  # 256 MB of signatures (128 x 4 bytes each)
 
     def config(self) -> MinHashConfig:
         return MinHashConfig(num_perm=self.num_perm, bands=self.bands, threshold=self.threshold,
@@ -363,25 +368,21 @@ def verify_pairs(spec: dict, pairs: np.ndarray, *parts) -> list[tuple[int, int, 
     return out
 
 
-PAIRS_PER_VERIFY = 250_000
-SIGS_PER_ROUND = 500_000  # 256 MB of signatures in flight at most
-
-
 def verified_edges(raw: dict, shards: list[dict], candidates: np.ndarray, tasks) -> tuple[list, int]:
     """Stage 2b, on the driver's candidate pairs: (verified edges, rounds). Each pair goes to one
-    verification task (a hash of the pair; at least `partitions` tasks, at most PAIRS_PER_VERIFY
+    verification task (a hash of the pair; at least `partitions` tasks, at most `pairs_per_verify`
     pairs each); each shard sends each task the signatures of its own documents that the task's
     pairs name (Ray's object store is the shuffle). The tasks run in rounds that keep at most
-    SIGS_PER_ROUND signatures in flight; a signature file is read once per round (one round unless
+    `sigs_per_round` signatures in flight; a signature file is read once per round (one round unless
     the candidates are dense), whatever the partition count."""
     import ray
 
     gather_task, verify_task = tasks
     if not candidates.size:
         return [], 0
-    # at least one task per partition, and no task verifies more than PAIRS_PER_VERIFY pairs (its
+    # at least one task per partition, and no task verifies more than pairs_per_verify pairs (its
     # memory: the pairs and the signatures they name), however dense the corpus's candidates are
-    n_dest = max(raw["partitions"], -(-candidates.shape[0] // PAIRS_PER_VERIFY))
+    n_dest = max(raw["partitions"], -(-candidates.shape[0] // max(1, int(raw["pairs_per_verify"]))))
     with np.errstate(over="ignore"):
         dest = ((candidates[:, 0].astype(np.uint64) * _MIX) ^ candidates[:, 1].astype(np.uint64)) * _P % np.uint64(n_dest)
     dest = dest.astype(np.int64)
@@ -394,13 +395,13 @@ def verified_edges(raw: dict, shards: list[dict], candidates: np.ndarray, tasks)
     del code
     firsts = np.array([sh["first_doc"] for sh in shards], dtype=np.int64)
     # Rounds: the signatures in flight (in the object store, between the gather and the
-    # verification tasks) stay under SIGS_PER_ROUND; a round takes whole destinations, and each
+    # verification tasks) stay under sigs_per_round; a round takes whole destinations, and each
     # round reads the signature files again (only the row groups it needs)
     per_dest = np.bincount(wanted[:, 1], minlength=n_dest)
     rounds: list[list[int]] = [[]]
     load = 0
     for q in range(n_dest):
-        if rounds[-1] and load + per_dest[q] > SIGS_PER_ROUND:
+        if rounds[-1] and load + per_dest[q] > raw["sigs_per_round"]:
             rounds.append([])
             load = 0
         rounds[-1].append(q)

@@ -25,11 +25,14 @@ MH_COLUMNS = ("minhash_value", "minhash_keep", "minhash_reason", "minhash_duplic
 REASONS = {"source": "near_duplicate_within_source", "merged": "near_duplicate_across_sources"}
 # The dedup settings a run may set: checked at launch (curation/corpus/services.check_scorers)
 PARAMS = ("threshold", "by_source", "partitions", "num_perm", "bands", "ngram_zh", "ngram_en", "seed",
-          "max_bucket_pairs", "docs_per_partition")
+          "max_bucket_pairs", "docs_per_partition", "pairs_per_verify", "sigs_per_round")
+# how the verification is sized, not what it finds: left out of the marks' fingerprint
+SIZING = ("pairs_per_verify", "sigs_per_round")
 _FP_KEY = b"medstudio.minhash"
 
 
 def fingerprint(keys: list[str], params: dict) -> str:
+    params = {k: v for k, v in params.items() if k not in SIZING}
     return hashlib.sha256(json.dumps({"shards": sorted(keys), "params": params}, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -107,6 +110,8 @@ def run_minhash(spec: dict, keys: list[str], *, log) -> dict:
         log("minhash: no shard was scored, nothing to compare")
         return {"docs": 0, "dropped": 0, "clusters": 0, "partitions": 0, "marked": 0, "already_marked": 0}
     fp = fingerprint(keys, params)
+    if spec.get("dedup_sigs_per_round"):  # the site's setting, unless the run sets its own
+        params.setdefault("sigs_per_round", int(spec["dedup_sigs_per_round"]))
     res = run_dedup(DedupSpec(uri=spec["uri"], out_dir=spec["out_dir"], mapping=spec.get("mapping") or {},
                               keys=sorted(keys), **params), log=log)
     mark = ray.remote(num_cpus=1, max_retries=2)(mark_shard)
