@@ -389,7 +389,7 @@ def corpus_conditions(raw: list) -> list:
 def corpus_freeze_start(*, actor, corpus: Corpus, conditions: list, name: str, enqueue: bool = True):
     """A job that freezes the documents the conditions keep in the newest run's score files (a
     manifest with kept ids per shard) and registers it as a frozen corpus selection for training."""
-    from curation.pipeline.corpus.studio import _connect, _schema, _where, score_files
+    from curation.pipeline.corpus.studio import _scan, _where, score_files
     from medstudio.jobs.services import job_create
 
     name = (name or "").strip()
@@ -397,7 +397,7 @@ def corpus_freeze_start(*, actor, corpus: Corpus, conditions: list, name: str, e
         raise ValueError(gettext("name the selection with letters, digits, '.', '_' or '-' (at most 100, no spaces)"))
     score_dir = corpus_score_dir(corpus)
     conds = corpus_conditions(conditions)
-    _where(conds, _schema(_connect(), score_files(score_dir)))  # unknown column/operator: refused now (StudioError)
+    _where(conds, _scan(score_files(score_dir))[3])  # unknown column/operator: refused now (StudioError)
     with transaction.atomic():
         job = job_create(kind="curation.corpus_freeze", user=actor, total=1, enqueue=enqueue,
                          params={"corpus_id": corpus.pk, "name": name, "score_dir": score_dir,

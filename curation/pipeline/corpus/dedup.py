@@ -498,6 +498,8 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
     """Run the four stages on the Ray cluster this process is connected to (ray.init first)."""
     import ray
 
+    from curation.pipeline.corpus.shards import filesystem
+
     t0 = time.monotonic()
     raw = asdict(spec)
     shards = plan_shards(spec.uri, spec.keys)
@@ -551,7 +553,7 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
             cluster[m] = cid
     # the ids of the documents named as a keeper or a cluster, read from their row groups only
     named = np.array(sorted({k for k, _ in dropped.values()} | set(cluster.values())), dtype=np.int64)
-    got = read_docs(*_fs_path(spec.out_dir), shards, named, spec.num_perm, ("doc", "id")) if named.size else None
+    got = read_docs(*filesystem(spec.out_dir), shards, named, spec.num_perm, ("doc", "id")) if named.size else None
     ids = dict(zip(got["doc"].tolist(), got["id"])) if got else {}
     firsts = np.array([sh["first_doc"] for sh in shards], dtype=np.int64)
     marks: list[dict] = [{} for _ in shards]
@@ -567,14 +569,6 @@ def run_dedup(spec: DedupSpec, *, log=print) -> dict:
     log(f"stage 4: kept {total - len(dropped)} of {total} documents ({len(dropped)} near-duplicates dropped)")
     return {"docs": total, "dropped": len(dropped), "clusters": len(groups), "shards": per_shard,
             "passes": [p for p, _ in passes], "partitions": raw["partitions"], "verify_rounds": verify_rounds, "seconds": time.monotonic() - t0}
-
-
-def _fs_path(uri: str):
-    """(filesystem, path inside it): paths of out_dir's files are joined to the path, never to a
-    URI (an S3 filesystem takes `bucket/key`, not `s3://bucket/key`)."""
-    from curation.pipeline.corpus.shards import filesystem
-
-    return filesystem(uri)
 
 
 def main(argv: list[str]) -> int:

@@ -1,9 +1,9 @@
 """Reading a frozen corpus selection back, shard by shard (no Django).
 
-A selection folder (studio.freeze; a local path or a URI on object storage) holds manifest.json and kept/<shard>.kept.parquet (the kept
-document ids). `iter_selection` streams the kept documents in manifest order: for each shard it
-reads that shard's kept ids (one small Parquet file), then the shard itself in pyarrow batches,
-yielding the documents whose id was kept. Memory is one shard's kept ids plus one batch.
+A selection folder (studio.freeze; a local path or a URI on object storage) holds manifest.json
+and kept/<shard>.kept.parquet (the kept document ids). `iter_selection` streams the kept documents
+in manifest order: for each shard it reads that shard's kept ids (one small Parquet file), then the
+shard itself in pyarrow batches, yielding the documents whose id was kept. Memory is one shard's kept ids plus one batch.
 """
 from __future__ import annotations
 

@@ -92,10 +92,13 @@ def _relation(con, files: list[str]) -> tuple[str, list]:
     return name, []
 
 
-def _schema(con, files: list[str]) -> dict[str, str]:
+def _scan(files: list[str], threads: int | None = None) -> tuple:
+    """(connection, FROM clause, its parameters, {column: type}) over `files`: the relation is set
+    up once (on object storage that reads every footer) and serves the schema and the query."""
+    con = _connect(threads)
     rel, params = _relation(con, files)
     rows = con.execute(f"DESCRIBE SELECT * FROM {rel}", params).fetchall()
-    return {r[0]: r[1] for r in rows}
+    return con, rel, params, {r[0]: r[1] for r in rows}
 
 
 def _where(conditions: list[Condition], schema: dict[str, str]) -> tuple[str, list]:
@@ -123,10 +126,8 @@ def _connect(threads: int | None = None):
 def counts(out_dir: str, conditions: list[Condition], *, threads: int | None = None) -> dict:
     """Kept documents and characters per (lang, source) under the conditions, with totals."""
     files = score_files(out_dir)
-    con = _connect(threads)
-    schema = _schema(con, files)
+    con, rel, rel_params, schema = _scan(files, threads)
     where, params = _where(conditions, schema)
-    rel, rel_params = _relation(con, files)
     has_tokens = "n_tokens" in schema
     tokens = "coalesce(sum(CASE WHEN k THEN n_tokens END), 0)" if has_tokens else "NULL"
     t0 = time.perf_counter()
@@ -148,7 +149,7 @@ def counts(out_dir: str, conditions: list[Condition], *, threads: int | None = N
 
 def columns(out_dir: str) -> dict[str, list[str]]:
     """The score files' threshold columns: {"values": [S_value...], "keeps": [S_keep...]} (sorted)."""
-    schema = _schema(_connect(), score_files(out_dir))
+    schema = _scan(score_files(out_dir))[3]
     return {"values": sorted(c for c, t in schema.items() if c.endswith("_value") and t in ("DOUBLE", "FLOAT")),
             "keeps": sorted(c for c, t in schema.items() if c.endswith("_keep") and t == "BOOLEAN")}
 
@@ -157,13 +158,12 @@ def histogram(out_dir: str, column: str, *, bins: int = 40, split: str = "") -> 
     """Equal-width bins of one value column over every score file: {"lo", "hi", "n", "series":
     {label: counts}} (one series "all", or one per lang / source when split names it)."""
     files = score_files(out_dir)
-    con = _connect()
-    if column not in _schema(con, files):
+    con, rel, rel_params, schema = _scan(files)
+    if column not in schema:
         raise StudioError(f"unknown column {column!r}")
     if split not in ("", "lang", "source"):
         raise StudioError(f"split by lang or source, not {split!r}")
     valid = f'"{column}" IS NOT NULL AND NOT isnan("{column}")'
-    rel, rel_params = _relation(con, files)
     lo, hi, n = con.execute(f'SELECT min("{column}"), max("{column}"), count(*) FROM {rel} '
                             f"WHERE {valid}", rel_params).fetchall()[0]
     if lo is None:
@@ -214,8 +214,8 @@ def freeze(out_dir: str, conditions: list[Condition], dest: str, *, name: str = 
     from curation.pipeline.corpus.shards import filesystem, join_uri
 
     files = score_files(out_dir)
-    con = _connect()
-    where, params = _where(conditions, _schema(con, files))
+    con, _, _, schema = _scan(files)
+    where, params = _where(conditions, schema)
     fs, root = filesystem(dest)
     fs.create_dir(join_uri(root, "kept"), recursive=True)
     shards = []
